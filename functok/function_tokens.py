@@ -49,13 +49,7 @@ def count_tokens(tok, texts: Iterable[str], batch_size: int = 2048, progress: bo
 
     def flush():
         nonlocal n_docs
-        for ids in encode(tok, batch):
-            a = np.asarray(ids, dtype=np.int64)
-            if specials.size:
-                a = a[~np.isin(a, specials)]
-            counts[:] += np.bincount(a, minlength=vocab)
-            doc_counts[np.unique(a)] += 1
-            n_docs += 1
+        n_docs += _accumulate(counts, doc_counts, encode(tok, batch), specials)
         bar.update(len(batch))
         batch.clear()
 
@@ -67,6 +61,31 @@ def count_tokens(tok, texts: Iterable[str], batch_size: int = 2048, progress: bo
         flush()
     bar.close()
     return TokenCounts(counts, doc_counts, n_docs, int(counts.sum()))
+
+
+def _accumulate(counts: np.ndarray, doc_counts: np.ndarray, ids_per_doc, specials: np.ndarray) -> int:
+    """Add a batch of documents: one bincount for occurrences, one unique over (doc, token) keys."""
+    if not len(ids_per_doc):
+        return 0
+    arrays = [np.asarray(d, dtype=np.int64) for d in ids_per_doc]
+    lengths = np.array([a.size for a in arrays], dtype=np.int64)
+    flat = np.concatenate(arrays)
+    doc = np.repeat(np.arange(len(ids_per_doc), dtype=np.int64), lengths)
+    if specials.size:
+        keep = ~np.isin(flat, specials)
+        flat, doc = flat[keep], doc[keep]
+    vocab = counts.size
+    counts += np.bincount(flat, minlength=vocab)
+    doc_counts += np.bincount(np.unique(doc * vocab + flat) % vocab, minlength=vocab)
+    return len(ids_per_doc)
+
+
+def count_ids(ids_per_doc: Sequence[Sequence[int]], vocab: int, special_ids: Iterable[int] = ()) -> TokenCounts:
+    """Counts from already-tokenized documents."""
+    counts = np.zeros(vocab, dtype=np.int64)
+    doc_counts = np.zeros(vocab, dtype=np.int64)
+    n = _accumulate(counts, doc_counts, ids_per_doc, np.array(sorted(special_ids), dtype=np.int64))
+    return TokenCounts(counts, doc_counts, n, int(counts.sum()))
 
 
 def select_function_tokens(counts: np.ndarray, threshold: float) -> np.ndarray:
@@ -149,26 +168,46 @@ def function_token_file(tokenizer: str, corpus: str = "embedded", preset: str = 
         params["documents"] = _rel(corpus_dir(preset) / "train")
 
     def build(tmp: Path) -> None:
+        import datasets
+
         from .cache import write_json_atomic
-        from .corpus import fingerprint, load_corpus
+        from .corpus import fingerprint
 
         tok = load_tokenizer(tokenizer, preset)
-        if corpus == "embedded":
-            from .embedded import documents
-
-            docs = documents(preset, "train")
-        else:
-            docs = load_corpus(corpus, max_documents)
-        tc = count_tokens(tok, docs["text"], progress=False)
+        docs = chapter_documents(corpus, preset, max_documents)
+        ids_per_doc = encode(tok, list(docs["text"]))
+        # The exact token ids counted, per document (no special tokens), so anyone can recount.
+        datasets.Dataset.from_dict({"id": list(docs["id"]), "input_ids": ids_per_doc}).save_to_disk(str(tmp / "tokens"))
+        tc = count_ids(ids_per_doc, len(tok), tok.all_special_ids)
+        np.savez_compressed(tmp / "counts.npz", counts=tc.counts, doc_counts=tc.doc_counts,
+                            n_documents=tc.n_documents, n_tokens=tc.n_tokens)
         ids = select_function_tokens(tc.counts, coverage_threshold)
         write_json_atomic(tmp / "function_tokens.json", {
             "description": "Function tokens by the coverage rule of arXiv 2510.08203: the most frequent tokens "
-                           "whose cumulative share of all token occurrences stays within coverage_threshold.",
+                           "whose cumulative share of all token occurrences stays within coverage_threshold. "
+                           "counts.npz holds the counts per token id; tokens/ the token ids counted per document.",
             **params, "documents_fingerprint": fingerprint(docs), "n_documents": tc.n_documents,
             "n_tokens": tc.n_tokens, "vocab_size": len(tok),
             "function_tokens": token_table(tok, tc, ids)})
 
     return cached_dir("function_tokens", params, build) / "function_tokens.json"
+
+
+def chapter_documents(corpus: str, preset: str, max_documents: int = 0):
+    """'embedded' means the preset's training documents (what the models learn from)."""
+    if corpus == "embedded":
+        from .embedded import documents
+
+        docs = documents(preset, "train")
+        return docs.select(range(min(max_documents, len(docs)))) if max_documents else docs
+    from .corpus import load_corpus
+
+    return load_corpus(corpus, max_documents)
+
+
+def load_counts(ft_file: str | Path) -> TokenCounts:
+    z = np.load(Path(ft_file).parent / "counts.npz")
+    return TokenCounts(z["counts"], z["doc_counts"], int(z["n_documents"]), int(z["n_tokens"]))
 
 
 def _rel(p: Path) -> str:
@@ -181,3 +220,165 @@ def load_function_token_ids(path: str | Path) -> list[int]:
     import json
 
     return [row["id"] for row in json.loads(Path(path).read_text())["function_tokens"]]
+
+
+# ---------------------------------------------------------------------------------------------
+# Closed-class comparison (beyond the paper: the reviewers asked whether "function" is just "frequent")
+
+
+def closed_class_words() -> dict[str, set[str]]:
+    import yaml
+
+    from .config import ROOT
+
+    raw = yaml.safe_load((ROOT / "data" / "closed_class_words.yaml").read_text())
+    return {cat: {str(w).lower() for w in words} for cat, words in raw.items()}
+
+
+def word_class(token: str, classes: dict[str, set[str]]) -> str:
+    """'punctuation' (incl. white space, digits, symbols), a closed class, or 'content'."""
+    w = token.strip().lower()
+    if not w or not any(ch.isalpha() for ch in w):
+        return "punctuation/symbol"
+    for cat, words in classes.items():
+        if w in words:
+            return cat
+    return "content"
+
+
+def closed_class_comparison(tok, tc: TokenCounts, function_ids: np.ndarray) -> dict:
+    """Which frequent tokens are content-like; which closed-class words are not function tokens."""
+    classes = closed_class_words()
+    fset = set(int(i) for i in function_ids)
+    labelled = [(int(i), tok.decode([int(i)])) for i in function_ids]
+    content_like = [t for i, t in labelled if word_class(t, classes) == "content"]
+    outside = []
+    for cat, words in classes.items():
+        if cat == "punctuation":
+            continue
+        for w in sorted(words):
+            for form in (" " + w, w, " " + w.capitalize()):
+                ids = tok.encode(form, add_special_tokens=False)
+                if len(ids) == 1 and ids[0] not in fset and tc.counts[ids[0]] > 0:
+                    outside.append({"token": form, "class": cat, "count": int(tc.counts[ids[0]])})
+    outside.sort(key=lambda r: -r["count"])
+    n_closed = len(labelled) - len(content_like)
+    return {"n_function_tokens": len(labelled), "n_closed_class_or_punct": n_closed,
+            "closed_class_share": n_closed / max(len(labelled), 1), "content_like": content_like,
+            "closed_class_outside": outside[:40]}
+
+
+# ---------------------------------------------------------------------------------------------
+# The chapter
+
+
+def _paper() -> dict:
+    from .paper import numbers
+
+    return numbers()["function_tokens"]
+
+
+def analyze(cfg) -> dict:
+    """Everything chapter 1 reports, for each tokenizer in cfg.tokenizers.
+
+    Returns {"per_tokenizer": {spec: {...}}, "results", "claims", "data", "artifacts"}.
+    """
+    from scipy import stats
+
+    from .cache import relpath
+    from .results import claim
+    from .tokenizers import load_tokenizer, tokenizer_name
+
+    per: dict[str, dict] = {}
+    docs = chapter_documents(cfg.corpus, cfg.preset, cfg.max_documents)
+    texts = list(docs["text"])
+    for spec in cfg.tokenizers:
+        tok = load_tokenizer(spec, cfg.preset)
+        ft_file = function_token_file(spec, cfg.corpus, cfg.preset, cfg.coverage_threshold, cfg.max_documents)
+        tc = load_counts(ft_file)
+        ids = select_function_tokens(tc.counts, cfg.coverage_threshold)
+        ranking = tc.ranking()
+        seen = ranking[: int((tc.counts > 0).sum())]
+        rho = stats.spearmanr(tc.counts[seen], tc.doc_counts[seen]).statistic
+        bursts = {}
+        for t in cfg.burst_tokens:
+            try:
+                b = occurrences_by_bin(tok, texts, t, cfg.n_bins)
+            except ValueError as e:
+                bursts[t] = {"error": str(e)}
+                continue
+            cv = float(b.std() / b.mean()) if b.mean() > 0 else float("nan")
+            bursts[t] = {"bins": b.tolist(), "cv": cv, "nonzero_bins": int((b > 0).sum())}
+        per[spec] = {
+            "tokenizer": tokenizer_name(spec, cfg.preset), "vocab_size": len(tok),
+            "n_documents": tc.n_documents, "n_tokens": tc.n_tokens,
+            "coverage_threshold": cfg.coverage_threshold, "n_function_tokens": int(ids.size),
+            "function_tokens": token_table(tok, tc, ids),
+            "top": token_table(tok, tc, ranking[: cfg.top_n]),
+            "zipf": zipf_fit(tc.counts), "freq_coverage_spearman": float(rho),
+            "threshold_sweep": threshold_sweep(tc.counts, cfg.sweep_thresholds),
+            "bursts": bursts, "closed_class": closed_class_comparison(tok, tc, ids),
+            "function_token_file": relpath(ft_file), "tokens": relpath(Path(ft_file).parent / "tokens"),
+            "_counts": tc,
+        }
+
+    first = per[cfg.tokenizers[0]]
+    results = {k: first[k] for k in ("n_documents", "n_tokens", "coverage_threshold", "n_function_tokens", "function_tokens")}
+    results["tokenizers"] = {s: {k: v for k, v in p.items() if not k.startswith("_")} for s, p in per.items()}
+
+    claims = []
+    for spec, p in per.items():
+        share = p["n_function_tokens"] / p["vocab_size"]
+        claims.append(claim(
+            f"n_function_tokens[{spec}]", f"A small set of tokens covers {cfg.coverage_threshold:.0%} of all occurrences ({spec} tokenizer)",
+            f"122 of 128,256 (0.10%)", f"{p['n_function_tokens']} of {p['vocab_size']:,} ({share:.2%})",
+            "holds" if share <= 0.01 else "fails", "holds if the set is at most 1% of the vocabulary"))
+        top15 = p["top"][min(15, len(p["top"])) - 1]["cumulative"]
+        claims.append(claim(
+            f"top15_cumulative[{spec}]", f"The 15 most frequent tokens cover about 22.6% of occurrences ({spec} tokenizer)",
+            _paper()["top15"][-1][2], round(top15, 4),
+            "holds" if abs(top15 - _paper()["top15"][-1][2]) <= 0.05 else "fails",
+            "holds if within 5 percentage points; corpus genre and tokenizer move this number"))
+        claims.append(claim(
+            f"freq_coverage_correlation[{spec}]", f"Token frequency and document coverage are strongly correlated ({spec} tokenizer)",
+            "strong (no number)", round(p["freq_coverage_spearman"], 3),
+            "holds" if p["freq_coverage_spearman"] >= 0.7 else "fails", "Spearman rank correlation over tokens seen; holds if >= 0.7"))
+        fb, cb = (p["bursts"].get(t, {}) for t in cfg.burst_tokens[:2])
+        if "cv" in fb and "cv" in cb:
+            ok = np.isfinite(fb["cv"]) and np.isfinite(cb["cv"])
+            claims.append(claim(
+                f"burstiness[{spec}]", f"A function token ({cfg.burst_tokens[0]!r}) is spread evenly across documents, a content token ({cfg.burst_tokens[1]!r}) is bursty",
+                "qualitative (Fig 3)", f"CV {fb['cv']:.2f} vs {cb['cv']:.2f}",
+                ("holds" if fb["cv"] < cb["cv"] else "fails") if ok else "inconclusive",
+                f"coefficient of variation of counts over {cfg.n_bins} bins of documents" + ("" if ok else "; a token never occurs")))
+        cc = p["closed_class"]
+        claims.append(claim(
+            f"closed_class_share[{spec}]", f"Beyond the paper: most frequency-defined function tokens are closed-class words or punctuation ({spec} tokenizer)",
+            "not measured", f"{cc['closed_class_share']:.0%}",
+            "holds" if cc["closed_class_share"] > 0.5 else "fails",
+            "content-like: " + ", ".join(repr(t) for t in cc["content_like"][:8])))
+
+    data = {"corpus": cfg.corpus, "documents": relpath(chapter_documents_path(cfg)) if cfg.corpus == "embedded" else cfg.corpus,
+            "max_documents": cfg.max_documents, "n_documents": first["n_documents"],
+            "documents_fingerprint": _fingerprint_of(first["function_token_file"]),
+            "tokenizers": {s: p["tokenizer"] for s, p in per.items()},
+            "tokens": first["tokens"], "tokens_by_tokenizer": {s: p["tokens"] for s, p in per.items()},
+            "n_tokens": {s: p["n_tokens"] for s, p in per.items()}}
+    artifacts = {f"function_tokens[{s}]": p["function_token_file"] for s, p in per.items()}
+    artifacts.update({f"tokenizer[{s}]": p["tokenizer"] for s, p in per.items()})
+    return {"per_tokenizer": per, "results": results, "claims": claims, "data": data, "artifacts": artifacts}
+
+
+def chapter_documents_path(cfg) -> Path:
+    from .embedded import corpus_dir
+
+    return corpus_dir(cfg.preset) / "train"
+
+
+def _fingerprint_of(ft_file: str) -> str:
+    import json
+
+    from .config import ROOT
+
+    p = Path(ft_file)
+    return json.loads((p if p.is_absolute() else ROOT / p).read_text())["documents_fingerprint"]
