@@ -15,6 +15,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from .cache import relpath
 from .config import BOOK_CHAPTERS_DIR, CHAPTERS_DIR, ROOT, ChapterConfig, chapters, resolve
 
 SITE_DIR = ROOT / "_build" / "html"
@@ -42,7 +43,7 @@ def run_chapter(cfg: ChapterConfig) -> Path:
     final = out_dir / f"{cfg.chapter}.ipynb"
     tmp = out_dir / f".{cfg.chapter}.tmp.ipynb"
     params = dataclasses.asdict(cfg)
-    params["out_dir"] = str(out_dir)
+    params["out_dir"] = relpath(out_dir)  # relative: no machine paths in the published notebook
     try:
         pm.execute_notebook(str(chapter_source(cfg.chapter)), str(tmp), parameters=params,
                             kernel_name="python3", log_output=True, progress_bar=False, cwd=str(ROOT))

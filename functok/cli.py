@@ -23,6 +23,11 @@ from .config import ParamError
 
 def parse_value(text: str):
     """Like papermill's -p: ints, floats, booleans, None and YAML lists; anything else stays a string."""
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
     try:
         value = yaml.safe_load(text)
     except yaml.YAMLError:
@@ -81,8 +86,12 @@ def cmd_params(chapter: str) -> None:
         rng = ""
         if m.get("choices"):
             rng = "one of " + ", ".join(map(str, m["choices"]))
-        elif m.get("lo") is not None or m.get("hi") is not None:
-            rng = f"[{m.get('lo', '')}, {m.get('hi', '')}]"
+        elif m.get("lo") is not None and m.get("hi") is not None:
+            rng = f"[{m['lo']}, {m['hi']}]"
+        elif m.get("lo") is not None:
+            rng = f">= {m['lo']}"
+        elif m.get("hi") is not None:
+            rng = f"<= {m['hi']}"
         default = config.defaults(type(cfg))[f.name]
         print(f"  {f.name:<20} {hints[f.name].__name__:<6} default={default!r:<24} {rng:<18} {m.get('help', '')}")
 

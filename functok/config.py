@@ -187,8 +187,9 @@ def _check_kind(name: str, value: Any, kind: str | None) -> None:
 
 
 def looks_local(value: str) -> bool:
+    """A path, not a hub name ('org/name'): absolute, relative with ./, a glob, or a data file."""
     return value.startswith((".", "/", "~")) or any(ch in value for ch in "*?") or \
-        value.endswith((".txt", ".jsonl", ".json", ".parquet")) or os.sep in value and Path(value).suffix != ""
+        value.endswith((".txt", ".jsonl", ".json", ".parquet"))
 
 
 def check_source(name: str, value: str, what: str) -> None:
@@ -204,8 +205,9 @@ def check_source(name: str, value: str, what: str) -> None:
         raise ParamError(f"{name}: '{value}' does not exist; expected an existing file, folder or glob")
     if offline():
         raise ParamError(
-            f"{name}: '{value}' is a hub {what} and this machine is offline; it would be downloaded from the "
-            f"Hugging Face hub: download it elsewhere, copy it here and pass its local path (or set FUNCTOK_ONLINE=1)")
+            f"{name}: '{value}' is no local path, so it names a hub {what} that would be downloaded from the "
+            f"Hugging Face hub, and this machine is offline: download it elsewhere, copy it here and pass its "
+            f"local path (or set FUNCTOK_ONLINE=1 where the hub is reachable)")
 
 
 def validate(cls: type[ChapterConfig], values: dict[str, Any]) -> ChapterConfig:

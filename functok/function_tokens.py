@@ -37,7 +37,7 @@ def encode(tok, texts: Sequence[str]) -> list[list[int]]:
 
 def count_tokens(tok, texts: Iterable[str], batch_size: int = 2048, progress: bool = True) -> TokenCounts:
     """Stream documents in batches; memory is bounded by the vocabulary, not the corpus."""
-    from tqdm.auto import tqdm
+    from tqdm import tqdm  # plain bars: readable in terminals, Jupyter and papermill logs alike
 
     vocab = len(tok)
     specials = np.array(sorted(set(tok.all_special_ids)), dtype=np.int64)
