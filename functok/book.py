@@ -16,9 +16,8 @@ import sys
 from pathlib import Path
 
 from .cache import relpath
-from .config import BOOK_CHAPTERS_DIR, CHAPTERS_DIR, ROOT, ChapterConfig, chapters, resolve
+from .config import CHAPTERS_DIR, ROOT, ChapterConfig, chapters, resolve
 
-SITE_DIR = ROOT / "_build" / "html"
 MATHJAX_DIR = ROOT / "vendor" / "node_modules" / "mathjax" / "es5"
 
 
@@ -64,7 +63,7 @@ def run_chapter(cfg: ChapterConfig) -> Path:
 
 def scorecard_markdown(results_dir: Path) -> str:
     """The reproduction scorecard: every claim of every results file, with a link to its chapter."""
-    icon = {"holds": "✅ holds", "fails": "❌ fails", "inconclusive": "❔ inconclusive"}
+    icon = {"holds": "**holds**", "fails": "**fails**", "inconclusive": "*inconclusive*"}
     lines = ["# Reproduction scorecard", "",
              "Every claim the chapters test, generated from their results files (`<chapter>.json`). "
              "*Paper* is the number the paper reports, *ours* what this build measured, on the data and "
@@ -103,30 +102,43 @@ def _md(s: str) -> str:
 # Site
 
 
-def build_site(results_dir: Path = BOOK_CHAPTERS_DIR) -> Path:
-    """Jupyter Book 1, execution off, any warning fails the build; MathJax served from the site."""
-    (ROOT / "book" / "scorecard.md").write_text(scorecard_markdown(results_dir))
-    missing = [c for c in chapters() if not (BOOK_CHAPTERS_DIR / f"{c}.ipynb").exists()]
+BOOK_SOURCES = ("_config.yml", "_toc.yml", "book/intro.md")
+
+
+def build_site(root: Path = ROOT) -> Path:
+    """Jupyter Book 1 from `root` (its book/chapters/ holds executed chapters), execution off, any
+    warning fails the build; MathJax is served from the site. Returns root/_build/html."""
+    root = Path(root)
+    if root != ROOT:  # a separate book tree (tests, sweeps): same sources, its own chapters
+        for name in BOOK_SOURCES:
+            (root / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(ROOT / name, root / name)
+    results_dir = root / "book" / "chapters"
+    (root / "book" / "scorecard.md").write_text(scorecard_markdown(results_dir))
+    missing = [c for c in chapters() if not (results_dir / f"{c}.ipynb").exists()]
     if missing:
-        raise FileNotFoundError(f"chapters not yet run into {BOOK_CHAPTERS_DIR}: {', '.join(missing)}")
-    shutil.rmtree(ROOT / "_build" / "html", ignore_errors=True)
+        raise FileNotFoundError(f"chapters not yet run into {results_dir}: {', '.join(missing)}")
+    site = root / "_build" / "html"
+    shutil.rmtree(site, ignore_errors=True)
     exe = Path(sys.executable).parent / "jupyter-book"
-    cmd = [str(exe), "build", str(ROOT), "--builder", "html", "-W", "-n", "--keep-going"]
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    cmd = [str(exe), "build", str(root), "--builder", "html", "-W", "-n", "--keep-going"]
+    proc = subprocess.run(cmd, cwd=root, capture_output=True, text=True)
     if proc.returncode != 0:
         sys.stderr.write(proc.stdout[-6000:] + proc.stderr[-6000:])
         raise RuntimeError("jupyter-book build failed (warnings are errors); see the log above")
     if not MATHJAX_DIR.exists():
         raise FileNotFoundError("MathJax is not vendored: run `make install` (npm install in vendor/)")
-    shutil.copytree(MATHJAX_DIR, SITE_DIR / "_static" / "mathjax", dirs_exist_ok=True)
-    return SITE_DIR
+    shutil.copytree(MATHJAX_DIR, site / "_static" / "mathjax", dirs_exist_ok=True)
+    return site
 
 
-def build_book(preset: str = "embedded", run: bool = True) -> Path:
-    """Every chapter on one preset (all validated before the first runs) into book/chapters, then the site."""
-    cfgs = [resolve(c, preset, {"out_dir": str(BOOK_CHAPTERS_DIR)}) for c in chapters()]
+def build_book(preset: str = "embedded", run: bool = True, root: Path = ROOT) -> Path:
+    """Every chapter on one preset (all validated before the first runs) into root/book/chapters,
+    then the site into root/_build/html."""
+    out = Path(root) / "book" / "chapters"
+    cfgs = [resolve(c, preset, {"out_dir": str(out)}) for c in chapters()]
     if run:
         for cfg in cfgs:
             print(f"== functok run {cfg.chapter} --preset {preset}", flush=True)
             run_chapter(cfg)
-    return build_site(BOOK_CHAPTERS_DIR)
+    return build_site(root)

@@ -98,6 +98,17 @@ def test_occurrences_by_bin(gpt2):
 
 
 @pytest.mark.parametrize("token, cls", [(" the", "determiners"), (",", "punctuation/symbol"), ("\n", "punctuation/symbol"),
-                                        (" Tokyo", "content"), (" Of", "prepositions"), ("1", "punctuation/symbol")])
+                                        (" Tokyo", "content"), (" Of", "prepositions"), ("1", "punctuation/symbol"),
+                                        (" on", "prepositions"), (" no", "determiners")])
 def test_word_class(token, cls):
     assert ft.word_class(token, ft.closed_class_words()) == cls
+
+
+def test_closed_class_list_holds_only_strings():
+    """YAML reads bare on/off/no/yes as booleans; every entry must stay a word."""
+    import yaml
+
+    from functok.config import ROOT
+
+    raw = yaml.safe_load((ROOT / "data" / "closed_class_words.yaml").read_text())
+    assert all(isinstance(w, str) for words in raw.values() for w in words)
