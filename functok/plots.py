@@ -66,9 +66,10 @@ def burst_figure(p: dict, tokens: list[str], n_bins: int):
     ok = [t for t in tokens if "bins" in p["bursts"].get(t, {})]
     fig, axes = plt.subplots(1, max(len(ok), 1), figsize=(5 * max(len(ok), 1), 3.2), squeeze=False)
     for ax, t in zip(axes[0], ok):
-        b = np.asarray(p["bursts"][t]["bins"])
+        b = np.asarray(p["bursts"][t]["rate_per_1k"])
         ax.bar(np.arange(b.size), b, width=1.0)
-        ax.set(title=f"{t!r}: CV {p['bursts'][t]['cv']:.2f}", xlabel=f"document bin (of {n_bins})", ylabel="occurrences")
+        ax.set(title=f"{t!r}: CV {p['bursts'][t]['cv']:.2f}", xlabel=f"document bin (of {n_bins})",
+               ylabel="occurrences per 1,000 tokens")
     fig.suptitle("Fig 3a/3b: occurrences across bins of documents")
     fig.tight_layout()
     return fig

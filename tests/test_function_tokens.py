@@ -91,10 +91,15 @@ def test_threshold_sweep_is_monotone():
 
 
 def test_occurrences_by_bin(gpt2):
-    texts = [" of of", "x", " of", "y of"]
-    assert ft.occurrences_by_bin(gpt2, texts, " of", 2).tolist() == [2, 2]
+    docs = [[5, 7, 5], [1], [5, 2], [3, 3, 5, 5]]
+    flat = np.array([t for d in docs for t in d])
+    offsets = np.cumsum([0] + [len(d) for d in docs])
+    b = ft.occurrences_by_bin(flat, offsets, 5, 2)
+    assert b["bins"] == [2, 3] and b["tokens_per_bin"] == [4, 6]
+    assert b["rate_per_1k"] == pytest.approx([500, 500]) and b["cv"] == pytest.approx(0)
+    assert ft.token_id(gpt2, " of") == gpt2.encode(" of")[0]
     with pytest.raises(ValueError, match="burst_tokens"):
-        ft.occurrences_by_bin(gpt2, texts, " antidisestablishmentarianism", 2)
+        ft.token_id(gpt2, " antidisestablishmentarianism")
 
 
 @pytest.mark.parametrize("token, cls", [(" the", "determiners"), (",", "punctuation/symbol"), ("\n", "punctuation/symbol"),

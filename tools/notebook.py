@@ -41,7 +41,8 @@ def parameters_source(chapter: str) -> str:
     return "\n".join(lines)
 
 
-SETUP = '''import functok.config, functok.results
+SETUP = '''import warnings; warnings.filterwarnings("ignore", message="IProgress not found")  # plain tqdm bars
+import functok.config, functok.results
 from IPython.display import Markdown, display
 
 cfg = functok.config.from_notebook("{chapter}", globals())  # same checks as the CLI
