@@ -1,0 +1,570 @@
+"""Pre-training the embedded default: two Llama-architecture models (same width, two depths) trained
+from scratch on the preset's corpus, with log-spaced checkpoints and a per-step loss log.
+
+Public API
+- `models(preset) -> {name: run_dir}`: the preset's models, trained on first use (`llama-{depth}L`).
+- `train_models(cfg) -> {name: run_dir}`: the same for an already validated `PretrainConfig`.
+- `checkpoints(run_dir) -> [{"step", "tokens_seen", "checkpoint"}]`: complete checkpoints only.
+- `train_log(run_dir) -> DataFrame`: one row per optimizer step (loss of all tokens, of the four
+  groups, lr, tokens_seen).
+- `token_windows(preset, split) -> Path`: `datasets` folder, column `input_ids`, windows of
+  `context_size` tokens cut from the concatenated documents, each document prefixed by BOS.
+- `checkpoint_schedule(n_steps, n_checkpoints) -> [int]`: the log-spaced checkpoint steps.
+
+Run folder (under data/cache/models/<key>/, the key covering every parameter that shapes the run):
+
+    params.json            written last: the run is complete
+    checkpoints.json       [{"step", "tokens_seen", "checkpoint"}], rewritten atomically
+    checkpoints/step_000000/  HF `save_pretrained` model + tokenizer, renamed into place when complete
+    train_log.jsonl        one line per step
+    function_tokens.json   the function-token ids the log's groups use
+    resume.pt              optimizer, RNG and step of the newest complete checkpoint (deleted at the end)
+    summary.json           wall time, tokens/s, parameters, achieved FLOP/s vs an fp32 matmul
+
+Training is deterministic on CPU: the data order is a pure function of (seed, step), the learning
+rate a pure function of step, so a killed run resumes from its last complete checkpoint and ends
+bit-identical to an uninterrupted one (tests/test_pretrain.py checks it).
+
+Speed: the unembedding and the cross-entropy are computed together in chunks of tokens
+(`_LinearCrossEntropy`). The full [tokens x vocab] logits tensor never exists, which matters on a CPU
+whose memory bandwidth (about 4 GB/s per copy here) made the logits, not the matmuls, the bottleneck.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from .cache import cache_path, cached_dir, relpath, write_json_atomic
+from .config import ParamError, PretrainConfig, pretrain_config
+
+TRAINER_VERSION = 1  # bump when a change to this file changes what training produces
+LOSS_CHUNK = 128  # tokens per chunk of the fused unembedding + cross-entropy
+
+
+# ---------------------------------------------------------------------------------------------
+# Data: corpus split, tokenizer, token windows (cfg-based, same cache keys as functok.embedded)
+
+
+def _corpus_dir(cfg: PretrainConfig) -> Path:
+    """Same artifact and key as `functok.embedded.corpus_dir`, but from a config (CLI overrides)."""
+    from .embedded import corpus_params
+
+    def build(tmp: Path) -> None:
+        from .corpus import load_corpus, split_documents
+
+        train, held = split_documents(load_corpus(cfg.corpus, cfg.max_documents), cfg.heldout_fraction)
+        train.save_to_disk(str(tmp / "train"))
+        held.save_to_disk(str(tmp / "heldout"))
+
+    return cached_dir("corpus", corpus_params(cfg), build)
+
+
+def _documents(cfg: PretrainConfig, split: str):
+    import datasets
+
+    if split not in ("train", "heldout"):
+        raise ParamError(f"split: got {split!r}; expected 'train' or 'heldout'")
+    return datasets.load_from_disk(str(_corpus_dir(cfg) / split))
+
+
+def _tokenizer_dir(cfg: PretrainConfig) -> Path:
+    """Same artifact and key as `functok.embedded.tokenizer_dir`, but from a config."""
+    from .embedded import tokenizer_params
+
+    def build(tmp: Path) -> None:
+        from .tokenizers import train_bpe
+
+        train_bpe(list(_documents(cfg, "train")["text"]), cfg.vocab_size, tmp)
+
+    return cached_dir("tokenizer", tokenizer_params(cfg), build)
+
+
+def windows_params(cfg: PretrainConfig, split: str) -> dict:
+    from .embedded import tokenizer_params
+
+    return {**tokenizer_params(cfg), "split": split, "context_size": cfg.context_size, "bos": True}
+
+
+def _token_windows(cfg: PretrainConfig, split: str) -> Path:
+    def build(tmp: Path) -> None:
+        import datasets
+        from transformers import AutoTokenizer
+
+        from .function_tokens import encode
+
+        tok = AutoTokenizer.from_pretrained(str(_tokenizer_dir(cfg)))
+        docs = _documents(cfg, split)
+        parts = []
+        for ids in encode(tok, list(docs["text"])):
+            parts.append(np.asarray([tok.bos_token_id, *ids], dtype=np.int32))
+        flat = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int32)
+        n = flat.size // cfg.context_size
+        if n == 0:
+            raise ParamError(f"context_size: {cfg.context_size} tokens is more than the {flat.size} tokens of the "
+                             f"'{split}' documents; expected a smaller context_size or more documents")
+        win = flat[: n * cfg.context_size].reshape(n, cfg.context_size)
+        feats = datasets.Features({"input_ids": datasets.Sequence(datasets.Value("int32"))})
+        datasets.Dataset.from_dict({"input_ids": list(win)}, features=feats).save_to_disk(str(tmp / "windows"))
+        write_json_atomic(tmp / "windows.json", {"n_windows": int(n), "n_tokens": int(flat.size),
+                                                 "n_documents": len(docs), "dropped_tail_tokens": int(flat.size - n * cfg.context_size)})
+
+    return cached_dir("windows", windows_params(cfg, split), build) / "windows"
+
+
+def token_windows(preset: str, split: str) -> Path:
+    """`save_to_disk` folder of the preset's 'train' or 'heldout' token windows (column input_ids, BOS included)."""
+    return _token_windows(pretrain_config(preset), split)
+
+
+def load_windows(path: str | Path):
+    """A token-windows folder as an int64 torch tensor [n_windows, context_size]."""
+    import datasets
+    import torch
+
+    ds = datasets.load_from_disk(str(path)).with_format("numpy")
+    arr = np.stack(list(ds["input_ids"])) if len(ds) else np.zeros((0, 0), dtype=np.int64)
+    return torch.from_numpy(arr.astype(np.int64))
+
+
+# ---------------------------------------------------------------------------------------------
+# Schedule, cache key, model
+
+
+def checkpoint_schedule(n_steps: int, n_checkpoints: int) -> list[int]:
+    """`n_checkpoints` distinct steps from 0 to n_steps, log-spaced (all steps if there are fewer)."""
+    if n_steps + 1 <= n_checkpoints:
+        return list(range(n_steps + 1))
+    ideal = np.geomspace(1, n_steps, n_checkpoints - 1)
+    out: list[int] = []
+    for v in ideal:  # round, keeping the steps distinct
+        out.append(max(int(round(v)), (out[-1] + 1) if out else 1))
+    out[-1] = n_steps
+    for i in range(len(out) - 2, -1, -1):  # keep room below the last step
+        out[i] = min(out[i], out[i + 1] - 1)
+    return [0, *out]
+
+
+def n_steps(cfg: PretrainConfig) -> int:
+    return max(1, cfg.train_tokens // (cfg.batch_size * cfg.context_size))
+
+
+def batch_indices(seed: int, step: int, batch_size: int, n_windows: int, _perms: dict | None = None) -> np.ndarray:
+    """Window indices of optimizer step `step` (0-based): a fresh seeded permutation of all windows per
+    epoch, read in order. A pure function of (seed, step), so a resumed run reads the same data."""
+    perms = {} if _perms is None else _perms
+    g = np.arange(step * batch_size, (step + 1) * batch_size)
+    idx = np.empty(batch_size, dtype=np.int64)
+    for e in np.unique(g // n_windows):
+        e = int(e)
+        if e not in perms:
+            perms.clear()
+            perms[e] = np.random.default_rng([seed, e]).permutation(n_windows)
+        sel = g // n_windows == e
+        idx[sel] = perms[e][g[sel] % n_windows]
+    return idx
+
+
+def lr_at(cfg: PretrainConfig, step: int, total: int) -> float:
+    """Learning rate of optimizer update `step` (0-based): linear warm-up, then cosine to min_lr."""
+    warm = int(round(cfg.warmup_fraction * total))
+    if step < warm:
+        return cfg.lr * (step + 1) / warm
+    span = max(1, total - warm - 1)
+    progress = min(1.0, (step - warm) / span)
+    return cfg.min_lr + 0.5 * (cfg.lr - cfg.min_lr) * (1 + math.cos(math.pi * progress))
+
+
+def run_params(cfg: PretrainConfig, depth: int) -> dict:
+    """Every parameter that shapes one model's run (its cache key)."""
+    from .embedded import tokenizer_params
+
+    return {"trainer_version": TRAINER_VERSION, "architecture": "llama", **tokenizer_params(cfg),
+            "depth": int(depth), "d_model": cfg.d_model, "n_heads": cfg.n_heads, "d_mlp": cfg.d_mlp,
+            "context_size": cfg.context_size, "batch_size": cfg.batch_size, "train_tokens": cfg.train_tokens,
+            "lr": cfg.lr, "min_lr": cfg.min_lr, "warmup_fraction": cfg.warmup_fraction,
+            "weight_decay": cfg.weight_decay, "n_checkpoints": cfg.n_checkpoints, "seed": cfg.seed,
+            "coverage_threshold": cfg.coverage_threshold}
+
+
+def model_name(depth: int) -> str:
+    return f"llama-{depth}L"
+
+
+def check_shape(cfg: PretrainConfig) -> None:
+    if cfg.d_model % cfg.n_heads or (cfg.d_model // cfg.n_heads) % 2:
+        raise ParamError(f"n_heads: got {cfg.n_heads} with d_model {cfg.d_model}; expected a divisor of d_model "
+                         f"leaving an even head width (rotary positions)")
+
+
+def build_model(cfg: PretrainConfig, depth: int, tok):
+    """A freshly initialised Llama (RMSNorm, rotary, SwiGLU, untied embeddings, no biases)."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    check_shape(cfg)
+    conf = LlamaConfig(
+        vocab_size=len(tok), hidden_size=cfg.d_model, intermediate_size=cfg.d_mlp, num_hidden_layers=depth,
+        num_attention_heads=cfg.n_heads, num_key_value_heads=cfg.n_heads, max_position_embeddings=cfg.context_size,
+        hidden_act="silu", rms_norm_eps=1e-5, tie_word_embeddings=False, attention_bias=False, mlp_bias=False,
+        attention_dropout=0.0, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id, use_cache=False)
+    torch.manual_seed(cfg.seed)
+    model = LlamaForCausalLM(conf)
+    model.train()
+    return model
+
+
+# ---------------------------------------------------------------------------------------------
+# Loss
+
+
+def _linear_ce_class():
+    import torch
+    import torch.nn.functional as F
+
+    class _LinearCrossEntropy(torch.autograd.Function):
+        """mean(CE(h @ W.T, y)) and the per-token CE, computed chunk by chunk.
+
+        The gradients are computed in the forward pass, chunk by chunk (the logits of one chunk
+        stay in cache), and scaled by the incoming gradient in backward. Exact, not approximate:
+        tests/test_pretrain.py compares it with the plain logits path.
+        """
+
+        @staticmethod
+        def forward(ctx, h, W, y, chunk):
+            N = h.shape[0]
+            loss = torch.empty(N, dtype=h.dtype)
+            gh = torch.empty_like(h)
+            gW = torch.zeros_like(W)
+            for i in range(0, N, chunk):
+                hc, yc = h[i:i + chunk], y[i:i + chunk]
+                logp = torch.log_softmax(hc @ W.T, dim=-1)
+                loss[i:i + chunk] = F.nll_loss(logp, yc, reduction="none")  # = cross_entropy(logits, yc)
+                p = logp.exp_()
+                p[torch.arange(p.shape[0]), yc] -= 1.0
+                p.mul_(1.0 / N)
+                torch.mm(p, W, out=gh[i:i + chunk])
+                gW.addmm_(p.T, hc)
+            ctx.save_for_backward(gh, gW)
+            ctx.mark_non_differentiable(loss)
+            return loss.mean(), loss
+
+        @staticmethod
+        def backward(ctx, g, _unused):
+            gh, gW = ctx.saved_tensors
+            return gh * g, gW * g, None, None
+
+    return _LinearCrossEntropy
+
+
+_LCE = None
+
+
+def lm_loss(model, input_ids, chunk: int = LOSS_CHUNK):
+    """(mean loss, per-token loss [batch, pos-1]) of next-token prediction, one forward pass."""
+    global _LCE
+    if _LCE is None:
+        _LCE = _linear_ce_class()
+    h = model.model(input_ids=input_ids, use_cache=False).last_hidden_state
+    B, T, d = h.shape
+    hs = h[:, :-1].reshape(-1, d)
+    y = input_ids[:, 1:].reshape(-1)
+    mean, per = _LCE.apply(hs, model.lm_head.weight, y, chunk)
+    return mean, per.view(B, T - 1)
+
+
+def prediction_groups(input_ids, is_function, is_special):
+    """Group (0..3 indexing GROUPS) of each prediction, 4 where the current or next token is special (BOS)."""
+    import torch
+
+    from .loss_groups import group_index
+
+    g = group_index(input_ids, is_function)
+    sp = is_special[input_ids]
+    return torch.where(sp[:, :-1] | sp[:, 1:], torch.full_like(g, 4), g)
+
+
+# ---------------------------------------------------------------------------------------------
+# Atomic files
+
+
+def _save_torch_atomic(obj, path: Path) -> None:
+    import torch
+
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
+    os.close(fd)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _ckpt_name(step: int) -> str:
+    return f"step_{step:06d}"
+
+
+def _save_checkpoint(model, tok, folder: Path) -> None:
+    """save_pretrained into a temporary sibling, renamed into place only when complete."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.tmp-", dir=folder.parent))
+    from transformers.utils import logging as hf_logging
+
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()  # "Writing model shards" at every checkpoint would drown the log
+    try:
+        model.save_pretrained(str(tmp))
+        tok.save_pretrained(str(tmp))
+        if folder.exists():  # a stale one from a run killed before its resume state was written
+            shutil.rmtree(folder)
+        os.replace(tmp, folder)
+    finally:
+        if bars:
+            hf_logging.enable_progress_bar()
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _read_log(path: Path) -> list[dict]:
+    rows = []
+    if path.exists():
+        for line in path.read_text().splitlines():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:  # a line cut by a kill
+                break
+    return rows
+
+
+def _truncate_log(path: Path, step: int) -> None:
+    rows = [r for r in _read_log(path) if r["step"] <= step]
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
+    with os.fdopen(fd, "w") as f:
+        f.writelines(json.dumps(r) + "\n" for r in rows)
+    os.replace(tmp, path)
+
+
+# ---------------------------------------------------------------------------------------------
+# Training
+
+
+def matmul_gflops(n: int = 2048, seconds: float = 1.0) -> float:
+    """fp32 GFLOP/s of a square n x n matmul on this machine, now."""
+    import torch
+
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    for _ in range(2):
+        a @ b
+    reps, t0 = 0, time.perf_counter()
+    while True:
+        a @ b
+        reps += 1
+        dt = time.perf_counter() - t0
+        if dt >= seconds:
+            return 2 * n ** 3 * reps / dt / 1e9
+
+
+class _Stop(Exception):
+    """Raised by a `stop_after` hook in tests to simulate a kill."""
+
+
+def n_threads() -> int:
+    """Threads for training: FUNCTOK_THREADS, else every core. Use FUNCTOK_THREADS=1 when other work
+    shares the cores: a 2-thread run on a busy 2-core machine waits at every parallel region and
+    runs about 100x slower than a 1-thread one."""
+    env = os.environ.get("FUNCTOK_THREADS", "")
+    if env:
+        if not env.isdigit() or int(env) < 1:
+            raise ParamError(f"FUNCTOK_THREADS: got {env!r}; expected a positive integer")
+        return int(env)
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def _function_token_ids(cfg: PretrainConfig, tok) -> list[int]:
+    """The 40%-rule function tokens of the training documents under the model's tokenizer."""
+    from .embedded import tokenizer_params
+    from .function_tokens import count_tokens, function_token_file, load_function_token_ids, select_function_tokens
+
+    try:
+        same = tokenizer_params(pretrain_config(cfg.preset)) == tokenizer_params(cfg)
+    except ParamError:
+        same = False
+    if same:  # the shared, cached file the chapters use
+        return load_function_token_ids(function_token_file("embedded", "embedded", cfg.preset,
+                                                           cfg.coverage_threshold, cfg.max_documents))
+    # overrides of the preset's corpus or tokenizer: the same rule on this config's documents
+    tc = count_tokens(tok, _documents(cfg, "train")["text"], progress=False)
+    return [int(i) for i in select_function_tokens(tc.counts, cfg.coverage_threshold)]
+
+
+def train_run(cfg: PretrainConfig, depth: int, stop_after: int | None = None, progress: bool = True) -> Path:
+    """Train (or resume, or just return) one model's run folder. `stop_after`: raise after that many
+    optimizer steps of this call (tests use it to simulate a kill)."""
+    import fcntl
+
+    params = run_params(cfg, depth)
+    run = cache_path("models", params)
+    if (run / "params.json").exists():
+        return run
+    run.mkdir(parents=True, exist_ok=True)
+    with open(run / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # another process training the same run: wait for it
+        if not (run / "params.json").exists():
+            _train(cfg, depth, run, params, stop_after, progress)
+    return run
+
+
+def _train(cfg: PretrainConfig, depth: int, run: Path, params: dict, stop_after: int | None, progress: bool) -> None:
+    import torch
+    from tqdm import tqdm
+    from transformers import AutoTokenizer
+
+    from .function_tokens import function_mask
+    from .loss_groups import GROUPS, grouped_sums
+
+    check_shape(cfg)
+    tok = AutoTokenizer.from_pretrained(str(_tokenizer_dir(cfg)))
+    windows = load_windows(_token_windows(cfg, "train"))
+    n_win, T = windows.shape
+    B = cfg.batch_size
+    total = n_steps(cfg)
+    schedule = checkpoint_schedule(total, cfg.n_checkpoints)
+    fn_ids = _function_token_ids(cfg, tok)
+    write_json_atomic(run / "function_tokens.json", {"coverage_threshold": cfg.coverage_threshold, "ids": fn_ids})
+    is_fn = function_mask(len(tok), fn_ids)
+    is_special = function_mask(len(tok), sorted(set(tok.all_special_ids)))
+
+    model = build_model(cfg, depth, tok)
+    decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
+    no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                             {"params": no_decay, "weight_decay": 0.0}],
+                            lr=cfg.lr, betas=(0.9, 0.95), eps=1e-8, foreach=True)
+
+    for leftover in (run / "checkpoints").glob(".*.tmp-*") if (run / "checkpoints").exists() else []:
+        shutil.rmtree(leftover, ignore_errors=True)  # half-written checkpoints of a killed run
+    log_path = run / "train_log.jsonl"
+    start, seconds_before = 0, 0.0
+    done: list[dict] = []
+    state_path = run / "resume.pt"
+    state = torch.load(state_path, weights_only=False) if state_path.exists() else None
+    # CPU results depend on the thread count: a resumed run keeps the one it started with
+    threads = state["threads"] if state else n_threads()
+    torch.set_num_threads(threads)
+    if state:
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        torch.set_rng_state(state["torch_rng"])
+        start, seconds_before = state["step"], state["seconds"]
+        done = [c for c in state["checkpoints"] if (run / c["checkpoint_dir"]).is_dir()]
+    _truncate_log(log_path, start) if log_path.exists() else log_path.write_text("")
+
+    perms: dict[int, np.ndarray] = {}
+
+    def batch(step: int):
+        return windows[torch.from_numpy(batch_indices(cfg.seed, step, B, n_win, perms))]
+
+    def checkpoint(step: int) -> None:
+        folder = run / "checkpoints" / _ckpt_name(step)
+        _save_checkpoint(model, tok, folder)
+        done.append({"step": step, "tokens_seen": step * B * T, "checkpoint_dir": f"checkpoints/{_ckpt_name(step)}"})
+        write_json_atomic(run / "checkpoints.json", [_public(c, run) for c in done])
+        _save_torch_atomic({"step": step, "model": model.state_dict(), "optimizer": opt.state_dict(),
+                            "torch_rng": torch.get_rng_state(), "checkpoints": done, "threads": threads,
+                            "seconds": seconds_before + time.perf_counter() - t0}, state_path)
+
+    name = model_name(depth)
+    n_params = sum(p.numel() for p in model.parameters())
+    gflops_mm = matmul_gflops(seconds=0.5)
+    t0 = time.perf_counter()
+    if start == 0 and 0 in schedule:
+        checkpoint(0)
+    bar = tqdm(total=total * B * T, initial=start * B * T, unit="tok", unit_scale=True, mininterval=5,
+               desc=f"{name} ({n_params / 1e6:.2f}M params, {total} steps)", disable=not progress,
+               file=sys.stderr, dynamic_ncols=False, ncols=110)
+    log = open(log_path, "a")
+    try:
+        for step in range(start, total):
+            x = batch(step)
+            lr = lr_at(cfg, step, total)
+            for grp in opt.param_groups:
+                grp["lr"] = lr
+            loss, per = lm_loss(model, x)
+            loss.backward()
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+            with torch.no_grad():
+                sums, counts = grouped_sums(per, prediction_groups(x, is_fn, is_special), n_groups=5)
+            row = {"step": step + 1, "tokens_seen": (step + 1) * B * T, "lr": lr, "loss": float(loss.detach())}
+            for k, grp_name in enumerate(GROUPS):
+                row[grp_name] = float(sums[k] / counts[k]) if counts[k] > 0 else None
+            log.write(json.dumps(row) + "\n")
+            if step + 1 in schedule:
+                log.flush()
+                checkpoint(step + 1)
+            bar.update(B * T)
+            bar.set_postfix(loss=f"{row['loss']:.3f}", refresh=False)
+            if stop_after is not None and step + 1 - start >= stop_after:
+                raise _Stop(f"stopped after {stop_after} steps")
+    finally:
+        log.close()
+        bar.close()
+    seconds = seconds_before + time.perf_counter() - t0  # over every session, less work lost to kills
+    tokens = total * B * T
+    tps = tokens / seconds if seconds > 0 else float("nan")
+    summary = {"model": name, "n_params": n_params,
+               "n_params_non_embedding": n_params - model.model.embed_tokens.weight.numel(),
+               "steps": total, "tokens": tokens, "resumed_from_step": start, "seconds": round(seconds, 2), "tokens_per_s": round(tps, 1),
+               "achieved_gflops": round(6 * n_params * tps / 1e9, 2), "matmul_gflops": round(gflops_mm, 2),
+               "flops_ratio": round(6 * n_params * tps / 1e9 / gflops_mm, 3), "threads": torch.get_num_threads(),
+               "final_loss": _read_log(log_path)[-1]["loss"] if total else None}
+    write_json_atomic(run / "summary.json", summary)
+    print(f"{name}: {total} steps, {total * B * T / 1e6:.2f}M tokens, {tps:,.0f} tok/s, "
+          f"{summary['achieved_gflops']:.0f} GFLOP/s = {summary['flops_ratio']:.2f} x fp32 matmul", file=sys.stderr)
+    state_path.unlink(missing_ok=True)
+    write_json_atomic(run / "params.json", params)  # last: the run is complete
+
+
+def _public(c: dict, run: Path) -> dict:
+    return {"step": c["step"], "tokens_seen": c["tokens_seen"], "checkpoint": relpath(run / c["checkpoint_dir"])}
+
+
+def train_models(cfg: PretrainConfig, progress: bool = True) -> dict[str, Path]:
+    """Both models of a validated config, trained on first use: {"llama-{depth}L": run_dir}."""
+    check_shape(cfg)
+    return {model_name(d): train_run(cfg, d, progress=progress) for d in cfg.depths}
+
+
+def models(preset: str = "embedded") -> dict[str, Path]:
+    """The preset's models ({"llama-{depth}L": run_dir}), trained on first use."""
+    return train_models(pretrain_config(preset))
+
+
+def checkpoints(run_dir: str | Path) -> list[dict]:
+    """Complete checkpoints of a run: [{"step", "tokens_seen", "checkpoint"}] (checkpoint: folder path)."""
+    run = Path(run_dir)
+    rows = json.loads((run / "checkpoints.json").read_text()) if (run / "checkpoints.json").exists() else []
+    out = []
+    for r in rows:
+        folder = run / "checkpoints" / _ckpt_name(r["step"])
+        if folder.is_dir():
+            out.append({**r, "checkpoint": str(folder)})
+    return out
+
+
+def train_log(run_dir: str | Path):
+    """The per-step log as a DataFrame: step, tokens_seen, lr, loss and one column per group."""
+    import pandas as pd
+
+    return pd.DataFrame(_read_log(Path(run_dir) / "train_log.jsonl"))
