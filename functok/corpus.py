@@ -69,8 +69,8 @@ def _local_records(spec: str):
                 yield {"id": str(row.get("id", f"{path}#{i}")), "text": row[col]}
 
 
-def load_corpus(spec: str = "embedded", max_documents: int = 0) -> datasets.Dataset:
-    """All documents of a corpus, in a stable order, as a Dataset with columns id, text."""
+def iter_documents(spec: str = "embedded", max_documents: int = 0):
+    """Documents {"id", "text"} one at a time, in a stable order; a hub data set is streamed."""
     if spec == "embedded":
         records = _embedded_records()
     elif Path(spec).expanduser().exists() or glob.glob(str(Path(spec).expanduser())):
@@ -79,13 +79,18 @@ def load_corpus(spec: str = "embedded", max_documents: int = 0) -> datasets.Data
         name, _, split = spec.partition(":")
         stream = datasets.load_dataset(name, split=split or "validation", streaming=True)
         records = ({"id": str(r.get("id", i)), "text": r["text"]} for i, r in enumerate(stream))
-    rows = []
+    n = 0
     for r in records:
         if r["text"]:
-            rows.append(r)
-            if max_documents and len(rows) >= max_documents:
-                break
-    return datasets.Dataset.from_list(rows)
+            yield r
+            n += 1
+            if max_documents and n >= max_documents:
+                return
+
+
+def load_corpus(spec: str = "embedded", max_documents: int = 0) -> datasets.Dataset:
+    """All documents of a corpus, in a stable order, as a Dataset with columns id, text."""
+    return datasets.Dataset.from_list(list(iter_documents(spec, max_documents)))
 
 
 def split_documents(ds: datasets.Dataset, heldout_fraction: float) -> tuple[datasets.Dataset, datasets.Dataset]:

@@ -191,17 +191,40 @@ def function_token_file(tokenizer: str, corpus: str = "embedded", preset: str = 
         params["documents"] = _rel(corpus_dir(preset) / "train")
 
     def build(tmp: Path) -> None:
+        import hashlib
+
         import datasets
+        from datasets.arrow_writer import ArrowWriter
+        from tqdm import tqdm
 
         from .cache import write_json_atomic
-        from .corpus import fingerprint
 
         tok = load_tokenizer(tokenizer, preset)
-        docs = chapter_documents(corpus, preset, max_documents)
-        ids_per_doc = encode(tok, list(docs["text"]))
-        # The exact token ids counted, per document (no special tokens), so anyone can recount.
-        datasets.Dataset.from_dict({"id": list(docs["id"]), "input_ids": ids_per_doc}).save_to_disk(str(tmp / "tokens"))
-        tc = count_ids(ids_per_doc, len(tok), tok.all_special_ids)
+        vocab, specials = len(tok), np.array(sorted(set(tok.all_special_ids)), dtype=np.int64)
+        counts, doc_counts = np.zeros(vocab, dtype=np.int64), np.zeros(vocab, dtype=np.int64)
+        fp, n_docs = hashlib.sha1(), 0
+        # Streamed in batches: memory is bounded by the vocabulary; the exact token ids counted are
+        # written to disk (tokens/, one row per document, no special tokens) so anyone can recount.
+        features = datasets.Features({"id": datasets.Value("string"),
+                                      "input_ids": datasets.Sequence(datasets.Value("int32"))})
+        writer = ArrowWriter(path=str(tmp / "tokens.arrow"), features=features)
+        bar = tqdm(desc=f"counting tokens ({tokenizer})", unit=" docs", mininterval=5)
+        for batch in iter_document_batches(corpus, preset, max_documents):
+            ids_per_doc = encode(tok, batch["text"])
+            n_docs += _accumulate(counts, doc_counts, ids_per_doc, specials)
+            for doc_id, text in zip(batch["id"], batch["text"]):
+                fp.update(doc_id.encode())
+                fp.update(hashlib.sha1(text.encode()).digest())
+            if specials.size:
+                drop = set(specials.tolist())
+                ids_per_doc = [[t for t in d if t not in drop] for d in ids_per_doc]
+            writer.write_batch({"id": batch["id"], "input_ids": ids_per_doc})
+            bar.update(len(batch["id"]))
+        bar.close()
+        writer.finalize()
+        datasets.Dataset.from_file(str(tmp / "tokens.arrow")).save_to_disk(str(tmp / "tokens"))
+        (tmp / "tokens.arrow").unlink()
+        tc = TokenCounts(counts, doc_counts, n_docs, int(counts.sum()))
         np.savez_compressed(tmp / "counts.npz", counts=tc.counts, doc_counts=tc.doc_counts,
                             n_documents=tc.n_documents, n_tokens=tc.n_tokens)
         ids = select_function_tokens(tc.counts, coverage_threshold)
@@ -209,11 +232,33 @@ def function_token_file(tokenizer: str, corpus: str = "embedded", preset: str = 
             "description": "Function tokens by the coverage rule of arXiv 2510.08203: the most frequent tokens "
                            "whose cumulative share of all token occurrences stays within coverage_threshold. "
                            "counts.npz holds the counts per token id; tokens/ the token ids counted per document.",
-            **params, "documents_fingerprint": fingerprint(docs), "n_documents": tc.n_documents,
-            "n_tokens": tc.n_tokens, "vocab_size": len(tok),
+            **params, "documents_fingerprint": fp.hexdigest()[:16], "n_documents": tc.n_documents,
+            "n_tokens": tc.n_tokens, "vocab_size": vocab,
             "function_tokens": token_table(tok, tc, ids)})
 
     return cached_dir("function_tokens", params, build) / "function_tokens.json"
+
+
+def iter_document_batches(corpus: str, preset: str, max_documents: int = 0, batch_size: int = 2048):
+    """Batches {"id": [...], "text": [...]} of the chapter's documents; a hub corpus is streamed."""
+    from .config import looks_local
+
+    if corpus == "embedded" or Path(corpus).expanduser().exists() or looks_local(corpus):
+        docs = chapter_documents(corpus, preset, max_documents)
+        for i in range(0, len(docs), batch_size):
+            yield docs[i:i + batch_size]
+        return
+    from .corpus import iter_documents
+
+    batch: dict[str, list] = {"id": [], "text": []}
+    for r in iter_documents(corpus, max_documents):
+        batch["id"].append(r["id"])
+        batch["text"].append(r["text"])
+        if len(batch["id"]) >= batch_size:
+            yield batch
+            batch = {"id": [], "text": []}
+    if batch["id"]:
+        yield batch
 
 
 def chapter_documents(corpus: str, preset: str, max_documents: int = 0):
