@@ -97,8 +97,34 @@ class FunctionTokensConfig(ChapterConfig):
     sweep_thresholds: list = param([0.2, 0.3, 0.4, 0.5, 0.6], "coverage thresholds for the sensitivity table", kind="fractions")
 
 
+@dataclass
+class LossSplitConfig(ChapterConfig):
+    """Chapter 3: function->content prediction dominates the loss (Fig 9a/9b/9c, the scaling table, Fig 10)."""
+
+    chapter: ClassVar[str] = "loss_split"
+
+    models: list = param(["embedded"], "'embedded' (the preset's two pre-trained models), functok run folders, HF checkpoint folders, or hub names (online) like EleutherAI/pythia-160m-deduped", kind="models")
+    checkpoint_index: list = param([], "hub models: indices into the model's checkpoint list (Pythia: 154 checkpoints, revisions step{N})", kind="ints")
+    checkpoint_steps: list = param([], "hub models: training steps to evaluate (Pythia revision step{N}); both lists empty: the final model", kind="ints")
+    keep_checkpoints: bool = param(False, "keep downloaded hub checkpoints after use (deleted by default: a full Pythia sweep fills disks)")
+    corpus: str = param("embedded", "held-out documents and function-token counts for non-embedded models: 'embedded', a local path or glob, or a hub data set 'name:split'", kind="corpus")
+    max_documents: int = param(0, "non-embedded corpus: use only its first N documents (0: all)", lo=0)
+    coverage_threshold: float = param(0.40, "function tokens of non-embedded models' tokenizers (embedded runs use their training log's set)", lo=0.01, hi=0.99)
+    context_size: int = param(0, "window length of non-embedded models' held-out windows (0: the preset's pretrain context_size)", lo=0, hi=65536)
+    max_windows: int = param(0, "evaluate only the first N held-out windows (0: all)", lo=0)
+    batch_size: int = param(8, "windows per forward pass", lo=1, hi=4096)
+    device: str = param("cpu", "where the models run", choices=("cpu", "cuda", "mps"))
+    next_tokens: list = param([" the", " of", ","], "function tokens whose loss as the next token Fig 9c follows", kind="strings")
+    prompt: str = param("When young children are learning to read, they often struggle with complicated words", "sentence of the greedy-prediction table (Fig 10)")
+    ci_level: float = param(0.95, "confidence level of the bootstrap intervals", lo=0.5, hi=0.999)
+    n_bootstrap: int = param(1000, "bootstrap resamples of the held-out windows", lo=100, hi=100_000)
+    settle_fraction: float = param(0.01, "'the first few' checkpoints: before this share of training; left out of the function->content-highest claim", lo=0.0, hi=0.5)
+    converge_fraction: float = param(0.10, "a loss has converged once it stays within this share of its total decrease of its final value", lo=0.001, hi=0.9)
+    log_smoothing: int = param(10, "training-log steps in the centred rolling mean of the curves and the convergence rule", lo=1, hi=100_000)
+
+
 CONFIGS: dict[str, type[ChapterConfig]] = {
-    c.chapter: c for c in (FunctionTokensConfig,)
+    c.chapter: c for c in (FunctionTokensConfig, LossSplitConfig)
 }
 ALL_CONFIGS: dict[str, type[ChapterConfig]] = {**CONFIGS, "pretrain": PretrainConfig}
 CHAPTER_ORDER = ["function_tokens", "feature_coverage", "loss_split", "feature_growth"]
@@ -175,6 +201,14 @@ def _check_kind(name: str, value: Any, kind: str | None) -> None:
         raise ParamError(f"{name}: got {value!r}; expected a list of numbers between 0 and 1")
     if kind == "depths" and (len(value) != 2 or not all(isinstance(v, int) and v >= 1 for v in value)):
         raise ParamError(f"{name}: got {value!r}; expected two layer counts [shallow, deep], each >= 1")
+    if kind == "ints" and not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value):
+        raise ParamError(f"{name}: got {value!r}; expected a list of non-negative integers")
+    if kind == "models":
+        if not value or not all(isinstance(v, str) for v in value):
+            raise ParamError(f"{name}: got {value!r}; expected a non-empty list of strings")
+        for v in value:
+            if v != "embedded":
+                check_source(name, v, what="model")
     if kind == "corpus":
         check_source(name, value, what="data set")
     if kind == "tokenizers":

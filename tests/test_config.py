@@ -51,7 +51,9 @@ def test_presets_fill_valid_configs(preset):
         section = p.get(chapter) or {}
         known = {f.name for f in dataclasses.fields(config.ALL_CONFIGS[chapter])}
         assert set(section) <= known, f"{preset}.{chapter}: unknown keys {set(section) - known}"
-        if not any(isinstance(v, str) and "/" in v for v in section.values()):  # hub names need the internet
+        hub = [v for v in section.values() for v in (v if isinstance(v, list) else [v])
+               if isinstance(v, str) and "/" in v]
+        if not hub:  # hub names (also inside lists) need the internet
             cfg = config.resolve(chapter, preset)
             for k, v in section.items():
                 assert getattr(cfg, k) == v
