@@ -13,7 +13,10 @@ FIG10_PROMPT = "When young children are learning to read, they often struggle wi
 def _load_hf(checkpoint: str | Path):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    model = AutoModelForCausalLM.from_pretrained(str(checkpoint))
+    from .pretrain import quiet_hf
+
+    with quiet_hf():
+        model = AutoModelForCausalLM.from_pretrained(str(checkpoint))
     model.eval()
     return model, AutoTokenizer.from_pretrained(str(checkpoint))
 

@@ -42,6 +42,8 @@ import time
 from pathlib import Path
 from typing import Callable
 
+from contextlib import contextmanager
+
 import numpy as np
 
 from .cache import cache_path, cached_dir, relpath, write_json_atomic
@@ -53,6 +55,25 @@ LOSS_CHUNK = 128  # tokens per chunk of the fused unembedding + cross-entropy
 
 # ---------------------------------------------------------------------------------------------
 # Data: corpus split, tokenizer, token windows (cfg-based, same cache keys as functok.embedded)
+
+
+@contextmanager
+def quiet_hf():
+    """No per-file progress bars from transformers (save/load) or datasets (save_to_disk) inside:
+    at every checkpoint they would drown the training progress in a terminal or papermill log."""
+    from datasets.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
+    from transformers.utils import logging as hf_logging
+
+    hf_on, ds_on = hf_logging.is_progress_bar_enabled(), not are_progress_bars_disabled()
+    hf_logging.disable_progress_bar()
+    disable_progress_bars()
+    try:
+        yield
+    finally:
+        if hf_on:
+            hf_logging.enable_progress_bar()
+        if ds_on:
+            enable_progress_bars()
 
 
 def _corpus_dir(cfg: PretrainConfig) -> Path:
@@ -114,7 +135,8 @@ def _token_windows(cfg: PretrainConfig, split: str) -> Path:
                              f"'{split}' documents; expected a smaller context_size or more documents")
         win = flat[: n * cfg.context_size].reshape(n, cfg.context_size)
         feats = datasets.Features({"input_ids": datasets.Sequence(datasets.Value("int32"))})
-        datasets.Dataset.from_dict({"input_ids": list(win)}, features=feats).save_to_disk(str(tmp / "windows"))
+        with quiet_hf():
+            datasets.Dataset.from_dict({"input_ids": list(win)}, features=feats).save_to_disk(str(tmp / "windows"))
         write_json_atomic(tmp / "windows.json", {"n_windows": int(n), "n_tokens": int(flat.size),
                                                  "n_documents": len(docs), "dropped_tail_tokens": int(flat.size - n * cfg.context_size)})
 
@@ -319,19 +341,14 @@ def _save_checkpoint(model, tok, folder: Path) -> None:
     """save_pretrained into a temporary sibling, renamed into place only when complete."""
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.tmp-", dir=folder.parent))
-    from transformers.utils import logging as hf_logging
-
-    bars = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()  # "Writing model shards" at every checkpoint would drown the log
     try:
-        model.save_pretrained(str(tmp))
-        tok.save_pretrained(str(tmp))
+        with quiet_hf():
+            model.save_pretrained(str(tmp))
+            tok.save_pretrained(str(tmp))
         if folder.exists():  # a stale one from a run killed before its resume state was written
             shutil.rmtree(folder)
         os.replace(tmp, folder)
     finally:
-        if bars:
-            hf_logging.enable_progress_bar()
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
 
@@ -373,6 +390,38 @@ def matmul_gflops(n: int = 2048, seconds: float = 1.0) -> float:
         dt = time.perf_counter() - t0
         if dt >= seconds:
             return 2 * n ** 3 * reps / dt / 1e9
+
+
+def make_optimizer(model, cfg: PretrainConfig):
+    """AdamW; weight decay on matrices only (not on the RMSNorm gains)."""
+    import torch
+
+    decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
+    no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]
+    return torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                              {"params": no_decay, "weight_decay": 0.0}],
+                             lr=cfg.lr, betas=(0.9, 0.95), eps=1e-8, foreach=True)
+
+
+def train_step(model, opt, x, lr: float, is_fn, is_special) -> dict:
+    """One optimizer update on batch x; returns the batch's mean loss and the mean loss of each group
+    (None for a group absent from the batch), all from the one forward pass."""
+    import torch
+
+    from .loss_groups import GROUPS, grouped_sums
+
+    for grp in opt.param_groups:
+        grp["lr"] = lr
+    loss, per = lm_loss(model, x)
+    loss.backward()
+    opt.step()
+    opt.zero_grad(set_to_none=True)
+    with torch.no_grad():
+        sums, counts = grouped_sums(per, prediction_groups(x, is_fn, is_special), n_groups=5)
+    row = {"loss": float(loss.detach())}
+    for k, name in enumerate(GROUPS):
+        row[name] = float(sums[k] / counts[k]) if counts[k] > 0 else None
+    return row
 
 
 class _Stop(Exception):
@@ -431,7 +480,6 @@ def _train(cfg: PretrainConfig, depth: int, run: Path, params: dict, stop_after:
     from transformers import AutoTokenizer
 
     from .function_tokens import function_mask
-    from .loss_groups import GROUPS, grouped_sums
 
     check_shape(cfg)
     tok = AutoTokenizer.from_pretrained(str(_tokenizer_dir(cfg)))
@@ -446,11 +494,7 @@ def _train(cfg: PretrainConfig, depth: int, run: Path, params: dict, stop_after:
     is_special = function_mask(len(tok), sorted(set(tok.all_special_ids)))
 
     model = build_model(cfg, depth, tok)
-    decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
-    no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
-                             {"params": no_decay, "weight_decay": 0.0}],
-                            lr=cfg.lr, betas=(0.9, 0.95), eps=1e-8, foreach=True)
+    opt = make_optimizer(model, cfg)
 
     for leftover in (run / "checkpoints").glob(".*.tmp-*") if (run / "checkpoints").exists() else []:
         shutil.rmtree(leftover, ignore_errors=True)  # half-written checkpoints of a killed run
@@ -496,19 +540,9 @@ def _train(cfg: PretrainConfig, depth: int, run: Path, params: dict, stop_after:
     log = open(log_path, "a")
     try:
         for step in range(start, total):
-            x = batch(step)
             lr = lr_at(cfg, step, total)
-            for grp in opt.param_groups:
-                grp["lr"] = lr
-            loss, per = lm_loss(model, x)
-            loss.backward()
-            opt.step()
-            opt.zero_grad(set_to_none=True)
-            with torch.no_grad():
-                sums, counts = grouped_sums(per, prediction_groups(x, is_fn, is_special), n_groups=5)
-            row = {"step": step + 1, "tokens_seen": (step + 1) * B * T, "lr": lr, "loss": float(loss.detach())}
-            for k, grp_name in enumerate(GROUPS):
-                row[grp_name] = float(sums[k] / counts[k]) if counts[k] > 0 else None
+            row = {"step": step + 1, "tokens_seen": (step + 1) * B * T, "lr": lr,
+                   **train_step(model, opt, batch(step), lr, is_fn, is_special)}
             log.write(json.dumps(row) + "\n")
             if step + 1 in schedule:
                 log.flush()
