@@ -512,6 +512,7 @@ def _train(cfg: PretrainConfig, depth: int, run: Path, params: dict, stop_after:
         torch.set_rng_state(state["torch_rng"])
         start, seconds_before = state["step"], state["seconds"]
         done = [c for c in state["checkpoints"] if (run / c["checkpoint_dir"]).is_dir()]
+        write_json_atomic(run / "checkpoints.json", [_public(c, run) for c in done])  # forget later ones
     _truncate_log(log_path, start) if log_path.exists() else log_path.write_text("")
 
     perms: dict[int, np.ndarray] = {}

@@ -348,3 +348,43 @@ def test_prediction_groups_leave_out_special_pairs():
     # (BOS,f) f->c c->f f->f f->c (c,BOS) (BOS,c); GROUPS order: ff, fc, cf, cc; 4: left out
     assert P.prediction_groups(x, is_fn, is_special).tolist() == [[4, 1, 2, 0, 1, 4, 4]]
     assert GROUPS == ("function->function", "function->content", "content->function", "content->content")
+
+
+KILL_SCRIPT = r"""
+import dataclasses, json, os, signal, sys
+from pathlib import Path
+import functok.cache, functok.config
+functok.config.PRESETS_DIR = Path(sys.argv[1])
+functok.cache.CACHE_DIR = Path(sys.argv[2])
+from functok import pretrain as P
+real = P._save_checkpoint
+n = []
+def save_then_die(model, tok, folder):
+    real(model, tok, folder)
+    n.append(folder)
+    if len(n) == int(sys.argv[4]):  # the folder is in place; checkpoints.json and resume.pt are not updated
+        os.kill(os.getpid(), signal.SIGKILL)
+P._save_checkpoint = save_then_die
+P.train_run(P.PretrainConfig(**json.loads(sys.argv[3])), 1, progress=False)
+"""
+
+
+def test_sigkilled_run_resumes_bit_identical(env, tiny_cfg, reference_run, monkeypatch, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    cache = tmp_path / "sigkill"
+    cfg_json = json.dumps(dataclasses.asdict(tiny_cfg))
+    proc = subprocess.run([sys.executable, "-c", KILL_SCRIPT, str(env / "presets"), str(cache), cfg_json, "5"],
+                          env={**os.environ, "FUNCTOK_THREADS": "1"}, capture_output=True, text=True)
+    assert proc.returncode == -9, proc.stderr[-2000:]
+    use_cache(cache, monkeypatch)
+    run = P.cache_path("models", P.run_params(tiny_cfg, 1))
+    schedule = P.checkpoint_schedule(30, 6)
+    assert (run / "checkpoints" / f"step_{schedule[4]:06d}").is_dir()  # written just before the kill ...
+    assert [c["step"] for c in P.checkpoints(run)] == schedule[:4]  # ... but not recorded as complete
+    assert not (run / "params.json").exists()
+    P.train_run(tiny_cfg, 1, progress=False)
+    assert json.loads((run / "summary.json").read_text())["resumed_from_step"] == schedule[3]
+    assert_same_run(reference_run, run)
