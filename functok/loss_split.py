@@ -291,11 +291,13 @@ def evaluate_model(model, windows, function_ids: list[int], special_ids: list[in
         for i in range(0, N, batch_size):
             x = x_all[i:i + batch_size].to(device)
             b = x.shape[0]
-            logits = model(x, return_type="logits")[:, :-1].float()
+            logits = model(x, return_type="logits").float()  # [b, T, V]
             y = x[:, 1:]
-            logp = torch.log_softmax(logits, dim=-1)
-            per = -logp.gather(-1, y.unsqueeze(-1)).squeeze(-1).double().cpu()  # [b, T-1]
-            pred = logits.argmax(-1).cpu()
+            # cross-entropy without a second [b, T, V] tensor: logsumexp minus the target's logit
+            per = (torch.logsumexp(logits, -1)[:, :-1] - logits[:, :-1].gather(-1, y.unsqueeze(-1)).squeeze(-1))
+            per = per.double().cpu()  # [b, T-1]
+            pred = logits[:, :-1].argmax(-1).cpu()
+            del logits
             x, y = x.cpu(), y.cpu()
             g = prediction_groups(x, is_fn, is_sp)  # 0..3 groups, 4 special
             row = torch.arange(b).unsqueeze(1).expand_as(g)
@@ -417,7 +419,8 @@ def checkpoint_eval(spec: ModelSpec, ck: dict, windows_path: Path, function_ids:
         out["arrays"] = {k: z[k] for k in z.files}
     out["cache"] = relpath(d)
     if timings is not None:
-        timings.append({"model": spec.name, "checkpoint": ck["checkpoint"], "seconds": out["seconds"], "cached": was_cached})
+        timings.append({"model": spec.name, "checkpoint": ck["checkpoint"], "seconds": out["seconds"], "cached": was_cached,
+                        "evaluation": out["cache"]})
     return out
 
 
@@ -427,7 +430,12 @@ def _evaluate_folder(folder: Path, windows_path: Path, function_ids: list[int], 
     from .models import load_model
     from .pretrain import load_windows
 
+    import torch
+
+    from .pretrain import n_threads
+
     hf_logging.disable_progress_bar()  # "Loading weights" bars at every checkpoint drown the page
+    torch.set_num_threads(n_threads())  # FUNCTOK_THREADS=1 on a busy machine, as for training
     model = load_model(folder, device=cfg.device)
     tok = model.tokenizer
     nid = next_token_ids(tok, list(cfg.next_tokens))
@@ -554,7 +562,7 @@ def analyze(cfg, progress: bool = True) -> dict:
         artifacts[f"checkpoints[{n}]"] = [c["checkpoint"] for c in p["result"]["checkpoints"]]
         if p["spec"].run_dir is not None:
             artifacts[f"train_log[{n}]"] = relpath(p["spec"].run_dir / "train_log.jsonl")
-    artifacts["evaluations"] = sorted({t["checkpoint"] for t in timings})
+    artifacts["evaluations"] = [t["evaluation"] for t in timings]  # per-window sums and counts (arrays.npz)
     return {"results": results, "claims": claims, "data": data, "artifacts": artifacts, "models": per,
             "scaling": scaling, "timings": pd.DataFrame(timings)}
 
