@@ -1,6 +1,6 @@
 """Benchmark: building the token <-> feature graph at the paper's shape, against a dict-of-sets.
 
-Run (full scale, about 10 minutes on 2 cores, up to ~4 GB of memory per variant):
+Run (full scale: about 4-5 minutes on 2 shared cores; the graph peaks near 2 GB, the baseline near 5 GB):
 
     .venv/bin/python benchmarks/graph_accumulation.py
 

@@ -16,6 +16,11 @@ features per token, i.e. ~5e8 firings but far fewer distinct edges):
   memory is about 8 bytes per distinct edge and a merge never copies more than one bucket at a time;
 - degree, connected features, coverage and firing counts are read off the sorted keys.
 
+Cost: sorting the firings is linear in the data; each flush also rewrites the buckets it touches,
+so merging grows with (number of flushes) x (distinct edges) and is about two thirds of the build at
+the paper's shape (benchmarks/graph_accumulation.py: ~1-2 minutes and ~2 GB for 5M tokens on 2
+cores). A larger `buffer_keys` means fewer flushes for more transient memory.
+
 On the CPU the sorts and merges use numpy (its SIMD sort is several times faster than torch's CPU
 sort here); with ``device="cuda"`` the same algorithm runs with torch ops on the GPU, so the
 non-zeros of the SAE encoder never leave the device until results are read. Results are numpy
@@ -59,14 +64,17 @@ class _Numpy:
         return x
 
     def run_lengths(self, s):
-        """Sorted keys -> (unique keys, counts as int64)."""
+        """Sorted keys -> (unique keys, counts as int32)."""
         if s.size == 0:
-            return s, np.zeros(0, np.int64)
+            return s.copy(), np.zeros(0, np.int32)
         starts = np.empty(s.size, dtype=bool)
         starts[0] = True
         np.not_equal(s[1:], s[:-1], out=starts[1:])
         idx = np.flatnonzero(starts)
-        counts = np.diff(idx, append=s.size)
+        del starts
+        counts = np.empty(idx.size, dtype=np.int32)
+        np.subtract(idx[1:], idx[:-1], out=counts[:-1], casting="unsafe")
+        counts[-1] = s.size - idx[-1]
         return s[idx], counts
 
     def searchsorted(self, a, v):
@@ -185,7 +193,8 @@ class TokenFeatureGraph:
         self._keys = [o.empty(0, o.key_dtype) for _ in range(nb)]
         self._counts = [o.empty(0, o.count_dtype) for _ in range(nb)]
         self._token_counts = o.zeros(self.vocab_size, np.int64 if o.name == "numpy" else o.torch.int64)
-        self._pending: list = []
+        self._pending: list = []  # torch backend (and oversized numpy batches): key arrays to concatenate
+        self._buf = None  # numpy backend: preallocated int64[buffer_keys] of pending keys
         self._n_pending = 0
         self.n_firings = 0  # non-zero (token occurrence, feature) pairs seen
         self.metadata: dict = {}  # free-form, stored by save()
@@ -253,21 +262,34 @@ class TokenFeatureGraph:
             lo, hi = int(rows.min()), int(rows.max())
             if lo < 0 or hi >= tok.shape[0]:
                 raise ValueError(f"row {lo if lo < 0 else hi} out of range [0, {tok.shape[0]})")
-            keys = tok[rows]
+            n = int(feats.shape[0])
+            self.n_firings += n
+            if o.name == "numpy" and n <= self.buffer_keys:
+                # keys go straight into a preallocated buffer (no per-batch arrays, no concatenation)
+                if self._n_pending + n > self.buffer_keys:
+                    self.flush()
+                if self._buf is None:
+                    self._buf = np.empty(self.buffer_keys, dtype=np.int64)
+                keys = self._buf[self._n_pending:self._n_pending + n]
+                np.take(tok, rows, out=keys)
+            else:
+                if o.name == "numpy":
+                    self.flush()  # empty the buffer: this batch alone exceeds it
+                keys = tok[rows]
+                self._pending.append(keys)
             keys *= self.d_sae
             keys += feats
-            self._pending.append(keys)
-            self._n_pending += int(keys.shape[0])
-            self.n_firings += int(keys.shape[0])
+            self._n_pending += n
             if self._n_pending >= self.buffer_keys:
                 self.flush()
 
     def flush(self) -> None:
         """Sort the buffered firings and merge them into the edge buckets."""
-        if not self._pending:
+        if not self._n_pending:
             return
         o = self._ops
-        keys = o.sort_(o.concat(self._pending))
+        keys = self._buf[:self._n_pending] if not self._pending else o.concat(self._pending)
+        keys = o.sort_(keys)
         self._pending, self._n_pending = [], 0
         uniq, counts = o.run_lengths(keys)
         del keys
@@ -279,8 +301,9 @@ class TokenFeatureGraph:
             lo, hi = bounds[b], bounds[b + 1]
             if lo == hi:
                 continue
-            local = o.astype(uniq[lo:hi] - b * span, o.key_dtype)
-            self._merge(b, local, o.astype(counts[lo:hi], o.count_dtype))
+            seg = uniq[lo:hi]
+            seg -= b * span
+            self._merge(b, o.astype(seg, o.key_dtype), o.astype(counts[lo:hi], o.count_dtype))
 
     def _merge(self, b: int, new_keys, new_counts) -> None:
         """Merge sorted unique (new_keys, new_counts) into bucket b."""

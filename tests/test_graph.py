@@ -12,10 +12,12 @@ BACKENDS = ["numpy", "torch"]
 
 
 def random_batches(seed, vocab, d_sae, n_batches=12, n=37, p_fire=0.08):
-    """Batches of (token ids [n], dense activations [n, d_sae]) with some all-zero rows."""
+    """Batches of (token ids [n], dense activations [n, d_sae]) with some all-zero rows; n=None:
+    sizes from 1 to 60 tokens."""
     g = torch.Generator().manual_seed(seed)
     out = []
-    for _ in range(n_batches):
+    sizes = [n] * n_batches if n else torch.randint(1, 61, (n_batches,), generator=g).tolist()
+    for n in sizes:
         # skewed token ids: low ids are frequent
         tok = (torch.rand(n, generator=g) ** 3 * vocab).long().clamp(max=vocab - 1)
         acts = torch.rand(n, d_sae, generator=g)
@@ -42,10 +44,10 @@ def brute_force(batches, vocab, d_sae, is_function):
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize("seed", [0, 1])
-def test_graph_matches_brute_force(backend, seed):
+@pytest.mark.parametrize("seed, n", [(0, 37), (1, 37), (2, None)])
+def test_graph_matches_brute_force(backend, seed, n):
     vocab, d_sae = 53, 211
-    batches = random_batches(seed, vocab, d_sae)
+    batches = random_batches(seed, vocab, d_sae, n=n, n_batches=25)
     is_function = np.random.default_rng(seed).random(vocab) < 0.3
     edges, occ, fn, ct = brute_force(batches, vocab, d_sae, is_function)
     # a tiny buffer and few tokens per bucket: many flushes, merges into non-empty buckets
