@@ -125,6 +125,13 @@ the claim is about which groups gain most.
     ("code", """
 if analysis["scaling"] is not None:
     display(lp.scaling_table(analysis))
+    sc = analysis["scaling"]
+    a = next(r for r in sc["rows"] if r["group"] == "all")
+    m = sc["models"]
+    display(Markdown(f"All tokens: **{m['deep']}** ({m['deep_layers']} layers) is "
+                     f"{'better' if a['difference'] > 0 else 'worse'} than **{m['shallow']}** ({m['shallow_layers']}) "
+                     f"by {abs(a['difference']):.3f} nats. Where depth does not help overall, the question of which "
+                     f"groups it helps most has no answer at this training budget."))
 else:
     print("one model only: no scaling table")
 """),
