@@ -284,7 +284,10 @@ class SparseEncoder:
         weight_dtype = weight_dtype or torch.bfloat16
         self.device = torch.device(device)
         self.d_in, self.d_sae = W_enc.shape
-        self.W_enc = W_enc.to(device=self.device, dtype=weight_dtype)  # [d_in, d_sae]
+        # cast first when the dtype shrinks, so a 1M SAE's fp32 W_enc never lands on the GPU
+        shrink = torch.empty(0, dtype=weight_dtype).element_size() < W_enc.element_size()
+        self.W_enc = (W_enc.to(weight_dtype).to(self.device) if shrink
+                      else W_enc.to(device=self.device, dtype=weight_dtype))  # [d_in, d_sae]
         self.b_enc = b_enc.to(device=self.device, dtype=torch.float32)  # [d_sae]
         thr = torch.zeros(self.d_sae) if threshold is None else threshold
         # relu(h) * (h > t) is non-zero exactly where h > max(t, 0)
@@ -391,23 +394,23 @@ class SparseEncoder:
         ts = [self.W_enc, self.b_enc, self.threshold] + ([self.b_dec] if self.b_dec is not None else [])
         return sum(t.numel() * t.element_size() for t in ts)
 
-    def rounding_bound(self, x):
-        """Dense fp32 bound [n, d_sae] on |this encoder's pre-activation - SAELens's fp32 one|
-        (small inputs only): weights (and inputs, if the matmul runs in reduced precision) rounded
-        to their dtype, the matmul output rounded if it is not fp32, and fp32 accumulation on both
-        sides."""
+    def rounding_bound(self, x, f0: int = 0, f1: int | None = None):
+        """fp64 bound [n, f1 - f0] on |this encoder's pre-activation - SAELens's fp32 one| for
+        features f0..f1 (small inputs only): weights (and inputs, if the matmul runs in reduced
+        precision) rounded to their dtype, the matmul output rounded if it is not fp32, fp32
+        accumulation on both sides."""
         torch = self.torch
+        f1 = self.d_sae if f1 is None else f1
         xp = self.prepare(x).double()
-        absdot = xp.abs() @ self.W_enc.double().abs()
-        u_w = _UNIT_ROUNDOFF[_dtype_str(self.W_enc.dtype)]
-        u_c = _UNIT_ROUNDOFF[_dtype_str(self.compute_dtype)]
-        u_x = u_c  # the input is rounded to the compute dtype
-        u_out = 0.0 if (self._mm_out_f32 or self.compute_dtype == torch.float32) else u_c
-        h = xp @ self.W_enc.double() + self.b_enc.double()
+        W = self.W_enc[:, f0:f1].double()
+        absdot = xp.abs() @ W.abs()
+        u_w = _UNIT_ROUNDOFF[_dtype_str(self.W_enc.dtype)]  # W_enc rounded once from SAELens's fp32
+        u_x = _UNIT_ROUNDOFF[_dtype_str(self.compute_dtype)]  # the input rounded to the compute dtype
+        u_out = 0.0 if (self._mm_out_f32 or self.compute_dtype == torch.float32) else u_x
+        b = self.b_enc[f0:f1].double()
+        h = (xp @ W + b).abs()
         acc = 2 * self.d_in * 2.0**-24  # fp32 accumulation here and in SAELens
-        # W_enc was rounded once from fp32, so vs SAELens's fp32 weights its error is u_w (if reduced)
-        bound = (u_w + u_x + u_w * u_x + acc) * absdot + u_out * h.abs() + 2.0**-23 * (h.abs() + self.b_enc.double().abs())
-        return bound.float()
+        return (u_w + u_x + u_w * u_x + acc) * absdot + u_out * h + 2.0**-23 * (h + b.abs())
 
 
 class _ExactEncoder:
@@ -456,8 +459,9 @@ def load_encoder(spec: Any, device: str = "cpu", weight_dtype=None, load_device:
     return enc
 
 
-def agreement(encoder: SparseEncoder, sae, x) -> dict:
-    """Compare `encoder.encode(x)` with SAELens's `sae.encode(x)` on a small input.
+def agreement(encoder: SparseEncoder, sae, x, feature_chunk: int = 16384) -> dict:
+    """Compare `encoder.encode(x)` with SAELens's `sae.encode(x)` on a few tokens x [..., d_in]
+    (dense [n, d_sae] codes are built; the fp64 checks run in chunks of features).
 
     Returns {n_ref, n_ours, n_disagree, n_outside_bound, max_value_error, max_value_error_bound}:
     n_outside_bound counts disagreements (a feature on in one and off in the other) whose fp32
@@ -466,26 +470,32 @@ def agreement(encoder: SparseEncoder, sae, x) -> dict:
     """
     import torch
 
+    out = {"n_ref": 0, "n_ours": 0, "n_disagree": 0, "n_outside_bound": 0, "max_value_error": 0.0,
+           "max_value_error_bound": 0.0}
     with torch.no_grad():
-        ref = sae.encode(x.reshape(-1, encoder.d_in).to(sae.device)).float().cpu()
-        codes = encoder.encode(x)
-        ours = codes.to_dense(encoder.d_sae).cpu()
-        bound = encoder.rounding_bound(x).cpu()
-        # SAELens's pre-activation in fp64 from its own weights: how close to the threshold
-        xp = encoder.prepare(x).double().cpu()
-        h = xp @ sae.W_enc.detach().double().cpu() + sae.b_enc.detach().double().cpu()
-        thr = encoder.threshold.double().cpu()
-    on_ref, on_ours = ref > 0, ours > 0
-    dis = on_ref != on_ours
-    margin = (h - thr).abs()
-    outside = dis & (margin > bound.double())
-    both = on_ref & on_ours
-    err = (ours - ref).abs()
-    bad_vals = both & (err > bound)
-    return {"n_ref": int(on_ref.sum()), "n_ours": int(on_ours.sum()), "n_disagree": int(dis.sum()),
-            "n_outside_bound": int(outside.sum() + bad_vals.sum()),
-            "max_value_error": float(err[both].max()) if both.any() else 0.0,
-            "max_value_error_bound": float(bound[both].max()) if both.any() else 0.0}
+        ref = sae.encode(x.reshape(-1, encoder.d_in).to(sae.device)).float().to(encoder.device)
+        ours = encoder.encode(x).to_dense(encoder.d_sae)
+        xp = encoder.prepare(x).double()
+        for f0 in range(0, encoder.d_sae, feature_chunk):
+            f1 = min(f0 + feature_chunk, encoder.d_sae)
+            bound = encoder.rounding_bound(x, f0, f1)
+            # SAELens's pre-activation in fp64 from its own weights: how close to the threshold
+            W = sae.W_enc.detach()[:, f0:f1].to(encoder.device, torch.float64)
+            h = xp @ W + sae.b_enc.detach()[f0:f1].to(encoder.device, torch.float64)
+            thr = encoder.threshold[f0:f1].double()
+            r, o = ref[:, f0:f1], ours[:, f0:f1]
+            on_ref, on_ours = r > 0, o > 0
+            dis = on_ref != on_ours
+            both = on_ref & on_ours
+            err = (o - r).abs().double()
+            out["n_ref"] += int(on_ref.sum())
+            out["n_ours"] += int(on_ours.sum())
+            out["n_disagree"] += int(dis.sum())
+            out["n_outside_bound"] += int((dis & ((h - thr).abs() > bound)).sum() + (both & (err > bound)).sum())
+            if both.any():
+                out["max_value_error"] = max(out["max_value_error"], float(err[both].max()))
+                out["max_value_error_bound"] = max(out["max_value_error_bound"], float(bound[both].max()))
+    return out
 
 
 # ---------------------------------------------------------------------------------------------

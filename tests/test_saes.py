@@ -18,11 +18,9 @@ CANONICAL = "gemma-scope-9b-pt-res-canonical"
 
 @pytest.fixture(autouse=True)
 def _offline(monkeypatch, tmp_cache):
-    """Offline as on this machine, and a private cache for the registry index."""
+    """Offline as on this machine; a private cache, where the registry index is written on first use
+    (then kept in memory for the session: it depends only on the installed SAELens)."""
     monkeypatch.delenv("FUNCTOK_ONLINE", raising=False)
-    saes.registry.cache_clear()
-    yield
-    saes.registry.cache_clear()
 
 
 def make_sae(folder, architecture="jumprelu", d_in=96, d_sae=640, seed=0, apply_b_dec=True,
