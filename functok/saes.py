@@ -19,7 +19,11 @@ Public API
   `check_memory(budget_bytes, ...)` (ParamError before anything is loaded), `PAPER_SETUP`.
 
 Memory plan for the paper's setup (Gemma-2-9B in bf16 + three Gemma Scope 1M JumpReLU SAEs, batches
-of 16 x 1024 tokens, the graph accumulated on the GPU): see `memory_plan(**PAPER_SETUP)`. In fp32 a
+of 16 x 1024 tokens, the graph accumulated on the GPU), `memory_plan(**PAPER_SETUP)`: model 18.5 GB,
+three bf16 encoders 22.6 GB, forward activations 4.5 GB, encoding block 2.0 GB, captured residuals and
+non-zeros 0.5 GB, three graphs at their worst-case bound (every firing a distinct edge, L0 128)
+25.4 GB, CUDA context and slack 2.1 GB: 75.6 GB (70.4 GiB), within one 80 GB GPU; 50.2 GB with the
+graphs on the host. Keeping fp32 encoders or the decoders does not fit (98-144 GB) and is refused. In fp32 a
 1M SAE is 15 GB per matrix (W_enc and W_dec: 3584 x 2^20 x 4 bytes), so three full SAEs (90 GB) do not
 fit one 80 GB GPU. Encoding needs neither W_dec nor fp32 weights: `SparseEncoder` keeps W_enc in
 bf16 (7.5 GB per SAE), b_enc and the JumpReLU threshold in fp32 (4 MB each), b_dec only if the SAE
@@ -182,7 +186,7 @@ def validate_sae_spec(spec: Any, name: str = "sae", allow_download: bool | None 
 
     reg = registry()
     if release not in reg:
-        if text.startswith((".", "/", "~")) or Path(text).suffix:
+        if text.startswith((".", "/", "~")) or Path(text).suffix or Path(release).expanduser().exists():
             raise ParamError(f"{name}: '{text}' does not exist; expected an SAE folder (cfg.json + "
                              f"sae_weights.safetensors) or 'release/sae_id' from SAELens's registry")
         raise ParamError(f"{name}: '{release}' is neither a local folder nor a release of SAELens's registry"
