@@ -123,8 +123,41 @@ class LossSplitConfig(ChapterConfig):
     log_smoothing: int = param(10, "training-log steps in the centred rolling mean of the curves and the convergence rule", lo=1, hi=100_000)
 
 
+@dataclass
+class FeatureGrowthConfig(ChapterConfig):
+    """Chapter 4: learned features grow over pre-training (Fig 8a, Fig 8b, Fig 12)."""
+
+    chapter: ClassVar[str] = "feature_growth"
+
+    model: str = param("embedded", "'embedded' (the preset's shallow model, like the paper's 2-layer one), a functok run folder, or a hub model with step revisions such as EleutherAI/pythia-160m-deduped (online)", kind="model")
+    checkpoint_fractions: list = param([0.05, 0.1, 0.38, 0.7, 1.0], "study the checkpoints nearest (in log step) to these fractions of training (step 0 excluded)", kind="unit_fractions")
+    checkpoint_steps: list = param([], "explicit checkpoint steps instead (hub models: Pythia revisions step{N}, required)", kind="ints")
+    layer: int = param(-1, "layer whose blocks.{L}.hook_resid_post the SAEs read; negative counts from the last (-1: the last, as the paper)", lo=-1000, hi=1000)
+    architecture: str = param("jumprelu", "SAELens SAE architecture (jumprelu: the paper's, with the tanh sparsity penalty)", choices=("jumprelu", "standard", "gated", "topk", "batchtopk"))
+    expansion_factor: int = param(16, "SAE width d_sae as a multiple of d_model (paper: 16)", lo=1, hi=1024)
+    target_ce_score: float = param(0.98, "cross-entropy reconstruction score every checkpoint's SAE is matched to", lo=0.01, hi=0.9999)
+    ce_tolerance: float = param(0.005, "a checkpoint is matched when its score is within this of the target", lo=0.0001, hi=0.5)
+    initial_coefficient: float = param(1.0, "sparsity coefficient the search starts from at the first checkpoint (later ones start from the previous choice)", lo=1e-6, hi=1e6)
+    search_steps: int = param(4, "SAEs the coefficient search may train per checkpoint", lo=1, hi=100)
+    search_factor: float = param(4.0, "multiplicative step of the coefficient while the target is not yet bracketed", lo=1.1, hi=1000.0)
+    n_seeds: int = param(3, "SAEs (seeds) per checkpoint at the chosen coefficient, for the spread of Fig 8a", lo=1, hi=50)
+    training_tokens: int = param(150_000, "activations each SAE trains on (paper: 1B)", lo=1000)
+    batch_size: int = param(512, "activations per SAE optimizer step (paper: 4096)", lo=16, hi=1_000_000)
+    lr: float = param(1e-3, "SAE learning rate (Adam; warm-up 5%, linear decay over the last 20%; paper: 1e-5 for 1B activations)", lo=1e-7, hi=1.0)
+    backend: str = param("activations", "SAE training: 'activations' (SAETrainer on activations computed once per checkpoint) or 'runner' (SAELens's LanguageModelSAETrainingRunner)", choices=("activations", "runner"))
+    n_activations: int = param(50_000, "held-out activations on which learned features are counted (paper: 500,000)", lo=100)
+    eval_windows: int = param(32, "held-out windows for the reconstruction score, L0 and explained variance (0: all)", lo=0)
+    slope_ranks: int = param(300, "degree-curve steepness: log-log slope fitted over this many most frequent tokens", lo=3, hi=10_000_000)
+    top_tokens: int = param(10, "degree-curve steepness: share of connected features reached by this many most frequent tokens", lo=1, hi=10_000)
+    corpus: str = param("embedded", "documents for non-embedded models' windows: 'embedded' (the preset's split), a local path or glob, or a hub data set 'name:split'", kind="corpus")
+    max_documents: int = param(0, "non-embedded corpus: use only its first N documents (0: all)", lo=0)
+    context_size: int = param(0, "window length (0: the preset's pretrain context_size)", lo=0, hi=65536)
+    device: str = param("cpu", "where models and SAEs run", choices=("cpu", "cuda"))
+    keep_checkpoints: bool = param(False, "keep downloaded hub checkpoints after use")
+
+
 CONFIGS: dict[str, type[ChapterConfig]] = {
-    c.chapter: c for c in (FunctionTokensConfig, LossSplitConfig)
+    c.chapter: c for c in (FunctionTokensConfig, LossSplitConfig, FeatureGrowthConfig)
 }
 ALL_CONFIGS: dict[str, type[ChapterConfig]] = {**CONFIGS, "pretrain": PretrainConfig}
 CHAPTER_ORDER = ["function_tokens", "feature_coverage", "loss_split", "feature_growth"]
@@ -201,6 +234,8 @@ def _check_kind(name: str, value: Any, kind: str | None) -> None:
         raise ParamError(f"{name}: got {value!r}; expected a list of numbers between 0 and 1")
     if kind == "depths" and (len(value) != 2 or not all(isinstance(v, int) and v >= 1 for v in value)):
         raise ParamError(f"{name}: got {value!r}; expected two layer counts [shallow, deep], each >= 1")
+    if kind == "unit_fractions" and (not value or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v <= 1 for v in value)):
+        raise ParamError(f"{name}: got {value!r}; expected a non-empty list of numbers in (0, 1]")
     if kind == "ints" and not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value):
         raise ParamError(f"{name}: got {value!r}; expected a list of non-negative integers")
     if kind == "models":

@@ -1,0 +1,133 @@
+"""Figures and tables of the feature-growth chapter (Fig 8a, Fig 8b, Fig 12)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+
+def _sns():
+    import seaborn as sns
+
+    sns.set_theme(style="whitegrid", context="notebook")
+    return sns
+
+
+def _palette(n: int):
+    return _sns().color_palette("viridis", n)
+
+
+def score_vs_coefficient(analysis: dict, target: float, tolerance: float):
+    """Fig 12: cross-entropy reconstruction score against the sparsity coefficient, one line per
+    checkpoint, every SAE the search trained (circles) and the chosen one (star); the band is the
+    target +- tolerance."""
+    import matplotlib.pyplot as plt
+
+    rows = analysis["results"]["checkpoints"]
+    colors = _palette(len(rows))
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    ax.axhspan(target - tolerance, target + tolerance, color="0.85", zorder=0, label="target +- tolerance")
+    for r, c in zip(rows, colors):
+        pts = sorted((t["sparsity_coefficient"], t["ce_reconstruction_score"]) for t in r["search"])
+        x, y = zip(*pts)
+        ax.plot(x, y, "o-", color=c, ms=4, lw=1, label=f"step {r['step']}")
+        ax.plot([r["sparsity_coefficient"]], [r["ce_reconstruction_score"]], "*", color=c, ms=13, mec="k", mew=0.5)
+    ax.set_xscale("log")
+    lo = min(t["ce_reconstruction_score"] for r in rows for t in r["search"])
+    ax.set_ylim(max(lo - 0.02, target - 0.3), 1.0 + 0.005)
+    ax.set(xlabel="sparsity coefficient", ylabel="CE reconstruction score",
+           title="Fig 12: reconstruction score vs sparsity coefficient")
+    ax.legend(fontsize=8, loc="lower left")
+    fig.tight_layout()
+    return fig
+
+
+def learned_features(analysis: dict, paper: dict | None = None):
+    """Fig 8a: learned features at each checkpoint (mean over SAE seeds, error bar = one standard
+    deviation, dots = single seeds); right: as a share of the dictionary beside the paper's."""
+    import matplotlib.pyplot as plt
+
+    rows = analysis["results"]["checkpoints"]
+    steps = np.array([r["step"] for r in rows], dtype=float)
+    mean = np.array([r["learned_features_mean"] for r in rows])
+    std = np.nan_to_num(np.array([r["learned_features_std"] for r in rows], dtype=float))
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    ax = axes[0]
+    ax.errorbar(steps, mean, yerr=std, fmt="o-", capsize=4, color="C0", label="mean +- sd over seeds")
+    for r in rows:
+        ax.plot([r["step"]] * len(r["learned_features_seeds"]), r["learned_features_seeds"], ".", color="k", ms=4)
+    ax.set_xscale("log")
+    ax.set(xlabel="training step", ylabel="learned features",
+           title=f"Fig 8a: features firing on {rows[0]['n_activations']:,} activations")
+    ax.legend(fontsize=8)
+    ax = axes[1]
+    last = max(r["step"] for r in rows)
+    d_sae = rows[0]["d_sae"]
+    ax.plot(steps / last, mean / d_sae, "o-", label=f"ours (d_sae {d_sae:,})")
+    if paper:
+        lf = paper["learned_features"]
+        ax.plot([0.02, 0.94], [lf["early"] / 65536, lf["late"] / 65536], "s--", color="C3",
+                label="paper (d_sae 65,536; steps 3k and 130k)")
+    ax.set_xscale("log")
+    ax.set_ylim(0, 1.05)
+    ax.set(xlabel="fraction of training", ylabel="share of the dictionary", title="learned features / d_sae")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def degree_curves(analysis: dict, top_tokens: int = 10):
+    """Fig 8b: token degree (distinct features a token activates) against the token's frequency rank
+    in the activation sample, log-log, one line per checkpoint (seed-0 SAEs)."""
+    import matplotlib.pyplot as plt
+
+    rows = analysis["results"]["checkpoints"]
+    colors = _palette(len(rows))
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    for r, c in zip(rows, colors):
+        deg = np.asarray(analysis["curves"][r["step"]]["degree_by_rank"], dtype=float)
+        rank = np.arange(1, deg.size + 1)
+        ok = deg > 0
+        ax.loglog(rank[ok], deg[ok], color=c, lw=1.2,
+                  label=f"step {r['step']} (slope {r['degree_slope']:.2f})")
+    ax.axvline(top_tokens, color="0.5", ls=":", lw=1)
+    ax.set(xlabel="token frequency rank (activation sample)", ylabel="token degree",
+           title="Fig 8b: token degree vs frequency rank")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def checkpoint_table(analysis: dict) -> pd.DataFrame:
+    """One row per checkpoint: the chosen SAE's coefficient and quality, and the learned features."""
+    rows = []
+    for r in analysis["results"]["checkpoints"]:
+        sd = r["learned_features_std"]
+        rows.append({
+            "step": r["step"], "tokens seen": r["tokens_seen"], "coefficient": r["sparsity_coefficient"],
+            "CE score": r["ce_reconstruction_score"], "matched": "yes" if r["matched"] else "no",
+            "L0": r["l0"], "expl. variance": r["explained_variance"],
+            "H_orig": r["ce_loss_original"], "H*": r["ce_loss_with_sae"], "H0": r["ce_loss_zero_ablation"],
+            "learned features": f"{r['learned_features_mean']:,.0f}" + ("" if not np.isfinite(sd) else f" +- {sd:,.0f}"),
+            "degree slope": r["degree_slope"], "top-k coverage": r["top_coverage"],
+        })
+    df = pd.DataFrame(rows).set_index("step")
+    return df.style.format({"tokens seen": "{:,}", "coefficient": "{:.3g}", "CE score": "{:.4f}", "L0": "{:.1f}",
+                            "expl. variance": "{:.3f}", "H_orig": "{:.3f}", "H*": "{:.3f}", "H0": "{:.3f}",
+                            "degree slope": "{:.2f}", "top-k coverage": "{:.1%}"})
+
+
+def search_table(analysis: dict) -> pd.DataFrame:
+    """Every SAE the coefficient search trained (the points of Fig 12)."""
+    df = analysis["frames"]["search"].copy()
+    df["sae"] = df["sae"].map(lambda p: str(p).split("/")[-1])
+    return df.style.format({"sparsity_coefficient": "{:.4g}", "ce_reconstruction_score": "{:.4f}", "l0": "{:.1f}",
+                            "explained_variance": "{:.3f}"})
+
+
+def training_summary(analysis: dict) -> pd.DataFrame:
+    t = analysis["results"]["sae_training"]
+    return pd.DataFrame([{"SAEs": t["saes"], "activations": f"{t['activations']:,}", "training seconds": t["seconds"],
+                          "activations/s": f"{t['activations_per_s']:,.0f}" if t["activations_per_s"] else "-",
+                          "threads": t["threads"], "back end": t["backend"],
+                          "chapter seconds": analysis["results"]["seconds"]}]).set_index("SAEs")

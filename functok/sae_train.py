@@ -1,0 +1,627 @@
+"""Sparse autoencoders trained with SAELens on a checkpoint's activations, and their quality metrics.
+
+Public API (shared by the feature-growth and feature-coverage chapters)
+- `SAESpec`: every training choice (architecture, width, sparsity coefficient, tokens, lr, seed, ...).
+- `train_sae(checkpoint, hook_name, spec, windows) -> Path`: an SAE folder in SAELens's on-disk
+  format (`cfg.json` + `sae_weights.safetensors`, what `sae_lens.SAE.load_from_disk` reads), trained
+  on first use and cached under a key of every parameter (`data/cache/saes/<key>/`).
+- `evaluate_sae(sae_dir, checkpoint, windows) -> {"l0", "explained_variance",
+  "ce_reconstruction_score", "ce_loss_original", "ce_loss_with_sae", "ce_loss_zero_ablation", ...}`.
+- `learned_features(sae_dir, checkpoint, windows, n_activations, seed) -> int`: distinct features that
+  fire (activation > 0) on N activations sampled from the windows.
+- `activation_sample(checkpoint, hook_name, windows, n_activations, seed) -> ActivationSample`
+  (activations + the token at each position, for token-feature graphs), `load_checkpoint(spec)`.
+
+Two training back ends, both SAELens's own SAE classes, losses and `SAETrainer`:
+- "activations" (default): the checkpoint's activations at the hook are computed once per
+  (checkpoint, hook, windows, tokens) and kept in memory, and `SAETrainer` trains on shuffled batches
+  of them. A coefficient search trains many SAEs on the same activations, so the model runs once.
+- "runner": `LanguageModelSAETrainingRunner` with the TransformerLens bridge as `override_model` and
+  the token windows as `override_dataset` (activations generated on the fly; for data too large to
+  hold in memory, e.g. Pythia on a GPU).
+
+Positions holding BOS are left out of training, of every metric and of the activation samples
+(their activations are outliers of a different kind; SAELens calls this `exclude_special_tokens`).
+
+Cross-entropy reconstruction score (the paper's notation): (H* - H0) / (H_orig - H0), where H_orig is
+the model's mean next-token loss on held-out windows, H* the loss with the SAE's reconstruction spliced
+in at the hook (at every non-BOS position; BOS keeps its activation), and H0 the loss with the hook's
+activation zero-ablated at every position. 1 means the SAE loses nothing, 0 means it is no better than
+deleting the activation. Same formula as SAELens's `ce_loss_score`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .cache import cached_dir, relpath, write_json_atomic
+from .config import ParamError
+
+SAE_TRAIN_VERSION = 2  # bump when a change here changes what training produces
+ARCHITECTURES = ("jumprelu", "standard", "gated", "topk", "batchtopk")
+BACKENDS = ("activations", "runner")
+
+
+@dataclass(frozen=True)
+class SAESpec:
+    """How one SAE is trained. `sparsity_coefficient` is the architecture's sparsity knob:
+    `l0_coefficient` (jumprelu), `l1_coefficient` (standard, gated), `k` (topk, batchtopk)."""
+
+    architecture: str = "jumprelu"
+    expansion_factor: int = 16  # d_sae = expansion_factor * d_model
+    sparsity_coefficient: float = 1.0
+    training_tokens: int = 200_000  # activations seen in training (positions, BOS excluded)
+    batch_size: int = 512  # activations per optimizer step (train_batch_size_tokens)
+    lr: float = 1e-3
+    lr_warm_up_fraction: float = 0.05
+    lr_decay_fraction: float = 0.2  # linear decay to 0 over the last steps
+    sparsity_warm_up_fraction: float = 0.1  # the sparsity coefficient ramps up from 0
+    jumprelu_bandwidth: float = 0.02
+    jumprelu_init_threshold: float = 0.01
+    jumprelu_sparsity_loss_mode: str = "tanh"
+    normalize_activations: str = "expected_average_only_in"
+    seed: int = 0
+    backend: str = "activations"
+
+    def check(self) -> None:
+        if self.architecture not in ARCHITECTURES:
+            raise ParamError(f"architecture: got {self.architecture!r}; expected one of {', '.join(ARCHITECTURES)}")
+        if self.backend not in BACKENDS:
+            raise ParamError(f"backend: got {self.backend!r}; expected one of {', '.join(BACKENDS)}")
+        if self.sparsity_coefficient <= 0:
+            raise ParamError(f"sparsity_coefficient: got {self.sparsity_coefficient!r}; expected a positive number")
+        if self.training_tokens < self.batch_size:
+            raise ParamError(f"training_tokens: got {self.training_tokens}; expected at least batch_size ({self.batch_size})")
+
+    def n_steps(self) -> int:
+        return self.training_tokens // self.batch_size
+
+
+# ---------------------------------------------------------------------------------------------
+# Models, windows, activations
+
+
+def load_checkpoint(checkpoint: str | Path, device: str = "cpu"):
+    """A TransformerLens bridge for a local HF checkpoint folder, or a hub model with an optional
+    revision: 'EleutherAI/pythia-160m@step3000' (online only)."""
+    spec = str(checkpoint)
+    if Path(spec).expanduser().exists():
+        from .models import load_model
+
+        return load_model(spec, device=device)
+    from .config import offline
+
+    name, _, revision = spec.partition("@")
+    if offline():
+        raise ParamError(f"checkpoint: '{spec}' is no local folder, so it names a hub model that would be "
+                         f"downloaded, and this machine is offline (set FUNCTOK_ONLINE=1 where the hub is reachable)")
+    from transformer_lens.model_bridge import TransformerBridge
+
+    bridge = TransformerBridge.boot_transformers(name, device=device, revision=revision or None)
+    bridge.eval()
+    return bridge
+
+
+_MODELS: dict[str, Any] = {}
+
+
+def _model(checkpoint, model=None):
+    """The bridge for a checkpoint (the last one loaded is kept: searches evaluate it many times)."""
+    if model is not None:
+        return model
+    key = str(checkpoint)
+    if key not in _MODELS:
+        _MODELS.clear()
+        _MODELS[key] = load_checkpoint(checkpoint)
+    return _MODELS[key]
+
+
+def load_windows(windows) -> "Any":
+    """Token windows as an int64 tensor [n, context]: a `save_to_disk` folder (column input_ids or
+    tokens) or a tensor / array."""
+    import torch
+
+    if isinstance(windows, (str, Path)):
+        import datasets
+
+        ds = datasets.load_from_disk(str(windows))
+        col = "input_ids" if "input_ids" in ds.column_names else "tokens"
+        arr = np.asarray(ds.with_format("numpy")[col])
+        if arr.dtype == object:
+            arr = np.stack(list(arr))
+        return torch.from_numpy(arr.astype(np.int64))
+    return torch.as_tensor(np.asarray(windows), dtype=torch.long)
+
+
+def context_of(windows) -> int:
+    """Window length of a token-windows folder (one row read) or array."""
+    if isinstance(windows, (str, Path)):
+        import datasets
+
+        ds = datasets.load_from_disk(str(windows))
+        return len(ds[0]["input_ids" if "input_ids" in ds.column_names else "tokens"])
+    return int(np.asarray(windows).shape[1])
+
+
+def _windows_id(windows) -> str:
+    if isinstance(windows, (str, Path)):
+        return relpath(windows)
+    import hashlib
+
+    arr = np.ascontiguousarray(np.asarray(windows, dtype=np.int64))
+    return "sha1:" + hashlib.sha1(arr.tobytes()).hexdigest()[:16] + f":{arr.shape}"
+
+
+def _checkpoint_id(checkpoint) -> str:
+    spec = str(checkpoint)
+    return relpath(spec) if Path(spec).expanduser().exists() else spec
+
+
+def hook_layer(hook_name: str) -> int:
+    parts = hook_name.split(".")
+    if len(parts) < 3 or parts[0] != "blocks" or not parts[1].isdigit():
+        raise ParamError(f"hook_name: got {hook_name!r}; expected 'blocks.{{L}}.<hook>', e.g. blocks.1.hook_resid_post")
+    return int(parts[1])
+
+
+def excluded_ids(model) -> list[int]:
+    """Token ids whose positions are left out: BOS (the document separator of our windows)."""
+    tok = getattr(model, "tokenizer", None)
+    bos = getattr(tok, "bos_token_id", None) if tok is not None else None
+    return [] if bos is None else [int(bos)]
+
+
+def activations_at(model, hook_name: str, x, batch_size: int = 16):
+    """Activations [n_windows, context, d] at `hook_name` for token windows x (no gradients; the
+    forward stops after the hook's layer)."""
+    import torch
+
+    layer = hook_layer(hook_name)
+    n_layers = model.cfg.n_layers
+    if layer >= n_layers:
+        raise ParamError(f"hook_name: {hook_name!r} names layer {layer}; the model has {n_layers} layers (0..{n_layers - 1})")
+    stop = layer + 1 if layer + 1 < n_layers else None
+    dev = model_device(model)
+    out = []
+    with torch.no_grad():
+        for i in range(0, len(x), batch_size):
+            _, cache = model.run_with_cache(x[i:i + batch_size].to(dev), names_filter=[hook_name], stop_at_layer=stop)
+            out.append(cache[hook_name].float().cpu())
+    return torch.cat(out) if out else torch.zeros(0, x.shape[1], model.cfg.d_model)
+
+
+@dataclass
+class ActivationSample:
+    """Activations at a hook for a set of (window, position) pairs, and the token at each."""
+
+    acts: Any  # float tensor [n, d]
+    tokens: np.ndarray  # [n] token id at each position
+    window_index: np.ndarray  # [n]
+    position: np.ndarray  # [n]
+
+
+def sample_positions(x, n: int, seed: int, exclude: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """n (window, position) pairs drawn uniformly without replacement from the non-excluded positions
+    of windows x (all of them if there are fewer), sorted."""
+    xa = np.asarray(x)
+    ok = ~np.isin(xa, exclude) if exclude else np.ones(xa.shape, dtype=bool)
+    flat = np.flatnonzero(ok.reshape(-1))
+    if n < flat.size:
+        flat = np.sort(np.random.default_rng(seed).choice(flat, size=n, replace=False))
+    return flat // xa.shape[1], flat % xa.shape[1]
+
+
+_SAMPLES: dict[tuple, ActivationSample] = {}
+
+
+def activation_sample(checkpoint, hook_name: str, windows, n_activations: int, seed: int = 0,
+                      model=None, keep: int = 2) -> ActivationSample:
+    """N activations sampled from the windows' non-BOS positions (seeded; the same positions for every
+    checkpoint with the same tokenizer), kept in memory for reuse (the last `keep` samples)."""
+    key = (str(checkpoint), hook_name, _windows_id(windows), int(n_activations), int(seed))
+    if key in _SAMPLES:
+        return _SAMPLES[key]
+    model = _model(checkpoint, model)
+    x = load_windows(windows)
+    wi, pos = sample_positions(x, n_activations, seed, excluded_ids(model))
+    rows = np.unique(wi)
+    acts = activations_at(model, hook_name, x[rows])
+    local = np.searchsorted(rows, wi)
+    sample = ActivationSample(acts[local, pos].contiguous(), np.asarray(x)[wi, pos], wi, pos)
+    while len(_SAMPLES) >= keep:
+        _SAMPLES.pop(next(iter(_SAMPLES)))
+    _SAMPLES[key] = sample
+    return sample
+
+
+def training_activations(checkpoint, hook_name: str, windows, n_tokens: int, model=None):
+    """Activations [<= n_tokens, d] at the non-BOS positions of windows taken in a fixed seeded order
+    until n_tokens positions are covered: the training set of every SAE trained on this (checkpoint,
+    hook, windows, n_tokens). Fewer windows than needed: all of them (training then cycles)."""
+    key = (str(checkpoint), hook_name, _windows_id(windows), int(n_tokens), "train")
+    if key in _SAMPLES:
+        return _SAMPLES[key].acts
+    model = _model(checkpoint, model)
+    x = load_windows(windows)
+    excl = excluded_ids(model)
+    xa = np.asarray(x)
+    order = np.random.default_rng(0).permutation(len(xa))
+    counts = (~np.isin(xa[order], excl)).sum(1) if excl else np.full(len(xa), xa.shape[1])
+    k = int(np.searchsorted(np.cumsum(counts), n_tokens)) + 1
+    take = np.sort(order[:k])
+    acts = activations_at(model, hook_name, x[take])
+    keep = ~np.isin(xa[take], excl) if excl else np.ones(xa[take].shape, dtype=bool)
+    flat = acts[torch_bool(keep)][:n_tokens].contiguous()
+    while len(_SAMPLES) >= 2:
+        _SAMPLES.pop(next(iter(_SAMPLES)))
+    _SAMPLES[key] = ActivationSample(flat, xa[take][keep][:n_tokens], np.zeros(0, np.int64), np.zeros(0, np.int64))
+    return flat
+
+
+def torch_bool(a: np.ndarray):
+    import torch
+
+    return torch.from_numpy(np.ascontiguousarray(a))
+
+
+def clear_memory() -> None:
+    """Forget the models and activations kept for reuse."""
+    _MODELS.clear()
+    _SAMPLES.clear()
+# ---------------------------------------------------------------------------------------------
+# Training
+
+
+DEVICE: str | None = None  # where SAEs train and run; None: a CUDA GPU if there is one, else the CPU
+
+
+def device() -> str:
+    if DEVICE is not None:
+        return DEVICE
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def model_device(model):
+    return next(model.parameters()).device
+
+
+def training_sae_config(spec: SAESpec, d_in: int):
+    """The SAELens training config of an SAE (architecture, width, sparsity, warm-up)."""
+    import sae_lens as sl
+
+    spec.check()
+    warm = int(spec.sparsity_warm_up_fraction * spec.n_steps())
+    common = {"d_in": d_in, "d_sae": spec.expansion_factor * d_in, "dtype": "float32", "device": device(),
+              "normalize_activations": spec.normalize_activations}
+    c = spec.sparsity_coefficient
+    if spec.architecture == "jumprelu":
+        return sl.JumpReLUTrainingSAEConfig(
+            **common, l0_coefficient=c, l0_warm_up_steps=warm, jumprelu_bandwidth=spec.jumprelu_bandwidth,
+            jumprelu_init_threshold=spec.jumprelu_init_threshold,
+            jumprelu_sparsity_loss_mode=spec.jumprelu_sparsity_loss_mode)
+    if spec.architecture == "standard":
+        return sl.StandardTrainingSAEConfig(**common, l1_coefficient=c, l1_warm_up_steps=warm)
+    if spec.architecture == "gated":
+        return sl.GatedTrainingSAEConfig(**common, l1_coefficient=c, l1_warm_up_steps=warm)
+    if spec.architecture == "topk":
+        return sl.TopKTrainingSAEConfig(**common, k=max(1, int(round(c))))
+    return sl.BatchTopKTrainingSAEConfig(**common, k=float(c))
+
+
+def _schedule(spec: SAESpec) -> dict:
+    n = spec.n_steps()
+    return {"lr": spec.lr, "lr_end": spec.lr, "lr_scheduler_name": "constant",
+            "lr_warm_up_steps": int(spec.lr_warm_up_fraction * n), "lr_decay_steps": int(spec.lr_decay_fraction * n),
+            "dead_feature_window": max(1, min(1000, n // 4)), "feature_sampling_window": max(1, min(2000, n)),
+            "n_batches_for_norm_estimate": max(1, min(20, n))}
+
+
+@contextlib.contextmanager
+def quiet_sae_lens():
+    """SAELens's own tqdm.auto bars (one per SAE, widgets in Jupyter) off; functok logs one line per SAE."""
+    import functools
+
+    import tqdm as _tqdm
+
+    import sae_lens.training.activation_scaler as m1
+    import sae_lens.training.activations_store as m2
+    import sae_lens.training.sae_trainer as m3
+
+    mods = [m for m in (m1, m2, m3) if hasattr(m, "tqdm")]
+    saved = [m.tqdm for m in mods]
+    for m in mods:
+        m.tqdm = functools.partial(_tqdm.tqdm, disable=True)
+    try:
+        yield
+    finally:
+        for m, t in zip(mods, saved):
+            m.tqdm = t
+
+
+def _batches(acts, batch_size: int, seed: int):
+    """Shuffled batches of activations, a fresh permutation per pass (seeded), forever."""
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    n = len(acts)
+    if n == 0:
+        raise ParamError("training_tokens: no activations to train on (the windows hold only BOS positions?)")
+    while True:
+        perm = torch.randperm(n, generator=g)
+        if n < batch_size:
+            perm = perm.repeat(-(-batch_size // n))
+        for i in range(0, len(perm) - batch_size + 1, batch_size):
+            yield acts[perm[i:i + batch_size]].to(device())
+
+
+def _fit_activations(spec: SAESpec, acts):
+    import torch
+    from sae_lens import LoggingConfig
+    from sae_lens.config import SAETrainerConfig
+    from sae_lens.saes.sae import TrainingSAE
+    from sae_lens.training.sae_trainer import SAETrainer
+
+    torch.manual_seed(spec.seed)
+    cfg = training_sae_config(spec, acts.shape[1])
+    sae = TrainingSAE.from_dict(cfg.to_dict())
+    tcfg = SAETrainerConfig(total_training_samples=spec.n_steps() * spec.batch_size,
+                            train_batch_size_samples=spec.batch_size, device=device(),
+                            logger=LoggingConfig(log_to_wandb=False), **_schedule(spec))
+    trainer = SAETrainer(tcfg, sae, _batches(acts, spec.batch_size, spec.seed))
+    scale = init_b_dec(sae, acts, spec.normalize_activations)
+    if scale is not None:  # the scaler's factor from all training activations (fit() keeps a preset one)
+        trainer.activation_scaler.scaling_factor = scale
+    with quiet_sae_lens():
+        trainer.fit()
+    return sae
+
+
+def init_b_dec(sae, acts, normalize: str) -> float | None:
+    """Start the decoder bias at the mean activation (in the SAE's normalized units), as SAE
+    practice does (SAELens 6 starts it at zero, which a few hundred Adam steps cannot undo when the
+    residual stream has a large mean). Returns the normalization factor sqrt(d_in) / mean norm used,
+    or None when activations are not normalized."""
+    import torch
+
+    with torch.no_grad():
+        a = acts.float()
+        scale = float(a.shape[1] ** 0.5 / a.norm(dim=-1).mean()) if normalize == "expected_average_only_in" else None
+        sae.b_dec.data.copy_((a.mean(0) * (scale or 1.0)).to(sae.b_dec.dtype))
+    return scale
+
+
+def _fit_runner(spec: SAESpec, checkpoint, model, hook_name: str, windows, out: Path):
+    import datasets
+    import torch
+    from sae_lens import LanguageModelSAERunnerConfig, LanguageModelSAETrainingRunner, LoggingConfig
+    from sae_lens.saes.sae import TrainingSAE
+
+    x = load_windows(windows)
+    T = int(x.shape[1])
+    store = 8  # windows per model forward
+    # SAELens's mixing buffer holds n_batches_in_buffer * context_size activations: >= 2 training batches
+    n_buffer = max(2, -(-2 * spec.batch_size // T))
+    excl = excluded_ids(model)
+    cfg = LanguageModelSAERunnerConfig(
+        sae=training_sae_config(spec, model.cfg.d_model), model_name=_checkpoint_id(checkpoint),
+        hook_name=hook_name, dataset_path="", is_dataset_tokenized=True, streaming=False, context_size=T,
+        training_tokens=spec.n_steps() * spec.batch_size, train_batch_size_tokens=spec.batch_size,
+        store_batch_size_prompts=store, n_batches_in_buffer=n_buffer, prepend_bos=False,
+        exclude_special_tokens=excl or False, seed=spec.seed, device=device(), model_from_pretrained_kwargs={},
+        logger=LoggingConfig(log_to_wandb=False), checkpoint_path=None, output_path=str(out), verbose=False,
+        **_schedule(spec))
+    ds = datasets.load_from_disk(str(windows)) if isinstance(windows, (str, Path)) else \
+        datasets.Dataset.from_dict({"input_ids": x.tolist()})
+    torch.manual_seed(spec.seed)
+    sae = TrainingSAE.from_dict(cfg.sae.to_dict())
+    # b_dec from the mean of the first windows' activations (the runner estimates its own scale
+    # factor from its first batches; both are means of the same distribution)
+    first = activations_at(model, hook_name, x[: max(1, min(len(x), -(-4 * spec.batch_size // T)))])
+    keep = ~torch.isin(x[: first.shape[0]], torch.tensor(excl, dtype=torch.long)) if excl else torch.ones(first.shape[:2], dtype=torch.bool)
+    init_b_dec(sae, first[keep], spec.normalize_activations)
+    runner = LanguageModelSAETrainingRunner(cfg, override_model=model, override_dataset=ds, override_sae=sae)
+    with quiet_sae_lens():
+        return runner.run()
+
+
+def sae_params(checkpoint, hook_name: str, spec: SAESpec, windows) -> dict:
+    """Every parameter that shapes an SAE (its cache key)."""
+    return {"version": SAE_TRAIN_VERSION, "checkpoint": _checkpoint_id(checkpoint), "hook_name": hook_name,
+            "windows": _windows_id(windows), "exclude": "bos", **dataclasses.asdict(spec)}
+
+
+def train_sae(checkpoint, hook_name: str, spec: SAESpec, windows, model=None, progress: bool = True) -> Path:
+    """An SAE trained with SAELens on `checkpoint`'s activations at `hook_name` over the token windows
+    (a `save_to_disk` folder with input_ids, BOS as the model saw it), cached; returns its folder
+    (SAELens's format: `SAE.load_from_disk(folder)`; `training.json` holds timing and settings)."""
+    import sys
+
+    spec.check()
+    hook_layer(hook_name)
+    params = sae_params(checkpoint, hook_name, spec, windows)
+
+    def build(tmp: Path) -> None:
+        import torch
+
+        m = _model(checkpoint, model)
+        t0 = time.perf_counter()
+        if spec.backend == "activations":
+            acts = training_activations(checkpoint, hook_name, windows, spec.training_tokens, model=m)
+            t1 = time.perf_counter()
+            sae = _fit_activations(spec, acts)
+        else:
+            t1 = t0
+            sae = _fit_runner(spec, checkpoint, m, hook_name, windows, tmp)
+        seconds = time.perf_counter() - t1
+        md = sae.cfg.metadata
+        md.hook_name, md.model_name, md.model_class_name = hook_name, params["checkpoint"], "TransformerBridge"
+        md.context_size, md.prepend_bos, md.dataset_path = context_of(windows), False, params["windows"]
+        md.exclude_special_tokens = excluded_ids(m)
+        md.model_from_pretrained_kwargs = {}
+        sae.save_inference_model(str(tmp))
+        samples = spec.n_steps() * spec.batch_size
+        stats = {"spec": dataclasses.asdict(spec), "d_in": int(sae.cfg.d_in), "d_sae": int(sae.cfg.d_sae),
+                 "steps": spec.n_steps(), "activations": samples, "seconds": round(seconds, 3),
+                 "activation_seconds": round(t1 - t0, 3), "activations_per_s": round(samples / max(seconds, 1e-9), 1),
+                 "train_l0": getattr(md, "l0", None), "device": device(), "threads": torch.get_num_threads(),
+                 "sae_lens": _version("sae-lens")}
+        write_json_atomic(tmp / "training.json", stats)
+        if progress:
+            print(f"  SAE {spec.architecture} d_sae={stats['d_sae']} coef={spec.sparsity_coefficient:.4g} seed={spec.seed}: "
+                  f"{samples:,} activations in {seconds:.1f} s ({stats['activations_per_s']:,.0f}/s)", file=sys.stderr, flush=True)
+
+    return cached_dir("saes", params, build)
+
+
+def _version(pkg: str) -> str:
+    import importlib.metadata
+
+    try:
+        return importlib.metadata.version(pkg)
+    except importlib.metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def load_sae(sae_dir):
+    """An SAE folder as a SAELens inference SAE (CPU/GPU as available, eval mode)."""
+    from sae_lens import SAE
+
+    sae = SAE.load_from_disk(str(sae_dir), device=device())
+    sae.eval()
+    return sae
+
+
+def training_stats(sae_dir) -> dict:
+    p = Path(sae_dir) / "training.json"
+    return json.loads(p.read_text()) if p.exists() else {}
+
+
+# ---------------------------------------------------------------------------------------------
+# Quality metrics
+
+
+_LOSSES: dict[tuple, tuple] = {}
+
+
+def _eval_windows(windows, max_windows: int | None):
+    x = load_windows(windows)
+    return x[:max_windows] if max_windows else x
+
+
+def reference_losses(checkpoint, hook_name: str, windows, max_windows: int | None = None, model=None,
+                     batch_size: int = 8) -> dict:
+    """H_orig (the model's mean next-token loss) and H0 (the loss with the hook's activation
+    zero-ablated at every position) on the windows; kept in memory per (checkpoint, hook, windows)."""
+    import torch
+
+    key = (str(checkpoint), hook_name, _windows_id(windows), max_windows)
+    if key not in _LOSSES:
+        m = _model(checkpoint, model)
+        x = _eval_windows(windows, max_windows)
+
+        def zero(act, hook):
+            return torch.zeros_like(act)
+
+        orig, zero_abl = [], []
+        with torch.no_grad():
+            for i in range(0, len(x), batch_size):
+                xb = x[i:i + batch_size].to(model_device(m))
+                orig.append(m(xb, return_type="loss", loss_per_token=True).double().reshape(-1))
+                zero_abl.append(m.run_with_hooks(xb, return_type="loss", loss_per_token=True,
+                                                 fwd_hooks=[(hook_name, zero)]).double().reshape(-1))
+        if len(_LOSSES) >= 4:
+            _LOSSES.pop(next(iter(_LOSSES)))
+        _LOSSES[key] = (float(torch.cat(orig).mean()), float(torch.cat(zero_abl).mean()), int(torch.cat(orig).numel()))
+    h_orig, h0, n = _LOSSES[key]
+    return {"ce_loss_original": h_orig, "ce_loss_zero_ablation": h0, "n_predictions": n}
+
+
+def ce_score(h_star: float, h_orig: float, h0: float) -> float:
+    """(H* - H0) / (H_orig - H0): 1 = no loss from the SAE, 0 = as bad as zero-ablating the hook."""
+    return (h_star - h0) / (h_orig - h0) if h_orig != h0 else float("nan")
+
+
+def evaluate_sae(sae_dir, checkpoint, windows, max_windows: int | None = None, model=None,
+                 batch_size: int = 8) -> dict:
+    """L0, explained variance and the cross-entropy reconstruction score of an SAE on held-out
+    windows, with TransformerLens hooks: one forward with the SAE spliced in at the hook (non-BOS
+    positions), whose hook also measures L0 and explained variance on the same activations.
+
+    explained_variance = 1 - sum ||x - x_hat||^2 / sum ||x - mean(x)||^2 over non-BOS positions
+    (SAELens's definition); l0 = mean number of features with activation > 0 per position."""
+    import torch
+
+    sae = load_sae(sae_dir)
+    hook_name = sae.cfg.metadata.hook_name
+    m = _model(checkpoint, model)
+    ref = reference_losses(checkpoint, hook_name, windows, max_windows, model=m, batch_size=batch_size)
+    x = _eval_windows(windows, max_windows)
+    excl = torch.tensor(excluded_ids(m), dtype=torch.long, device=model_device(m))
+    acc = {"sse": 0.0, "sum": None, "sumsq": 0.0, "n": 0, "l0": 0.0}
+    current = {}
+
+    def splice(act, hook):
+        mask = ~torch.isin(current["x"], excl).to(act.device)
+        a = act.to(sae.device)
+        feats = sae.encode(a[mask])
+        recon = sae.decode(feats).to(act.dtype)
+        xa = a[mask].double()
+        acc["sse"] += float(((recon.double() - xa) ** 2).sum())
+        acc["sum"] = xa.sum(0) if acc["sum"] is None else acc["sum"] + xa.sum(0)
+        acc["sumsq"] += float((xa ** 2).sum())
+        acc["n"] += int(mask.sum())
+        acc["l0"] += float((feats > 0).sum())
+        out = act.clone()
+        out[mask] = recon.to(act.device)
+        return out
+
+    losses = []
+    with torch.no_grad():
+        for i in range(0, len(x), batch_size):
+            current["x"] = x[i:i + batch_size].to(model_device(m))
+            losses.append(m.run_with_hooks(current["x"], return_type="loss", loss_per_token=True,
+                                           fwd_hooks=[(hook_name, splice)]).double().reshape(-1))
+    h_star = float(torch.cat(losses).mean())
+    n = max(acc["n"], 1)
+    total_var = acc["sumsq"] - float((acc["sum"] ** 2).sum()) / n if acc["sum"] is not None else float("nan")
+    return {"hook_name": hook_name, "d_sae": int(sae.cfg.d_sae),
+            "l0": acc["l0"] / n, "explained_variance": 1 - acc["sse"] / total_var if total_var > 0 else float("nan"),
+            "ce_reconstruction_score": ce_score(h_star, ref["ce_loss_original"], ref["ce_loss_zero_ablation"]),
+            "ce_loss_with_sae": h_star, **ref, "n_activations": acc["n"]}
+
+
+def encode_sample(sae_dir, sample: ActivationSample, batch_size: int = 4096):
+    """Yield (token_ids [b], feature activations [b, d_sae]) over the sample, in batches."""
+    import torch
+
+    sae = load_sae(sae_dir)
+    with torch.no_grad():
+        for i in range(0, len(sample.acts), batch_size):
+            yield sample.tokens[i:i + batch_size], sae.encode(sample.acts[i:i + batch_size].to(sae.device)).cpu()
+
+
+def firing_counts(sae_dir, sample: ActivationSample) -> np.ndarray:
+    """[d_sae] number of sampled activations on which each feature fires (activation > 0)."""
+    counts = None
+    for _, f in encode_sample(sae_dir, sample):
+        c = (f > 0).sum(0).numpy().astype(np.int64)
+        counts = c if counts is None else counts + c
+    return counts
+
+
+def learned_features(sae_dir, checkpoint, windows, n_activations: int, seed: int = 0, model=None) -> int:
+    """Distinct SAE features that fire (activation > 0) on N activations sampled (seeded, without
+    replacement, BOS positions excluded) from the windows at the SAE's hook: the paper's Fig 8a count."""
+    sae_hook = json.loads((Path(sae_dir) / "cfg.json").read_text())["metadata"]["hook_name"]
+    sample = activation_sample(checkpoint, sae_hook, windows, n_activations, seed, model=model)
+    return int((firing_counts(sae_dir, sample) > 0).sum())
