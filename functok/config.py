@@ -124,6 +124,37 @@ class LossSplitConfig(ChapterConfig):
 
 
 @dataclass
+class FeatureCoverageConfig(ChapterConfig):
+    """Chapter 2: a few function tokens activate most SAE features (Fig 5, Table 1)."""
+
+    chapter: ClassVar[str] = "feature_coverage"
+
+    model: str = param("embedded", "'embedded' (the preset's deeper model, final checkpoint), a checkpoint folder, or a hub model such as google/gemma-2-9b (online)", kind="model")
+    layers: list = param([], "layers whose blocks.{L}.hook_resid_post the SAEs read; empty: the relative depths of the paper's 9/20/31 of 42", kind="ints")
+    sae: str = param("train", "'train' (SAEs trained with SAELens on the model and cached), a local SAE folder, or 'release/sae_id'; '{layer}' and '{average_l0}' are filled in per layer", kind="sae_template")
+    average_l0: list = param([], "per layer, the average_l0_* of a non-canonical Gemma Scope release ('{average_l0}' in sae); empty: none", kind="ints")
+    corpus: str = param("embedded", "documents: 'embedded' (the preset's held-out windows), a local path or glob, or a hub data set 'name:split'", kind="corpus")
+    n_documents: int = param(0, "use only the first N documents (0: all)", lo=0)
+    max_tokens: int = param(0, "stop after the windows holding this many tokens (0: all)", lo=0)
+    context_size: int = param(0, "window length (0: the SAEs' context size from their cfg.json; trained SAEs: the preset's)", lo=0, hi=65536)
+    top_k: int = param(10, "cumulative coverage of the k = 1..top_k most frequent tokens (Table 1)", lo=1, hi=10_000)
+    batch_size: int = param(8, "windows per forward pass", lo=1, hi=4096)
+    device: str = param("cpu", "where the model, the SAE encoders and the graphs run", choices=("cpu", "cuda"))
+    model_dtype: str = param("float32", "dtype of the model's weights (bfloat16 for Gemma-2-9B on one GPU)", choices=("float32", "bfloat16"))
+    encoder_dtype: str = param("auto", "dtype of the SAE encoder weights (auto: bfloat16 on cuda, float32 on cpu); the JumpReLU threshold stays float32", choices=("auto", "float32", "bfloat16"))
+    gpu_memory_gb: float = param(80.0, "device memory budget; configurations whose plan exceeds it are refused before loading", lo=1.0, hi=10_000.0)
+    coverage_threshold: float = param(0.40, "function tokens of non-embedded tokenizers (embedded: the preset's training-document set)", lo=0.01, hi=0.99)
+    match_ratio: float = param(2.0, "frequency-matched comparison: tokens are binned by occurrence count in bins [r^b, r^(b+1))", lo=1.05, hi=100.0)
+    architecture: str = param("jumprelu", "trained SAEs: SAELens architecture (jumprelu: Gemma Scope's)", choices=("jumprelu", "standard", "gated", "topk", "batchtopk"))
+    expansion_factor: int = param(16, "trained SAEs: d_sae as a multiple of d_model", lo=1, hi=1024)
+    sparsity_coefficient: float = param(1.0, "trained SAEs: the architecture's sparsity coefficient (jumprelu: l0_coefficient)", lo=1e-6, hi=1e6)
+    training_tokens: int = param(60_000, "trained SAEs: activations each SAE trains on (the preset's training windows)", lo=1000)
+    sae_batch_size: int = param(512, "trained SAEs: activations per optimizer step", lo=16, hi=1_000_000)
+    sae_lr: float = param(1e-3, "trained SAEs: learning rate", lo=1e-7, hi=1.0)
+    eval_windows: int = param(32, "held-out windows for each local SAE's L0, explained variance and CE reconstruction score (0: skip)", lo=0)
+
+
+@dataclass
 class FeatureGrowthConfig(ChapterConfig):
     """Chapter 4: learned features grow over pre-training (Fig 8a, Fig 8b, Fig 12)."""
 
@@ -157,7 +188,7 @@ class FeatureGrowthConfig(ChapterConfig):
 
 
 CONFIGS: dict[str, type[ChapterConfig]] = {
-    c.chapter: c for c in (FunctionTokensConfig, LossSplitConfig, FeatureGrowthConfig)
+    c.chapter: c for c in (FunctionTokensConfig, FeatureCoverageConfig, LossSplitConfig, FeatureGrowthConfig)
 }
 ALL_CONFIGS: dict[str, type[ChapterConfig]] = {**CONFIGS, "pretrain": PretrainConfig}
 CHAPTER_ORDER = ["function_tokens", "feature_coverage", "loss_split", "feature_growth"]
@@ -244,6 +275,12 @@ def _check_kind(name: str, value: Any, kind: str | None) -> None:
         for v in value:
             if v != "embedded":
                 check_source(name, v, what="model")
+    if kind == "sae_template":
+        if not isinstance(value, str) or not value:
+            raise ParamError(f"{name}: got {value!r}; expected 'train', a local SAE folder or 'release/sae_id'")
+        bad = [k for k in __import__("re").findall(r"{([^}]*)}", value) if k not in ("layer", "average_l0")]
+        if bad:
+            raise ParamError(f"{name}: '{value}' has the placeholder {{{bad[0]}}}; expected only {{layer}} and {{average_l0}}")
     if kind == "corpus":
         check_source(name, value, what="data set")
     if kind == "tokenizers":

@@ -1,0 +1,620 @@
+"""A few function tokens activate most SAE features (the paper's §3: Fig 5, Table 1).
+
+One streaming pass over token windows: one forward per batch that captures the residual stream of
+every requested layer (`functok.activations.resid_activations`, stopping at the deepest), SAE encoding
+per layer (`functok.saes.SparseEncoder`: only the non-zeros; bf16 encoder weights with an fp32
+JumpReLU threshold on a GPU), and accumulation of one token <-> feature bipartite graph per layer
+(`functok.graph.TokenFeatureGraph`). Positions holding BOS are fed to the model (it sees them) but
+left out of the graphs. Windows have the SAEs' context size.
+
+Per layer the chapter reads off the graph: connected features (fired by at least one token) and
+their share of d_sae, the degree of every token (distinct features it activates in any context),
+the cumulative coverage of the k = 1..top_k most frequent tokens of the sample (over all d_sae
+features, the paper's Table 1, and over the connected features), per-feature firing counts by
+function and content tokens, and, beyond the paper, two views of how much frequency alone explains:
+
+- frequency-matched comparison: tokens are binned by their number of occurrences in the sample
+  (bins [r^b, r^(b+1)) with r = match_ratio); each function token is compared with the median degree
+  of the content tokens of its bin; a one-sided sign test over the matched function tokens decides;
+- degree against occurrences: a least-squares line of log10(degree) on log10(occurrences) fitted on
+  content tokens, its R^2, and how far function tokens sit above or below it.
+
+SAEs: 'train' (the embedded default: SAEs trained with SAELens on the preset's deeper model, cached,
+with their L0, explained variance and cross-entropy reconstruction score), local SAELens folders, or
+'release/sae_id' from SAELens's registry (e.g. Gemma Scope), validated offline before any download,
+with the device-memory plan of `functok.saes` checked before anything is loaded.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .config import ParamError
+
+RELATIVE_DEPTHS = (9 / 42, 20 / 42, 31 / 42)  # the paper's layers 9, 20, 31 of Gemma-2-9B's 42
+GEMMA_SCOPE_CONTEXT = 1024  # Gemma Scope SAEs were trained on 1024-token windows
+KNOWN_MODELS = {"google/gemma-2-9b": {"n_layers": 42, "d_model": 3584, "vocab_size": 256_000,
+                                      "n_params": 9_241_705_984, "n_heads": 16, "d_mlp": 14336}}
+
+
+def default_layers(n_layers: int) -> list[int]:
+    """The paper's relative depths 9/42, 20/42, 31/42 on a model of n_layers (rounded, distinct)."""
+    return sorted({min(n_layers - 1, max(0, round(n_layers * f))) for f in RELATIVE_DEPTHS})
+
+
+def hook_name(layer: int) -> str:
+    return f"blocks.{layer}.hook_resid_post"
+
+
+# ---------------------------------------------------------------------------------------------
+# What runs: model, layers, SAEs, windows (validated before anything heavy)
+
+
+@dataclass
+class ModelInfo:
+    kind: str  # "embedded" | "local" | "hub"
+    checkpoint: str  # folder or hub name ("" for embedded until trained)
+    n_layers: int
+    d_model: int
+    vocab_size: int
+    n_params: int
+    n_heads: int = 4
+    d_mlp: int | None = None
+    context_size: int | None = None  # embedded: the preset's training context
+
+
+@dataclass
+class Plan:
+    model: ModelInfo
+    layers: list[int]
+    saes: list[Any]  # per layer: a functok.saes.SAESource, or None for 'train'
+    context_size: int
+    memory: dict = field(default_factory=dict)
+
+
+def model_info(cfg) -> ModelInfo:
+    if cfg.model == "embedded":
+        from .config import pretrain_config
+
+        p = pretrain_config(cfg.preset)
+        d = p.depths[1]
+        n = p.vocab_size * p.d_model * 2 + d * (4 * p.d_model**2 + 3 * p.d_model * p.d_mlp)
+        return ModelInfo("embedded", "", d, p.d_model, p.vocab_size, n, p.n_heads, p.d_mlp, p.context_size)
+    path = Path(cfg.model).expanduser()
+    if path.exists():
+        if not (path / "config.json").exists():
+            raise ParamError(f"model: '{cfg.model}' has no config.json; expected a Hugging Face checkpoint folder")
+        c = json.loads((path / "config.json").read_text())
+        return _info_from_hf("local", str(path), c, path)
+    if cfg.model in KNOWN_MODELS:
+        return ModelInfo("hub", cfg.model, **KNOWN_MODELS[cfg.model])
+    from transformers import AutoConfig  # online only (config validation refused hub names offline)
+
+    return _info_from_hf("hub", cfg.model, AutoConfig.from_pretrained(cfg.model).to_dict(), None)
+
+
+def _info_from_hf(kind: str, checkpoint: str, c: dict, folder: Path | None) -> ModelInfo:
+    c = c.get("text_config", c) if "num_hidden_layers" not in c else c
+    L, d = int(c["num_hidden_layers"]), int(c["hidden_size"])
+    mlp, V = int(c.get("intermediate_size") or 4 * d), int(c["vocab_size"])
+    n = V * d * (1 if c.get("tie_word_embeddings", True) else 2) + L * (4 * d * d + 3 * d * mlp)
+    if folder is not None:  # weights on disk: bytes / bytes per parameter
+        size = sum(f.stat().st_size for f in folder.glob("*.safetensors"))
+        per = 2 if str(c.get("torch_dtype") or c.get("dtype") or "float32") in ("bfloat16", "float16") else 4
+        n = size // per if size else n
+    return ModelInfo(kind, checkpoint, L, d, V, int(n), int(c.get("num_attention_heads", 4)), mlp)
+
+
+def sae_spec_of(cfg, layer: int, i: int) -> str:
+    return cfg.sae.format(layer=layer, average_l0=cfg.average_l0[i] if cfg.average_l0 else "")
+
+
+def plan(cfg) -> Plan:
+    """Validate a config without loading weights: layers in range, every SAE checked (local folders
+    read, release/sae_id against SAELens's bundled registry, refused while offline), SAE and model
+    widths agree, and the device-memory plan fits. ParamError (one line) otherwise."""
+    from .saes import check_memory, validate_sae_spec
+
+    m = model_info(cfg)
+    layers = list(cfg.layers) or default_layers(m.n_layers)
+    if len(set(layers)) != len(layers):
+        raise ParamError(f"layers: got {cfg.layers!r}; expected distinct layers")
+    bad = [L for L in layers if L >= m.n_layers]
+    if bad:
+        raise ParamError(f"layers: layer {bad[0]} requested; the model has {m.n_layers} layers (0..{m.n_layers - 1})")
+    if "{average_l0}" in cfg.sae and len(cfg.average_l0) != len(layers):
+        raise ParamError(f"average_l0: got {cfg.average_l0!r}; expected one value per layer ({len(layers)}: {layers}) for sae '{cfg.sae}'")
+    saes: list[Any] = []
+    if cfg.sae == "train":
+        if m.kind != "embedded":
+            raise ParamError("sae: 'train' trains SAEs on the embedded model only; expected model='embedded', or local SAE "
+                             "folders / 'release/sae_id' for other models (functok.sae_train.train_sae makes folders)")
+        saes = [None] * len(layers)
+        ctx = cfg.context_size or m.context_size
+    else:
+        for i, L in enumerate(layers):
+            src = validate_sae_spec(sae_spec_of(cfg, L, i), name="sae")
+            if src.d_in is not None and src.d_in != m.d_model:
+                raise ParamError(f"sae: '{src.describe()}' reads d_in={src.d_in}; the model has d_model={m.d_model}")
+            if src.hook_name is not None and src.hook_name != hook_name(L):
+                raise ParamError(f"sae: '{src.describe()}' reads {src.hook_name}; expected {hook_name(L)} for layer {L}")
+            saes.append(src)
+        ctx = cfg.context_size or _sae_context(saes[0])
+    if not ctx:
+        raise ParamError("context_size: the SAE's cfg.json names no context_size; expected context_size > 0")
+    p = Plan(m, layers, saes, int(ctx))
+    if cfg.device == "cuda":
+        d_sae = max((s.d_sae or 0) for s in saes) if cfg.sae != "train" else cfg.expansion_factor * m.d_model
+        p.memory = check_memory(
+            int(cfg.gpu_memory_gb * 1e9), name="gpu_memory_gb", d_model=m.d_model, d_sae=int(d_sae), n_saes=len(layers),
+            model_params=m.n_params, batch_tokens=cfg.batch_size * p.context_size, context_size=p.context_size,
+            n_heads=m.n_heads, d_mlp=m.d_mlp, model_bytes=2 if cfg.model_dtype == "bfloat16" else 4,
+            weight_bytes=4 if encoder_dtype(cfg) == "float32" else 2,
+            n_tokens=cfg.max_tokens or (cfg.n_documents or 10_000) * 500, vocab_size=m.vocab_size)
+    return p
+
+
+def _sae_context(src) -> int | None:
+    if src.kind == "local":
+        c = json.loads((Path(src.path) / "cfg.json").read_text())
+        return (c.get("metadata") or {}).get("context_size") or c.get("context_size")
+    return GEMMA_SCOPE_CONTEXT if (src.release or "").startswith("gemma-scope") else None
+
+
+def encoder_dtype(cfg) -> str:
+    return cfg.encoder_dtype if cfg.encoder_dtype != "auto" else ("bfloat16" if cfg.device == "cuda" else "float32")
+
+
+def check(cfg) -> Plan:
+    return plan(cfg)
+
+
+# ---------------------------------------------------------------------------------------------
+# Model, windows, SAEs, function tokens
+
+
+def load_model(checkpoint: str, device: str = "cpu", dtype: str = "float32"):
+    """A TransformerLens bridge in the given dtype (bfloat16 halves Gemma-2-9B to 18 GB)."""
+    import torch
+
+    if dtype == "float32":
+        from .models import load_model as _load
+
+        return _load(checkpoint, device=device)
+    from transformer_lens.model_bridge import TransformerBridge
+
+    p = Path(checkpoint).expanduser()
+    bridge = TransformerBridge.boot_transformers(str(p.resolve()) if p.exists() else checkpoint, device=device,
+                                                 dtype=getattr(torch, dtype))
+    bridge.eval()
+    return bridge
+
+
+def embedded_checkpoint(preset: str) -> tuple[str, Path]:
+    """The preset's deeper model, final checkpoint (trained on first use): (checkpoint folder, run folder)."""
+    from .config import pretrain_config
+    from .pretrain import checkpoints, train_run
+
+    pcfg = pretrain_config(preset)
+    run = train_run(pcfg, pcfg.depths[1])
+    return checkpoints(run)[-1]["checkpoint"], run
+
+
+def evaluation_windows(cfg, info: ModelInfo, context_size: int) -> Path:
+    """The exact windows evaluated (save_to_disk folder, column input_ids, BOS before every document
+    as the model sees it): the embedded held-out windows, or documents tokenized by the model's
+    tokenizer, concatenated and cut into windows of context_size (the tail dropped), capped at
+    max_tokens."""
+    from .cache import cached_dir
+    from .config import pretrain_config
+
+    pcfg = pretrain_config(cfg.preset)
+    if info.kind == "embedded" and cfg.corpus == "embedded" and context_size == pcfg.context_size \
+            and not cfg.n_documents and not cfg.max_tokens:
+        from .pretrain import token_windows
+
+        return token_windows(cfg.preset, "heldout")
+    from .cache import relpath
+    from .embedded import corpus_params
+
+    tokenizer = info.checkpoint if info.kind != "embedded" else "embedded"
+    tok_key = relpath(tokenizer) if info.kind == "local" else (tokenizer if info.kind == "hub" else
+                                                                 {k: v for k, v in corpus_params(pcfg).items()} | {"vocab_size": pcfg.vocab_size})
+    docs_key = ({"embedded": corpus_params(pcfg), "split": "heldout"} if cfg.corpus == "embedded" else {"corpus": cfg.corpus})
+    params = {"tokenizer": tok_key, **docs_key, "n_documents": cfg.n_documents, "context_size": context_size,
+              "max_tokens": cfg.max_tokens, "bos": True}
+
+    def build(tmp: Path) -> None:
+        import datasets
+
+        from .cache import write_json_atomic
+        from .function_tokens import encode
+        from .tokenizers import load_tokenizer
+
+        tok = load_tokenizer(tokenizer, cfg.preset)
+        if cfg.corpus == "embedded":
+            from .embedded import documents
+
+            docs = documents(cfg.preset, "heldout")
+            texts = list(docs["text"][: cfg.n_documents or len(docs)])
+        else:
+            from .function_tokens import iter_document_batches
+
+            texts = [t for b in iter_document_batches(cfg.corpus, cfg.preset, cfg.n_documents) for t in b["text"]]
+        bos = tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id
+        parts, total = [], 0
+        for ids in encode(tok, texts):
+            parts.append(np.asarray([bos, *ids], dtype=np.int32))
+            total += len(ids) + 1
+            if cfg.max_tokens and total >= cfg.max_tokens + context_size:
+                break
+        flat = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int32)
+        n = flat.size // context_size
+        if cfg.max_tokens:
+            n = min(n, -(-cfg.max_tokens // context_size))
+        if n == 0:
+            raise ParamError(f"context_size: {context_size} tokens is more than the {flat.size} tokens of the documents; "
+                             f"expected a smaller context_size or more documents")
+        feats = datasets.Features({"input_ids": datasets.Sequence(datasets.Value("int32"))})
+        datasets.Dataset.from_dict({"input_ids": list(flat[: n * context_size].reshape(n, context_size))},
+                                   features=feats).save_to_disk(str(tmp / "windows"))
+        write_json_atomic(tmp / "windows.json", {"n_windows": int(n), "n_documents": len(parts), "context_size": context_size})
+
+    return cached_dir("windows", params, build) / "windows"
+
+
+def function_token_path(cfg, info: ModelInfo) -> Path:
+    """function_tokens.json of the model's tokenizer: the embedded models' own set (the preset's
+    training documents), otherwise counted on cfg.corpus (its first n_documents)."""
+    from .config import pretrain_config
+    from .function_tokens import function_token_file
+
+    if info.kind == "embedded":
+        p = pretrain_config(cfg.preset)
+        return function_token_file("embedded", "embedded", cfg.preset, p.coverage_threshold, p.max_documents)
+    return function_token_file(info.checkpoint, cfg.corpus, cfg.preset, cfg.coverage_threshold, cfg.n_documents)
+
+
+def sae_training_spec(cfg):
+    from .sae_train import SAESpec
+
+    return SAESpec(architecture=cfg.architecture, expansion_factor=cfg.expansion_factor,
+                   sparsity_coefficient=float(cfg.sparsity_coefficient), training_tokens=cfg.training_tokens,
+                   batch_size=cfg.sae_batch_size, lr=cfg.sae_lr, seed=cfg.seed)
+
+
+def sae_folders(cfg, p: Plan, checkpoint: str, progress: bool = True) -> list[str]:
+    """Per layer, the SAE to load: a trained (cached) folder, a local folder, or 'release/sae_id'."""
+    if cfg.sae != "train":
+        return [s.path if s.kind == "local" else (s.release, s.sae_id) for s in p.saes]
+    from .pretrain import token_windows
+    from .sae_train import train_sae
+
+    train_win = token_windows(cfg.preset, "train")
+    spec = sae_training_spec(cfg)
+    return [str(train_sae(checkpoint, hook_name(L), spec, train_win, progress=progress)) for L in p.layers]
+
+
+# ---------------------------------------------------------------------------------------------
+# The streaming pass
+
+
+@dataclass
+class Pass:
+    graphs: dict  # layer -> TokenFeatureGraph
+    encoders: dict  # layer -> SparseEncoder
+    n_windows: int
+    forward_encode_s: float
+    graph_s: float
+    excluded: list[int]
+
+
+def _sync(device: str) -> None:
+    if device == "cuda":
+        import torch
+
+        torch.cuda.synchronize()
+
+
+def stream(model, encoders: dict, windows, excluded: list[int], batch_size: int, device: str = "cpu",
+           graph_device: str | None = None, progress: bool = True) -> Pass:
+    """One pass over windows (LongTensor [n, ctx]): forward (all layers at once), SAE encoding per
+    layer of the non-excluded positions, graph accumulation. Times the two parts separately."""
+    import torch
+    from tqdm import tqdm
+
+    from .activations import resid_activations
+    from .graph import TokenFeatureGraph
+
+    graph_device = graph_device or device
+    V = int(model.cfg.d_vocab)
+    graphs = {L: TokenFeatureGraph(V, e.d_sae, graph_device) for L, e in encoders.items()}
+    hooks = [hook_name(L) for L in encoders]
+    excl = torch.tensor(excluded, dtype=torch.long)
+    t_fe = t_g = 0.0
+    n = int(windows.shape[0])
+    bar = tqdm(total=n, desc="windows", unit=" win", mininterval=5, disable=not progress, file=sys.stderr)
+    with torch.no_grad():
+        for i in range(0, n, batch_size):
+            xb = windows[i:i + batch_size]
+            keep = ~torch.isin(xb, excl).reshape(-1)
+            tok = xb.reshape(-1)[keep]
+            t0 = time.perf_counter()
+            acts = resid_activations(model, xb, hooks)
+            codes = {}
+            for L, enc in encoders.items():
+                a = acts[hook_name(L)]
+                a = a.reshape(-1, a.shape[-1])[keep.to(a.device)]
+                codes[L] = enc.encode(a)
+            _sync(device)
+            t1 = time.perf_counter()
+            for L, c in codes.items():
+                graphs[L].update_sparse(tok.to(c.rows.device), c.rows, c.features)
+            _sync(graph_device)
+            t_fe += t1 - t0
+            t_g += time.perf_counter() - t1
+            bar.update(int(xb.shape[0]))
+    t1 = time.perf_counter()
+    for g in graphs.values():
+        g.flush()
+    _sync(graph_device)
+    t_g += time.perf_counter() - t1
+    bar.close()
+    return Pass(graphs, encoders, n, t_fe, t_g, list(excluded))
+
+
+# ---------------------------------------------------------------------------------------------
+# Per-layer statistics (pure numpy; tests compare them with brute force)
+
+
+def matched_comparison(degree: np.ndarray, counts: np.ndarray, is_function: np.ndarray, ratio: float = 2.0) -> dict:
+    """Function tokens vs content tokens of the same frequency.
+
+    Tokens seen in the sample are binned by occurrences: bin b = floor(log(count) / log(ratio)).
+    Each function token is compared with the median degree of the content tokens of its bin (a
+    function token whose bin holds no content token is left unmatched). Returns per-token rows, the
+    number matched, the share above their matched median, the median of degree / matched median, and
+    one-sided sign-test p-values (ties dropped) for 'function > content' and 'function < content'."""
+    from scipy.stats import binomtest
+
+    seen = counts > 0
+    b = np.full(counts.shape, -1, dtype=np.int64)
+    b[seen] = np.floor(np.log(counts[seen]) / math.log(ratio) + 1e-9).astype(np.int64)
+    content = seen & ~is_function
+    rows = []
+    for t in np.flatnonzero(seen & is_function):
+        peers = np.flatnonzero(content & (b == b[t]))
+        row = {"token_id": int(t), "count": int(counts[t]), "degree": int(degree[t]), "bin": int(b[t]),
+               "n_matched": int(peers.size)}
+        if peers.size:
+            med = float(np.median(degree[peers]))
+            row.update(matched_median=med, ratio=float((degree[t] + 1) / (med + 1)))
+        rows.append(row)
+    matched = [r for r in rows if r["n_matched"]]
+    above = sum(r["degree"] > r["matched_median"] for r in matched)
+    below = sum(r["degree"] < r["matched_median"] for r in matched)
+    n = above + below
+    out = {"ratio": ratio, "n_function_seen": len(rows), "n_matched": len(matched), "n_above": int(above),
+           "n_below": int(below), "share_above": above / len(matched) if matched else float("nan"),
+           "median_ratio": float(np.median([r["ratio"] for r in matched])) if matched else float("nan"),
+           "p_greater": float(binomtest(above, n, 0.5, alternative="greater").pvalue) if n else float("nan"),
+           "p_less": float(binomtest(above, n, 0.5, alternative="less").pvalue) if n else float("nan"),
+           "rows": rows}
+    return out
+
+
+def degree_vs_occurrences(degree: np.ndarray, counts: np.ndarray, is_function: np.ndarray) -> dict:
+    """Least-squares line log10(degree) = a + b log10(occurrences) over content tokens seen with
+    degree > 0; its R^2 over content tokens and over all such tokens, and the mean residual of
+    function tokens (10**residual: how many times more features than frequency alone predicts)."""
+    ok = (counts > 0) & (degree > 0)
+    x, y = np.log10(np.maximum(counts, 1)), np.log10(np.maximum(degree, 1))
+    c = ok & ~is_function
+    f = ok & is_function
+    if c.sum() < 3:
+        return {"slope": float("nan"), "intercept": float("nan"), "r2_content": float("nan"), "r2_all": float("nan"),
+                "function_residual": float("nan"), "n_content": int(c.sum()), "n_function": int(f.sum())}
+    slope, icpt = np.polyfit(x[c], y[c], 1)
+
+    def r2(m):
+        res = y[m] - (icpt + slope * x[m])
+        tot = ((y[m] - y[m].mean()) ** 2).sum()
+        return float(1 - (res ** 2).sum() / tot) if tot > 0 else float("nan")
+
+    fres = float(np.mean(y[f] - (icpt + slope * x[f]))) if f.any() else float("nan")
+    return {"slope": float(slope), "intercept": float(icpt), "r2_content": r2(c), "r2_all": r2(ok),
+            "function_residual": fres, "function_factor": float(10 ** fres) if f.any() else float("nan"),
+            "n_content": int(c.sum()), "n_function": int(f.sum())}
+
+
+def layer_stats(g, is_function: np.ndarray, top_k: int, match_ratio: float) -> dict:
+    """Everything one layer reports, from its graph."""
+    counts = g.token_counts()
+    ranking = g.ranking()
+    seen = ranking[counts[ranking] > 0]
+    degree = g.degree()
+    fdeg = g.feature_degree()
+    connected = int(np.count_nonzero(fdeg))
+    k = min(top_k, seen.size)
+    cov = g.coverage_topk(seen, k, of="all") if k else np.zeros(0)
+    cov_c = cov * g.d_sae / connected if connected else cov * 0
+    fn, ct = g.feature_fire_counts(is_function)
+    fired = (fn + ct) > 0
+    return {
+        "d_sae": int(g.d_sae), "n_tokens": int(counts.sum()), "n_distinct_tokens": int(seen.size),
+        "n_firings": int(g.n_firings), "l0_in_pass": g.n_firings / max(int(counts.sum()), 1), "n_edges": int(g.n_edges),
+        "connected_features": connected, "connected_share": connected / g.d_sae,
+        "coverage_topk": [float(v) for v in cov], "coverage_topk_connected": [float(v) for v in cov_c],
+        "topk_token_ids": [int(t) for t in seen[:k]],
+        "topk_is_function": [bool(is_function[t]) for t in seen[:k]],
+        "function_firing_share": float(fn.sum() / max(fn.sum() + ct.sum(), 1)),
+        "features_fired_by_function": int(np.count_nonzero(fn)),
+        "features_only_function": int(np.count_nonzero((fn > 0) & (ct == 0))),
+        "features_only_content": int(np.count_nonzero((ct > 0) & (fn == 0))),
+        "features_mostly_function": int(np.count_nonzero(fired & (fn > ct))),
+        "function_token_share_of_occurrences": float(counts[is_function].sum() / max(counts.sum(), 1)),
+        "matched": matched_comparison(degree, counts, is_function, match_ratio),
+        "degree_fit": degree_vs_occurrences(degree, counts, is_function),
+        "_degree": degree, "_counts": counts, "_ranking": seen, "_fire_function": fn, "_fire_content": ct,
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# The chapter
+
+
+def _paper() -> dict:
+    from .paper import numbers
+
+    return numbers()["feature_coverage"]
+
+
+def analyze(cfg, progress: bool = True) -> dict:
+    """Run the chapter: {"results", "claims", "data", "artifacts", "layers" (per-layer arrays for plots),
+    "paper", "quality"}."""
+    import torch
+
+    from .cache import cached_dir, relpath
+    from .function_tokens import load_function_token_ids
+    from .sae_train import evaluate_sae, excluded_ids, load_windows
+    from .saes import load_encoder
+
+    p = plan(cfg)
+    t_start = time.perf_counter()
+    if p.model.kind == "embedded":
+        checkpoint, _ = embedded_checkpoint(cfg.preset)
+    else:
+        checkpoint = p.model.checkpoint
+    t_sae = time.perf_counter()
+    specs = sae_folders(cfg, p, checkpoint, progress)
+    t_sae = time.perf_counter() - t_sae
+    win_path = evaluation_windows(cfg, p.model, p.context_size)
+    ft_path = function_token_path(cfg, p.model)
+    model = load_model(checkpoint, cfg.device, cfg.model_dtype)
+    V = int(model.cfg.d_vocab)
+    is_function = np.zeros(V, dtype=bool)
+    is_function[[i for i in load_function_token_ids(ft_path) if i < V]] = True
+    wdt = getattr(torch, encoder_dtype(cfg))
+    encoders = {L: load_encoder(s, device=cfg.device, weight_dtype=wdt) for L, s in zip(p.layers, specs)}
+    x = load_windows(win_path)
+    excluded = excluded_ids(model)
+    ps = stream(model, encoders, x, excluded, cfg.batch_size, cfg.device, progress=progress)
+
+    tok = model.tokenizer
+    layers, per = {}, {}
+    for i, L in enumerate(p.layers):
+        st = layer_stats(ps.graphs[L], is_function, cfg.top_k, cfg.match_ratio)
+        spec = specs[i]
+        sae_name = relpath(spec) if isinstance(spec, str) else f"{spec[0]}/{spec[1]}"
+        quality = {}
+        if cfg.eval_windows and isinstance(spec, str):
+            q = evaluate_sae(spec, checkpoint, win_path, max_windows=cfg.eval_windows)
+            quality = {k: q[k] for k in ("l0", "explained_variance", "ce_reconstruction_score", "ce_loss_original",
+                                         "ce_loss_with_sae", "ce_loss_zero_ablation")}
+        elif not isinstance(spec, str) and p.saes[i].l0 is not None:
+            quality = {"l0_registry": p.saes[i].l0}
+        graph_file = cached_dir("feature_coverage_graphs", {
+            "checkpoint": relpath(checkpoint) if Path(checkpoint).exists() else checkpoint, "sae": sae_name,
+            "windows": relpath(win_path), "exclude": excluded, "encoder_dtype": encoder_dtype(cfg)},
+            lambda tmp, g=ps.graphs[L]: g.save(tmp / "graph.npz", {"hook_name": hook_name(L), "sae": sae_name})) / "graph.npz"
+        per[L] = st
+        layers[L] = {
+            "hook_name": hook_name(L), "sae": sae_name, "graph": relpath(graph_file), "quality": quality,
+            "topk_tokens": [tok.decode([t]) for t in st["topk_token_ids"]],
+            **{k: v for k, v in st.items() if not k.startswith("_") and k != "matched"},
+            "matched": {k: v for k, v in st["matched"].items() if k != "rows"},
+        }
+        per[L]["matched_rows"] = st["matched"]["rows"]
+        for r in per[L]["matched_rows"]:
+            r["token"] = tok.decode([r["token_id"]])
+    seconds = time.perf_counter() - t_start
+    n_tok = ps.graphs[p.layers[0]].n_tokens
+    results = {
+        "model": relpath(checkpoint) if Path(checkpoint).exists() else checkpoint, "n_layers": p.model.n_layers,
+        "layers": layers, "layer_order": p.layers, "n_windows": ps.n_windows, "context_size": p.context_size,
+        "n_tokens": n_tok, "n_function_tokens": int(is_function.sum()), "vocab_size": V,
+        "timing": {"forward_encode_s": round(ps.forward_encode_s, 3), "graph_s": round(ps.graph_s, 3),
+                   "graph_overhead": ps.graph_s / max(ps.forward_encode_s, 1e-9), "sae_training_s": round(t_sae, 2),
+                   "total_s": round(seconds, 2)},
+        "device": cfg.device, "encoder_dtype": encoder_dtype(cfg), "memory_plan_bytes": p.memory,
+    }
+    claims = make_claims(results, cfg)
+    data = {"tokens": relpath(win_path), "corpus": cfg.corpus, "n_documents": cfg.n_documents,
+            "n_windows": ps.n_windows, "context_size": p.context_size, "excluded_token_ids": excluded,
+            "n_tokens_in_graph": n_tok}
+    artifacts = {"model_checkpoint": results["model"], "function_tokens": relpath(ft_path)}
+    for L in p.layers:
+        artifacts[f"sae[{L}]"] = layers[L]["sae"]
+        artifacts[f"graph[{L}]"] = layers[L]["graph"]
+    return {"results": results, "claims": claims, "data": data, "artifacts": artifacts, "per_layer": per,
+            "is_function": is_function, "tokenizer": tok, "paper": _paper()}
+
+
+def _middle(layers: list[int]) -> int:
+    return sorted(layers)[len(layers) // 2] if len(layers) != 2 else sorted(layers)[1]
+
+
+def make_claims(results: dict, cfg) -> list[dict]:
+    from .results import claim
+
+    paper = _paper()
+    order = results["layer_order"]
+    lay = results["layers"]
+    mid = _middle(order)
+    K = cfg.top_k
+    cov = {L: lay[L]["coverage_topk"][-1] if lay[L]["coverage_topk"] else float("nan") for L in order}
+    k_used = len(lay[mid]["coverage_topk"])
+    claims = [claim(
+        "top10_coverage_middle", f"The {K} most frequent tokens activate over 70% of the SAE's features at the middle layer",
+        paper["coverage_topk"][20][-1], round(cov[mid], 4),
+        ("holds" if cov[mid] >= 0.70 else "fails") if k_used == K else "inconclusive",
+        f"top-{k_used} cumulative coverage of d_sae at layer {mid} of {results['n_layers']}; holds if >= 70% (the paper: "
+        f"'over 70%', 76.46% at layer 20 of 42)")]
+    if len(order) >= 3:
+        best = max(order, key=lambda L: cov[L])
+        claims.append(claim(
+            "middle_layer_highest", "The middle layer has the highest top-k coverage of the three layers",
+            "yes (48.5%, 76.5%, 68.3%)", ", ".join(f"L{L}: {cov[L]:.1%}" for L in order),
+            "holds" if best == mid and sum(cov[L] == cov[mid] for L in order) == 1 else "fails",
+            f"holds if layer {mid}'s top-{K} coverage is strictly the largest"))
+    else:
+        claims.append(claim("middle_layer_highest", "The middle layer has the highest top-k coverage of the three layers",
+                            "yes", f"{len(order)} layer(s)", "inconclusive", "needs three layers; the model is too shallow"))
+    shares = {L: lay[L]["connected_share"] for L in order}
+    claims.append(claim(
+        "connected_share", "Most SAE features are connected to at least one token in the sample",
+        "87.7%-92.1%", ", ".join(f"L{L}: {shares[L]:.1%}" for L in order),
+        "holds" if min(shares.values()) >= 0.8 else "fails", "holds if at least 80% of d_sae is connected at every layer"))
+    m = lay[mid]["matched"]
+    if m["n_matched"] < 5:
+        verdict = "inconclusive"
+    elif m["p_greater"] < 0.05:
+        verdict = "holds"
+    elif m["p_less"] < 0.05:
+        verdict = "fails"
+    else:
+        verdict = "inconclusive"
+    claims.append(claim(
+        "frequency_matched", "Beyond the paper: at matched frequency, function tokens activate more features than content tokens",
+        "not measured", f"{m['n_above']}/{m['n_matched']} above matched median, median ratio {m['median_ratio']:.2f}" if m["n_matched"] else "no matched function tokens",
+        verdict, f"layer {mid}; each function token vs the median degree of content tokens whose occurrence count is in the "
+                 f"same bin [{cfg.match_ratio:g}^b, {cfg.match_ratio:g}^(b+1)); one-sided sign test: holds if p(function > content) "
+                 f"< 0.05, fails if p(function < content) < 0.05, inconclusive otherwise or with fewer than 5 matched tokens "
+                 f"(p> = {m['p_greater']:.3g}, p< = {m['p_less']:.3g})"))
+    fit = lay[mid]["degree_fit"]
+    r2 = fit["r2_all"]
+    claims.append(claim(
+        "frequency_explains_degree", "Beyond the paper: a token's number of occurrences alone explains most of the variance of its log degree",
+        "not measured", f"R2 = {r2:.2f}, slope {fit['slope']:.2f}" if r2 == r2 else "too few tokens",
+        ("holds" if r2 >= 0.5 else "fails") if r2 == r2 else "inconclusive",
+        f"layer {mid}; line log10(degree) ~ log10(occurrences) fitted on content tokens, R2 over all tokens with degree > 0; holds if R2 >= 0.5. "
+        f"Function tokens sit {fit.get('function_factor', float('nan')):.2f}x the degree the line predicts"))
+    return claims
