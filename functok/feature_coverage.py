@@ -478,8 +478,15 @@ def _paper() -> dict:
 
 
 def analyze(cfg, progress: bool = True) -> dict:
-    """Run the chapter: {"results", "claims", "data", "artifacts", "layers" (per-layer arrays for plots),
-    "paper", "quality"}."""
+    """Run the chapter: {"results", "claims", "data", "artifacts", "per_layer" (arrays for the plots),
+    "is_function", "tokenizer", "paper"}. Transformers' per-file loading bars are silenced."""
+    from .pretrain import quiet_hf
+
+    with quiet_hf():
+        return _analyze(cfg, progress)
+
+
+def _analyze(cfg, progress: bool = True) -> dict:
     import torch
 
     from .cache import cached_dir, relpath
