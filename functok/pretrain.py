@@ -10,6 +10,13 @@ Public API
 - `token_windows(preset, split) -> Path`: `datasets` folder, column `input_ids`, windows of
   `context_size` tokens cut from the concatenated documents, each document prefixed by BOS.
 - `checkpoint_schedule(n_steps, n_checkpoints) -> [int]`: the log-spaced checkpoint steps.
+- `load_windows(path) -> LongTensor [n, context_size]`; `prediction_groups(input_ids, is_function,
+  is_special)`: the group of each prediction (4 = a pair with BOS, left out of the groups);
+  `lm_loss(model, input_ids)`, `train_step(...)`, `n_threads()`.
+
+The corpus, tokenizer and windows are built from the config itself (`_corpus_dir(cfg)`, ...), under
+the same cache keys as `functok.embedded`, so `train_models(cfg)` honours CLI overrides of the data
+fields while `models(preset)` shares the cache with every chapter.
 
 Run folder (under data/cache/models/<key>/, the key covering every parameter that shapes the run):
 
@@ -39,10 +46,8 @@ import shutil
 import sys
 import tempfile
 import time
-from pathlib import Path
-from typing import Callable
-
 from contextlib import contextmanager
+from pathlib import Path
 
 import numpy as np
 
@@ -229,7 +234,7 @@ def check_shape(cfg: PretrainConfig) -> None:
 
 
 def build_model(cfg: PretrainConfig, depth: int, tok):
-    """A freshly initialised Llama (RMSNorm, rotary, SwiGLU, untied embeddings, no biases)."""
+    """A freshly initialised Llama (RMSNorm, rotary, SwiGLU, untied embeddings, no biases), seeded."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
