@@ -42,6 +42,15 @@ def score_vs_coefficient(analysis: dict, target: float, tolerance: float):
     return fig
 
 
+def _step_ticks(ax, steps) -> None:
+    from matplotlib.ticker import FixedLocator, NullFormatter, NullLocator
+
+    ax.xaxis.set_major_locator(FixedLocator(list(steps)))
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.set_xticklabels([f"{int(s):,}" for s in steps])
+
+
 def learned_features(analysis: dict, paper: dict | None = None):
     """Fig 8a: learned features at each checkpoint (mean over SAE seeds, error bar = one standard
     deviation, dots = single seeds); right: as a share of the dictionary beside the paper's."""
@@ -53,10 +62,17 @@ def learned_features(analysis: dict, paper: dict | None = None):
     std = np.nan_to_num(np.array([r["learned_features_std"] for r in rows], dtype=float))
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
     ax = axes[0]
-    ax.errorbar(steps, mean, yerr=std, fmt="o-", capsize=4, color="C0", label="mean +- sd over seeds")
+    ax.errorbar(steps, mean, yerr=std, fmt="o-", capsize=4, color="C0", label="fire at least once (the paper's count)")
     for r in rows:
         ax.plot([r["step"]] * len(r["learned_features_seeds"]), r["learned_features_seeds"], ".", color="k", ms=4)
+    if "frequent_features_seeds" in rows[0]:
+        fq = np.array([np.mean(r["frequent_features_seeds"]) for r in rows])
+        fsd = np.nan_to_num(np.array([np.std(r["frequent_features_seeds"], ddof=1) if len(r["frequent_features_seeds"]) > 1
+                                      else np.nan for r in rows]))
+        ax.errorbar(steps, fq, yerr=fsd, fmt="s--", capsize=4, color="C1",
+                    label=f"fire on >= {rows[0]['frequent_min_fires']} activations")
     ax.set_xscale("log")
+    _step_ticks(ax, steps)
     ax.set(xlabel="training step", ylabel="learned features",
            title=f"Fig 8a: features firing on {rows[0]['n_activations']:,} activations")
     ax.legend(fontsize=8)
@@ -76,6 +92,21 @@ def learned_features(analysis: dict, paper: dict | None = None):
     return fig
 
 
+def log_binned(values: np.ndarray, n_bins: int = 40) -> tuple[np.ndarray, np.ndarray]:
+    """(geometric centre of each rank bin, mean of `values` over the bin) for log-spaced bins of rank
+    1..len(values); the first ranks keep a bin each, so the top tokens stay visible."""
+    n = values.size
+    edges = np.unique(np.concatenate([np.arange(1, min(n, 10) + 1), np.geomspace(1, n + 1, n_bins).astype(int)]))
+    edges = np.append(edges[edges <= n], n + 1)
+    centres, means = [], []
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        v = values[lo - 1:hi - 1]
+        if v.size and v.mean() > 0:
+            centres.append(np.sqrt(lo * (hi - 1)))
+            means.append(v.mean())
+    return np.array(centres), np.array(means)
+
+
 def degree_curves(analysis: dict, top_tokens: int = 10):
     """Fig 8b: token degree (distinct features a token activates) against the token's frequency rank
     in the activation sample, log-log, one line per checkpoint (seed-0 SAEs)."""
@@ -86,12 +117,11 @@ def degree_curves(analysis: dict, top_tokens: int = 10):
     fig, ax = plt.subplots(figsize=(6.5, 4.2))
     for r, c in zip(rows, colors):
         deg = np.asarray(analysis["curves"][r["step"]]["degree_by_rank"], dtype=float)
-        rank = np.arange(1, deg.size + 1)
-        ok = deg > 0
-        ax.loglog(rank[ok], deg[ok], color=c, lw=1.2,
+        rank, mean = log_binned(deg)
+        ax.loglog(rank, mean, "-", color=c, lw=1.6, marker="o", ms=2.5,
                   label=f"step {r['step']} (slope {r['degree_slope']:.2f})")
     ax.axvline(top_tokens, color="0.5", ls=":", lw=1)
-    ax.set(xlabel="token frequency rank (activation sample)", ylabel="token degree",
+    ax.set(xlabel="token frequency rank (activation sample)", ylabel="token degree (mean over rank bin)",
            title="Fig 8b: token degree vs frequency rank")
     ax.legend(fontsize=8)
     fig.tight_layout()
@@ -109,6 +139,7 @@ def checkpoint_table(analysis: dict) -> pd.DataFrame:
             "L0": r["l0"], "expl. variance": r["explained_variance"],
             "H_orig": r["ce_loss_original"], "H*": r["ce_loss_with_sae"], "H0": r["ce_loss_zero_ablation"],
             "learned features": f"{r['learned_features_mean']:,.0f}" + ("" if not np.isfinite(sd) else f" +- {sd:,.0f}"),
+            "frequent features": f"{np.mean(r['frequent_features_seeds']):,.0f}" if "frequent_features_seeds" in r else "",
             "degree slope": r["degree_slope"], "top-k coverage": r["top_coverage"],
         })
     df = pd.DataFrame(rows).set_index("step")

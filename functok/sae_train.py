@@ -94,9 +94,17 @@ def load_checkpoint(checkpoint: str | Path, device: str = "cpu"):
     revision: 'EleutherAI/pythia-160m@step3000' (online only)."""
     spec = str(checkpoint)
     if Path(spec).expanduser().exists():
+        from transformers.utils import logging as hf_logging
+
         from .models import load_model
 
-        return load_model(spec, device=device)
+        bars = hf_logging.is_progress_bar_enabled()
+        hf_logging.disable_progress_bar()  # "Loading weights" per checkpoint would clutter the chapter
+        try:
+            return load_model(spec, device=device)
+        finally:
+            if bars:
+                hf_logging.enable_progress_bar()
     from .config import offline
 
     name, _, revision = spec.partition("@")

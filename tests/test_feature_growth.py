@@ -168,7 +168,7 @@ def test_results_layout(env, analysis):
     assert all((_abs(v) / "cfg.json").exists() for k, v in art.items() if k.startswith("sae["))
     assert {r["checkpoint"] for r in rows} <= set(art.values())
     assert {"tokens", "activation_sample", "training_windows"} <= set(analysis["data"])
-    assert [c["id"] for c in analysis["claims"]] == ["learned_features_grow", "ce_scores_matched",
+    assert [c["id"] for c in analysis["claims"]] == ["learned_features_grow", "frequent_features_grow", "ce_scores_matched",
                                                      "later_checkpoints_harder", "degree_curve_steepens"]
     assert all(c["verdict"] in ("holds", "fails", "inconclusive") for c in analysis["claims"])
     json.dumps(functok.results._clean(res))  # JSON-safe
@@ -194,6 +194,8 @@ def test_learned_features_and_degrees_recount_from_saved_files(env, analysis):
         with torch.no_grad():
             fires = (sae.encode(acts) > 0).numpy()
         assert int(fires.any(0).sum()) == r["learned_features"]
+        assert int((fires.sum(0) >= r["frequent_min_fires"]).sum()) == r["frequent_features_seeds"][0]
+        assert r["frequent_min_fires"] == math.ceil(1e-4 * len(sample["token_id"]))
         edges: dict[int, set] = {}
         for t, row in zip(sample["token_id"], fires):
             edges.setdefault(int(t), set()).update(np.flatnonzero(row).tolist())
