@@ -41,7 +41,8 @@ from .config import ParamError
 
 INCREASING = {"topk": True, "batchtopk": True}
 MIN_GAP = 0.05  # nats between H0 and H_orig below which the reconstruction score is noise
-FREQUENT_SHARE = 1e-4  # "frequent" features fire on at least 1 in 10,000 sampled activations  # score rises with k; it falls with a penalty coefficient
+FREQUENT_SHARE = 1e-4  # "frequent" features fire on at least 1 in 10,000 sampled activations
+EVAL_VERSION = 1  # bump when a change here or in sae_train's metrics changes cached evaluations  # score rises with k; it falls with a penalty coefficient
 
 
 # ---------------------------------------------------------------------------------------------
@@ -277,17 +278,38 @@ def windows(cfg, source: Source, split: str, tokenizer_folder: Path) -> Path:
     return cached_dir("windows", params, build) / "windows"
 
 
-def save_sample(windows_path: Path, sample, n: int, seed: int) -> Path:
-    """The sampled (window, position, token) triples as a cached npz, so the count can be redone."""
+def sample_path(windows_path: Path, cfg, sample: Callable[[], Any]) -> Path:
+    """The sampled (window, position, token) triples as a cached npz, so the count can be redone. The
+    positions depend only on the windows, N and the seed (BOS excluded), not on the checkpoint;
+    `sample()` computes them (with a checkpoint's activations) only when the file is missing."""
     from .cache import cached_dir, relpath
 
-    params = {"windows": relpath(windows_path), "n_activations": int(n), "seed": int(seed), "exclude": "bos"}
+    params = {"windows": relpath(windows_path), "n_activations": int(cfg.n_activations), "seed": int(cfg.seed), "exclude": "bos"}
 
     def build(tmp: Path) -> None:
-        np.savez_compressed(tmp / "sample.npz", window_index=sample.window_index, position=sample.position,
-                            token_id=sample.tokens)
+        s = sample()
+        np.savez_compressed(tmp / "sample.npz", window_index=s.window_index, position=s.position, token_id=s.tokens)
 
     return cached_dir("activation_samples", params, build) / "sample.npz"
+
+
+def cached_measure(sae_dir: Path, sample_file: Path, sample: Callable[[], Any], vocab: int, cfg) -> dict:
+    """`measure` of one SAE on the activation sample, cached (json + the degree curve as npz)."""
+    from .cache import cached_dir, relpath, write_json_atomic
+
+    params = {"version": EVAL_VERSION, "sae": relpath(sae_dir), "sample": relpath(sample_file),
+              "slope_ranks": cfg.slope_ranks, "top_tokens": cfg.top_tokens, "frequent_share": FREQUENT_SHARE}
+
+    def build(tmp: Path) -> None:
+        out = measure(sae_dir, sample(), vocab, cfg)
+        np.savez_compressed(tmp / "degree.npz", degree_by_rank=out.pop("_degree_by_rank"), ranking=out.pop("_ranking"))
+        write_json_atomic(tmp / "measure.json", out)
+
+    d = cached_dir("sae_measures", params, build)
+    out = json.loads((d / "measure.json").read_text())
+    with np.load(d / "degree.npz") as z:
+        out["_degree_by_rank"], out["_ranking"] = z["degree_by_rank"], z["ranking"]
+    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -350,25 +372,53 @@ def measure(sae_dir, sample, vocab_size: int, cfg) -> dict:
     return out
 
 
+def _shape(folder: Path, get_model) -> tuple[int, int]:
+    """(layers, vocabulary) of a checkpoint from its config.json, without loading it when possible."""
+    try:
+        c = json.loads((folder / "config.json").read_text())
+        return int(c["num_hidden_layers"]), int(c["vocab_size"])
+    except (OSError, KeyError, ValueError):
+        m = get_model()
+        return int(m.cfg.n_layers), int(m.cfg.d_vocab)
+
+
+def _cached_json(kind: str, params: dict, compute: Callable[[], dict]) -> dict:
+    from .cache import cached_dir, write_json_atomic
+
+    def build(tmp: Path) -> None:
+        write_json_atomic(tmp / "result.json", compute())
+
+    return json.loads((cached_dir(kind, params, build) / "result.json").read_text())
+
+
 def study_checkpoint(cfg, source: Source, ck: dict, train_win: Path, held_win: Path, start: float,
                      prior_slope: float | None, progress: bool = True) -> dict:
-    """Search, seeds, metrics and degree curves of one checkpoint."""
-    from .cache import relpath
-    from .sae_train import activation_sample, evaluate_sae, load_checkpoint, reference_losses, train_sae, training_stats
+    """Search, seeds, metrics and degree curves of one checkpoint. Evaluations and measurements are
+    cached per SAE (a warm re-run loads no model unless something is missing)."""
+    from .cache import cache_path, relpath
+    from .sae_train import (activation_sample, evaluate_sae, load_checkpoint, reference_losses, sae_params,
+                            train_sae, training_stats)
 
     folder, downloaded = local_folder(source, ck)
     ident = ck["checkpoint"]  # hub: 'name@stepN'; local: the folder (relative)
     t0 = time.perf_counter()
+    box: dict[str, Any] = {}
+
+    def get_model():
+        if "m" not in box:
+            box["m"] = load_checkpoint(folder, device=cfg.device)
+        return box["m"]
+
     try:
-        model = load_checkpoint(folder, device=cfg.device)
-        n_layers = model.cfg.n_layers
+        n_layers, vocab = _shape(folder, get_model)
         layer = cfg.layer if cfg.layer >= 0 else n_layers + cfg.layer
         if not 0 <= layer < n_layers:
             raise ParamError(f"layer: got {cfg.layer}; the model has {n_layers} layers (expected -{n_layers}..{n_layers - 1})")
         hook = f"blocks.{layer}.hook_resid_post"
-        vocab = int(model.cfg.d_vocab)
         ev = cfg.eval_windows or None
-        ref = reference_losses(ident, hook, held_win, ev, model=model)
+        win_keys = {"windows": relpath(held_win), "max_windows": ev, "version": EVAL_VERSION}
+        ref = _cached_json("reference_losses", {"checkpoint": ident, "hook_name": hook, **win_keys},
+                           lambda: reference_losses(ident, hook, held_win, ev, model=get_model()))
         gap = ref["ce_loss_zero_ablation"] - ref["ce_loss_original"]
         if gap < MIN_GAP:
             raise ParamError(
@@ -376,25 +426,40 @@ def study_checkpoint(cfg, source: Source, ck: dict, train_win: Path, held_win: P
                 f"(H_orig {ref['ce_loss_original']:.3f} vs H0 {ref['ce_loss_zero_ablation']:.3f} nats), so its reconstruction "
                 f"score is undefined; expected later checkpoints (raise the smallest fraction or step)")
 
+        def sae_for(c: float, seed: int) -> Path:
+            spec = spec_of(cfg, c, seed)
+            done = cache_path("saes", sae_params(ident, hook, spec, train_win))
+            if (done / "params.json").exists():
+                return done
+            return train_sae(ident, hook, spec, train_win, model=get_model(), progress=progress)
+
+        def metrics(sae_dir: Path) -> dict:
+            return _cached_json("sae_evals", {"sae": relpath(sae_dir), **win_keys},
+                                lambda: evaluate_sae(sae_dir, ident, held_win, max_windows=ev, model=get_model()))
+
         def score_of(c: float):
-            sae_dir = train_sae(ident, hook, spec_of(cfg, c, cfg.seed), train_win, model=model, progress=progress)
-            m = evaluate_sae(sae_dir, ident, held_win, max_windows=ev, model=model)
+            sae_dir = sae_for(c, cfg.seed)
+            m = metrics(sae_dir)
             return m["ce_reconstruction_score"], {"sae": sae_dir, **m}
 
         best, trials = search_coefficient(score_of, cfg.target_ce_score, cfg.ce_tolerance, start,
                                           cfg.search_steps, cfg.search_factor,
                                           increasing=INCREASING.get(cfg.architecture, False),
                                           prior_slope=prior_slope, integer=cfg.architecture == "topk")
-        sample = activation_sample(ident, hook, held_win, cfg.n_activations, cfg.seed, model=model)
+
+        def sample():
+            return activation_sample(ident, hook, held_win, cfg.n_activations, cfg.seed, model=get_model())
+
+        sample_file = sample_path(held_win, cfg, sample)
         seeds = []
         for k in range(cfg.n_seeds):
             seed = cfg.seed + k
             if k == 0:
                 sae_dir, m = best.payload["sae"], best.payload
             else:
-                sae_dir = train_sae(ident, hook, spec_of(cfg, best.coefficient, seed), train_win, model=model, progress=progress)
-                m = evaluate_sae(sae_dir, ident, held_win, max_windows=ev, model=model)
-            seeds.append({"seed": seed, "sae": sae_dir, "metrics": m, **measure(sae_dir, sample, vocab, cfg),
+                sae_dir = sae_for(best.coefficient, seed)
+                m = metrics(sae_dir)
+            seeds.append({"seed": seed, "sae": sae_dir, "metrics": m, **cached_measure(sae_dir, sample_file, sample, vocab, cfg),
                           "training": training_stats(sae_dir)})
     finally:
         if downloaded is not None and not cfg.keep_checkpoints:
@@ -429,7 +494,7 @@ def study_checkpoint(cfg, source: Source, ck: dict, train_win: Path, held_win: P
         "seconds": round(time.perf_counter() - t0, 2),
     }
     curves = {"degree_by_rank": main["_degree_by_rank"], "ranking": main["_ranking"]}
-    return {"row": row, "slope": slope, "curves": curves, "sample": sample}
+    return {"row": row, "slope": slope, "curves": curves, "sample_file": sample_file}
 
 
 def _local_slope(trials: list[Trial], best: Trial) -> float | None:
@@ -488,8 +553,7 @@ def analyze(cfg, progress: bool = True) -> dict:
         out = study_checkpoint(cfg, source, ck, train_win, held_win, start, slope, progress)
         rows.append(out["row"])
         curves[ck["step"]] = out["curves"]
-        if sample_file is None:
-            sample_file = save_sample(held_win, out["sample"], cfg.n_activations, cfg.seed)
+        sample_file = sample_file or out["sample_file"]
         start = out["row"]["sparsity_coefficient"]  # warm start: the next checkpoint needs a similar one
         slope = out["slope"] if out["slope"] is not None else slope
         clear_memory()

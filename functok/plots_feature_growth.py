@@ -34,7 +34,13 @@ def score_vs_coefficient(analysis: dict, target: float, tolerance: float):
         ax.plot([r["sparsity_coefficient"]], [r["ce_reconstruction_score"]], "*", color=c, ms=13, mec="k", mew=0.5)
     ax.set_xscale("log")
     lo = min(t["ce_reconstruction_score"] for r in rows for t in r["search"])
-    ax.set_ylim(max(lo - 0.02, target - 0.3), 1.0 + 0.005)
+    bottom = max(lo - 0.01, target - 0.1)
+    ax.set_ylim(bottom, 1.0 + 0.003)
+    for r, c in zip(rows, colors):  # SAEs far below the target: a marker on the bottom edge
+        low = [t["sparsity_coefficient"] for t in r["search"] if t["ce_reconstruction_score"] < bottom]
+        ax.plot(low, [bottom + 0.002] * len(low), "v", color=c, ms=7, clip_on=False)
+    if lo < bottom:
+        ax.text(0.99, 0.02, "v: score below the axis", transform=ax.transAxes, ha="right", va="bottom", fontsize=8)
     ax.set(xlabel="sparsity coefficient", ylabel="CE reconstruction score",
            title="Fig 12: reconstruction score vs sparsity coefficient")
     ax.legend(fontsize=8, loc="lower left")
@@ -72,6 +78,7 @@ def learned_features(analysis: dict, paper: dict | None = None):
         ax.errorbar(steps, fq, yerr=fsd, fmt="s--", capsize=4, color="C1",
                     label=f"fire on >= {rows[0]['frequent_min_fires']} activations")
     ax.set_xscale("log")
+    ax.set_yscale("log")
     _step_ticks(ax, steps)
     ax.set(xlabel="training step", ylabel="learned features",
            title=f"Fig 8a: features firing on {rows[0]['n_activations']:,} activations")

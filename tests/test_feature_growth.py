@@ -20,6 +20,7 @@ import yaml
 import functok.cache
 import functok.config
 import functok.embedded
+import functok.results
 from functok import feature_growth as F
 from functok import pretrain as P
 from functok import sae_train as S
@@ -205,9 +206,16 @@ def test_learned_features_and_degrees_recount_from_saved_files(env, analysis):
         assert np.array_equal(analysis["curves"][r["step"]]["degree_by_rank"], expected)
 
 
-def test_cached_rerun_and_checks(env, analysis):
-    again = F.analyze(tiny_cfg(), progress=False)
-    assert [r["sae"] for r in again["results"]["checkpoints"]] == [r["sae"] for r in analysis["results"]["checkpoints"]]
+def test_cached_rerun_and_checks(env, analysis, monkeypatch):
+    """A warm re-run gives the same results without loading any model; bad checkpoints are refused."""
+    with monkeypatch.context() as mp:
+        mp.setattr(S, "load_checkpoint", lambda *a, **k: pytest.fail("a warm re-run loaded a model"))
+        again = F.analyze(tiny_cfg(), progress=False)
+    for a, b in zip(again["results"]["checkpoints"], analysis["results"]["checkpoints"]):
+        same = [{k: v for k, v in r.items() if k not in ("seconds", "sae_training")} for r in (a, b)]
+        assert json.dumps(functok.results._clean(same[0])) == json.dumps(functok.results._clean(same[1]))  # NaN-safe
+    for step in analysis["curves"]:
+        assert np.array_equal(again["curves"][step]["degree_by_rank"], analysis["curves"][step]["degree_by_rank"])
     with pytest.raises(ParamError, match="^checkpoint_fractions: the checkpoint at step 0 predicts no better"):
         F.analyze(tiny_cfg(checkpoint_steps=[0, 40]), progress=False)
     with pytest.raises(ParamError, match="^layer: got 5"):
