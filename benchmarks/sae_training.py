@@ -67,8 +67,9 @@ def main() -> None:
             st = S.training_stats(folder)
             n = st["activations"]
             m = S.evaluate_sae(folder, ck, token_windows(args.preset, "heldout"), max_windows=32, model=model)
-            print(f"{backend:>11}: {n:,} activations, training {st['seconds']:.1f} s = {n / st['seconds']:,.0f} activations/s "
-                  f"(wall {wall:.1f} s = {n / wall:,.0f}/s incl. activations); CE score {m['ce_reconstruction_score']:.4f}, "
+            what = "model forwards included" if backend == "runner" else "activations computed once above"
+            print(f"{backend:>11}: {n:,} activations in {st['seconds']:.1f} s = {n / st['seconds']:,.0f} activations/s "
+                  f"({what}; wall {wall:.1f} s); CE score {m['ce_reconstruction_score']:.4f}, "
                   f"L0 {m['l0']:.1f}, explained variance {m['explained_variance']:.3f}", flush=True)
 
 

@@ -40,8 +40,9 @@ Pythia's public checkpoints.
 For each studied checkpoint, SAEs are trained with SAELens (6.54) on `blocks.{L}.hook_resid_post`
 of the chosen layer (the last by default, as in the paper), with the paper's architecture by default:
 a JumpReLU SAE with the tanh sparsity penalty, bandwidth 0.02, initial threshold 0.01, width 16 x
-d_model. Positions holding BOS (the document separator) are left out of training and of every
-measurement. The training activations are computed once per checkpoint and SAELens's `SAETrainer`
+d_model. Positions holding BOS (the document separator) are left out of SAE training, of L0 and
+explained variance and of the activation samples; the losses below average over every next-token
+prediction of the windows. The training activations are computed once per checkpoint and SAELens's `SAETrainer`
 trains on shuffled batches of them (`backend='runner'` uses SAELens's
 `LanguageModelSAETrainingRunner` instead, which regenerates activations for every SAE).
 
