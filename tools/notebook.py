@@ -1,6 +1,8 @@
-"""Write a chapter notebook from a list of cells: python tools/notebook.py (used by the chapter authors).
+"""Helpers for chapter notebooks (the notebooks under chapters/ are the source; edit them in Jupyter).
 
-`write(path, cells)` where cells are ("md", text) / ("code", text) / ("parameters", text).
+    .venv/bin/python tools/notebook.py sync CHAPTER   # rewrite the `parameters` cell from the config
+
+`write(path, cells)` starts a new chapter from ("md" | "code" | "parameters", text) cells.
 Notebooks are committed without outputs; the book is built from executed copies.
 """
 
@@ -48,3 +50,28 @@ from IPython.display import Markdown, display
 cfg = functok.config.from_notebook("{chapter}", globals())  # same checks as the CLI
 run = functok.results.Run(cfg)  # seeds everything, starts the clock
 display(Markdown(f"Reproduce this page: `{{functok.results.reproduce_command(cfg)}}`"))'''
+
+
+def sync_parameters(chapter: str) -> None:
+    """Rewrite a chapter notebook's `parameters` cell from its config (after adding a field)."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from functok.book import chapter_source
+
+    path = chapter_source(chapter)
+    nb = nbformat.read(str(path), as_version=4)
+    for cell in nb.cells:
+        if "parameters" in cell.metadata.get("tags", []):
+            cell.source = parameters_source(chapter)
+    nbformat.write(nb, str(path))
+
+
+if __name__ == "__main__":
+    import sys
+
+    if len(sys.argv) == 3 and sys.argv[1] == "sync":
+        sync_parameters(sys.argv[2])
+    else:
+        sys.exit(__doc__)
