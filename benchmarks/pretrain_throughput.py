@@ -28,6 +28,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=100)
     ap.add_argument("--warmup", type=int, default=5)
     ap.add_argument("--threads", type=int, default=0, help="0: functok.pretrain.n_threads()")
+    ap.add_argument("--batch-size", type=int, default=0, help="0: the preset's")
     args = ap.parse_args()
 
     import torch
@@ -40,6 +41,10 @@ def main() -> None:
     threads = args.threads or P.n_threads()
     torch.set_num_threads(threads)
     cfg = pretrain_config(args.preset)
+    if args.batch_size:
+        import dataclasses
+
+        cfg = dataclasses.replace(cfg, batch_size=args.batch_size)
     tok = AutoTokenizer.from_pretrained(str(P._tokenizer_dir(cfg)))
     windows = P.load_windows(P._token_windows(cfg, "train"))
     is_fn = function_mask(len(tok), P._function_token_ids(cfg, tok))

@@ -388,3 +388,20 @@ def test_sigkilled_run_resumes_bit_identical(env, tiny_cfg, reference_run, monke
     P.train_run(tiny_cfg, 1, progress=False)
     assert json.loads((run / "summary.json").read_text())["resumed_from_step"] == schedule[3]
     assert_same_run(reference_run, run)
+
+
+def test_compiled_training_resumes_bit_identical(env, tiny_cfg, monkeypatch, tmp_path):
+    """torch.compile'd training (what long runs use) is as deterministic as eager training."""
+    monkeypatch.setenv("FUNCTOK_COMPILE", "1")
+    use_cache(tmp_path / "whole", monkeypatch)
+    whole = P.train_run(tiny_cfg, 1, progress=False)
+    summary = json.loads((whole / "summary.json").read_text())
+    if not summary["compiled"]:
+        pytest.skip("torch.compile is not available here (training fell back to eager)")
+    use_cache(tmp_path / "killed", monkeypatch)
+    with pytest.raises(P._Stop):
+        P.train_run(tiny_cfg, 1, stop_after=20, progress=False)
+    resumed = P.train_run(tiny_cfg, 1, progress=False)
+    assert json.loads((resumed / "summary.json").read_text())["resumed_from_step"] == 13
+    assert json.loads((resumed / "summary.json").read_text())["compiled"]
+    assert_same_run(whole, resumed)
