@@ -6,7 +6,9 @@ For each depth of the preset's `pretrain` section it builds the model, runs `--s
 of the real training step (`functok.pretrain.train_step`: fused unembedding + cross-entropy, AdamW,
 the four group sums) on the preset's training windows, and prints tokens/s and the achieved FLOP/s
 (6 x parameters x tokens/s, all parameters, embeddings included) divided by the GFLOP/s of a
-2048 x 2048 fp32 matmul measured just before and after. Nothing is cached or written. Run it on an
+2048 x 2048 fp32 matmul measured just before and after. The decoder is torch.compile'd when training
+would compile it (functok.pretrain.use_compile; FUNCTOK_COMPILE=0 measures eager); the compile time
+is in the warm-up steps, reported apart. Nothing is cached or written. Run it on an
 idle machine: another busy process on a 2-core machine slows a 2-thread run by ~100x (see
 functok.pretrain.n_threads).
 """
@@ -57,13 +59,17 @@ def main() -> None:
         model = P.build_model(cfg, depth, tok)
         opt = P.make_optimizer(model, cfg)
         n_params = sum(p.numel() for p in model.parameters())
+        compiled = P.use_compile(6 * n_params * P.n_steps(cfg) * B * T)  # as training decides
+        body = P.compile_body(model) if compiled else None
         mm_before = P.matmul_gflops(seconds=1.0)
+        t0 = time.perf_counter()
         for i in range(args.warmup):
-            P.train_step(model, opt, windows[i * B:(i + 1) * B], cfg.lr, is_fn, is_sp)
+            P.train_step(model, opt, windows[i * B:(i + 1) * B], cfg.lr, is_fn, is_sp, body=body)
+        warm = time.perf_counter() - t0
         t0 = time.perf_counter()
         for i in range(args.steps):
             j = (i * B) % max(1, len(windows) - B)
-            P.train_step(model, opt, windows[j:j + B], cfg.lr, is_fn, is_sp)
+            P.train_step(model, opt, windows[j:j + B], cfg.lr, is_fn, is_sp, body=body)
         dt = time.perf_counter() - t0
         mm_after = P.matmul_gflops(seconds=1.0)
         mm = (mm_before + mm_after) / 2
@@ -72,7 +78,8 @@ def main() -> None:
         rows.append((P.model_name(depth), n_params, tps, achieved, mm, achieved / mm))
         print(f"{P.model_name(depth)}: {n_params / 1e6:.2f}M params, {tps:,.0f} tokens/s, {achieved:.0f} GFLOP/s "
               f"achieved; fp32 matmul {mm_before:.0f} / {mm_after:.0f} GFLOP/s (before/after); "
-              f"ratio {achieved / mm:.2f}", flush=True)
+              f"ratio {achieved / mm:.2f}; {'compiled' if compiled else 'eager'} (first {args.warmup} steps "
+              f"{warm:.1f} s)", flush=True)
     total_time = sum(cfg.train_tokens / r[2] for r in rows)
     print(f"projected pre-training time of the preset ({cfg.train_tokens / 1e6:.1f}M tokens per model): "
           f"{total_time / 60:.1f} min")

@@ -54,7 +54,7 @@ import numpy as np
 from .cache import cache_path, cached_dir, relpath, write_json_atomic
 from .config import ParamError, PretrainConfig, pretrain_config
 
-TRAINER_VERSION = 1  # bump when a change to this file changes what training produces
+TRAINER_VERSION = 2  # bump when a change to this file changes what training produces
 LOSS_CHUNK = 128  # tokens per chunk of the fused unembedding + cross-entropy
 
 
@@ -247,6 +247,13 @@ def build_model(cfg: PretrainConfig, depth: int, tok):
         pad_token_id=tok.pad_token_id, use_cache=False)
     torch.manual_seed(cfg.seed)
     model = LlamaForCausalLM(conf)
+    # GPT-2-style scaled init of the projections that write into the residual stream (std 0.02 /
+    # sqrt(2 x depth)); HF Llama uses 0.02 everywhere. Measured on the embedded data (1M tokens,
+    # batch 8 x 256): the 8-layer model's held-out loss 5.23 -> 5.16 with it (2-layer 4.92 -> 4.89).
+    with torch.no_grad():
+        for layer in model.model.layers:
+            layer.self_attn.o_proj.weight.mul_((2 * depth) ** -0.5)
+            layer.mlp.down_proj.weight.mul_((2 * depth) ** -0.5)
     model.train()
     return model
 

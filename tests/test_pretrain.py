@@ -405,3 +405,21 @@ def test_compiled_training_resumes_bit_identical(env, tiny_cfg, monkeypatch, tmp
     assert json.loads((resumed / "summary.json").read_text())["resumed_from_step"] == 13
     assert json.loads((resumed / "summary.json").read_text())["compiled"]
     assert_same_run(whole, resumed)
+
+
+def test_residual_projections_get_scaled_init(tiny_cfg):
+    """Weights writing into the residual stream start at std 0.02 / sqrt(2 x depth), the rest at 0.02."""
+    cfg = dataclasses.replace(tiny_cfg, d_model=128, n_heads=4, d_mlp=352)
+
+    class Tok:  # build_model needs only the vocabulary size and the special ids
+        bos_token_id, eos_token_id, pad_token_id = 0, 1, 1
+
+        def __len__(self):
+            return 512
+
+    model = P.build_model(cfg, 8, Tok())
+    layer = model.model.layers[3]
+    assert abs(layer.self_attn.o_proj.weight.std().item() - 0.02 / 4) < 0.0005
+    assert abs(layer.mlp.down_proj.weight.std().item() - 0.02 / 4) < 0.0005
+    assert abs(layer.self_attn.q_proj.weight.std().item() - 0.02) < 0.001
+    assert abs(layer.mlp.up_proj.weight.std().item() - 0.02) < 0.001
