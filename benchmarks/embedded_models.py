@@ -38,7 +38,9 @@ def main() -> None:
         s = json.loads((run / "summary.json").read_text())
         print(f"{name}: {s['n_params'] / 1e6:.2f}M params, {s['steps']} steps, {s['tokens'] / 1e6:.2f}M tokens, "
               f"{s['seconds']:.0f} s, {s['tokens_per_s']:,.0f} tok/s, {s['achieved_gflops']:.0f} GFLOP/s = "
-              f"{s['flops_ratio']:.2f} x fp32 matmul ({s['matmul_gflops']:.0f} GFLOP/s), {s['threads']} threads")
+              f"{s['flops_ratio']:.2f} x fp32 matmul ({s['matmul_gflops']:.0f} GFLOP/s), "
+              f"{s.get('flops_ratio_steady', float('nan')):.2f} after the first step, {s['threads']} threads, "
+              f"{'compiled' if s.get('compiled') else 'eager'}")
     print()
     fn_ids = {name: json.loads((run / "function_tokens.json").read_text())["ids"] for name, run in runs.items()}
     for name, run in runs.items():

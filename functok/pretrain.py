@@ -566,8 +566,8 @@ def _train(cfg: PretrainConfig, depth: int, run: Path, params: dict, stop_after:
         done.append({"step": step, "tokens_seen": step * B * T, "checkpoint_dir": f"checkpoints/{_ckpt_name(step)}"})
         write_json_atomic(run / "checkpoints.json", [_public(c, run) for c in done])
         _save_torch_atomic({"step": step, "model": model.state_dict(), "optimizer": opt.state_dict(),
-                            "torch_rng": torch.get_rng_state(), "checkpoints": done, "threads": threads, "compiled": compiled,
-                            "seconds": seconds_before + time.perf_counter() - t0}, state_path)
+                            "torch_rng": torch.get_rng_state(), "checkpoints": done, "threads": threads,
+                            "compiled": compiled, "seconds": seconds_before + time.perf_counter() - t0}, state_path)
 
     name = model_name(depth)
     gflops_mm = matmul_gflops(seconds=0.5)
@@ -591,6 +591,8 @@ def _train(cfg: PretrainConfig, depth: int, run: Path, params: dict, stop_after:
                 opt.zero_grad(set_to_none=True)
                 body, compiled = None, False
                 losses = train_step(model, opt, batch(step), lr, is_fn, is_special)
+            if step == start:
+                t_first = time.perf_counter()  # the first step of a session includes compiling
             row = {"step": step + 1, "tokens_seen": (step + 1) * B * T, "lr": lr, **losses}
             log.write(json.dumps(row) + "\n")
             if step + 1 in schedule:
@@ -603,19 +605,25 @@ def _train(cfg: PretrainConfig, depth: int, run: Path, params: dict, stop_after:
     finally:
         log.close()
         bar.close()
-    seconds = seconds_before + time.perf_counter() - t0  # over every session, less work lost to kills
+    t_end = time.perf_counter()
+    seconds = seconds_before + t_end - t0  # over every session, less work lost to kills
     tokens = total * B * T
     tps = tokens / seconds if seconds > 0 else float("nan")
+    # after the first step of this session (no compiling, no warm-up)
+    steady = (total - start - 1) * B * T / (t_end - t_first) if total - start > 1 else float("nan")
     summary = {"model": name, "n_params": n_params,
                "n_params_non_embedding": n_params - model.model.embed_tokens.weight.numel(),
-               "steps": total, "tokens": tokens, "resumed_from_step": start, "seconds": round(seconds, 2), "tokens_per_s": round(tps, 1),
-               "achieved_gflops": round(6 * n_params * tps / 1e9, 2), "matmul_gflops": round(gflops_mm, 2),
-               "flops_ratio": round(6 * n_params * tps / 1e9 / gflops_mm, 3), "threads": torch.get_num_threads(),
-               "compiled": compiled,
+               "steps": total, "tokens": tokens, "resumed_from_step": start, "seconds": round(seconds, 2),
+               "tokens_per_s": round(tps, 1), "achieved_gflops": round(6 * n_params * tps / 1e9, 2),
+               "matmul_gflops": round(gflops_mm, 2), "flops_ratio": round(6 * n_params * tps / 1e9 / gflops_mm, 3),
+               "tokens_per_s_steady": round(steady, 1),
+               "flops_ratio_steady": round(6 * n_params * steady / 1e9 / gflops_mm, 3),
+               "threads": torch.get_num_threads(), "compiled": compiled,
                "final_loss": _read_log(log_path)[-1]["loss"] if total else None}
     write_json_atomic(run / "summary.json", summary)
-    print(f"{name}: {total} steps, {total * B * T / 1e6:.2f}M tokens, {tps:,.0f} tok/s, "
-          f"{summary['achieved_gflops']:.0f} GFLOP/s = {summary['flops_ratio']:.2f} x fp32 matmul", file=sys.stderr)
+    print(f"{name}: {total} steps, {total * B * T / 1e6:.2f}M tokens in {seconds:.0f} s, {tps:,.0f} tok/s, "
+          f"{summary['achieved_gflops']:.0f} GFLOP/s = {summary['flops_ratio']:.2f} x fp32 matmul "
+          f"({summary['flops_ratio_steady']:.2f} after the first step)", file=sys.stderr)
     state_path.unlink(missing_ok=True)
     write_json_atomic(run / "params.json", params)  # last: the run is complete
 
