@@ -358,6 +358,9 @@ def _save_checkpoint(model, tok, folder: Path) -> None:
         with quiet_hf():
             model.save_pretrained(str(tmp))
             tok.save_pretrained(str(tmp))
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private; a checkpoint is for everyone to load
         if folder.exists():  # a stale one from a run killed before its resume state was written
             shutil.rmtree(folder)
         os.replace(tmp, folder)

@@ -90,6 +90,7 @@ def test_complete_run_layout(reference_run, tiny_cfg):
     for c in P.checkpoints(run):
         folder = Path(c["checkpoint"])
         assert {"config.json", "model.safetensors", "tokenizer.json"} <= {p.name for p in folder.iterdir()}
+        assert folder.stat().st_mode & 0o055 == 0o055  # readable by others (not mkdtemp's private 0700)
         assert c["tokens_seen"] == c["step"] * TINY["batch_size"] * TINY["context_size"]
     # the model is a Llama with the configured shape and untied, bias-free weights
     from transformers import AutoConfig
