@@ -546,6 +546,7 @@ def _train(cfg: PretrainConfig, depth: int, run: Path, params: dict, stop_after:
     threads = state["threads"] if state else n_threads()
     torch.set_num_threads(threads)
     n_params = sum(p.numel() for p in model.parameters())
+    gflops_start = matmul_gflops(seconds=0.5)  # before torch.compile starts its worker processes
     # compiled and eager results differ in the last bits: a resumed run keeps the mode it started with
     compiled = state.get("compiled", False) if state else use_compile(6 * n_params * total * B * T)
     body = compile_body(model) if compiled else None
@@ -573,7 +574,6 @@ def _train(cfg: PretrainConfig, depth: int, run: Path, params: dict, stop_after:
                             "compiled": compiled, "seconds": seconds_before + time.perf_counter() - t0}, state_path)
 
     name = model_name(depth)
-    gflops_mm = matmul_gflops(seconds=0.5)
     t0 = time.perf_counter()
     if start == 0 and 0 in schedule:
         checkpoint(0)
@@ -609,6 +609,8 @@ def _train(cfg: PretrainConfig, depth: int, run: Path, params: dict, stop_after:
         log.close()
         bar.close()
     t_end = time.perf_counter()
+    # the fp32 matmul reference, measured in this run: the better of before and after training
+    gflops_mm = max(gflops_start, matmul_gflops(seconds=0.5))
     seconds = seconds_before + t_end - t0  # over every session, less work lost to kills
     tokens = total * B * T
     tps = tokens / seconds if seconds > 0 else float("nan")
