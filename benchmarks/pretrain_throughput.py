@@ -38,6 +38,7 @@ def main() -> None:
 
     from functok import pretrain as P
     from functok.config import pretrain_config
+    from functok.embedded import tokenizer_dir
     from functok.function_tokens import function_mask
 
     threads = args.threads or P.n_threads()
@@ -47,7 +48,7 @@ def main() -> None:
         import dataclasses
 
         cfg = dataclasses.replace(cfg, batch_size=args.batch_size)
-    tok = AutoTokenizer.from_pretrained(str(P._tokenizer_dir(cfg)))
+    tok = AutoTokenizer.from_pretrained(str(tokenizer_dir(cfg)))
     windows = P.load_windows(P._token_windows(cfg, "train"))
     is_fn = function_mask(len(tok), P._function_token_ids(cfg, tok))
     is_sp = function_mask(len(tok), sorted(set(tok.all_special_ids)))

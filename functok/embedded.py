@@ -1,7 +1,9 @@
-"""The embedded default: corpus split and BPE tokenizer, cached under the preset's `pretrain` params.
+"""The embedded default: corpus split and BPE tokenizer, cached under the `pretrain` params.
 
-Each artifact's cache key holds only the parameters that shape it, so changing, say, the model width
-re-trains the models but reuses the tokenizer.
+Every function takes a preset name or a `PretrainConfig` (a preset with CLI overrides), so chapters
+and `functok pretrain` share one implementation and one cache. Each artifact's cache key holds only
+the parameters that shape it, so changing, say, the model width re-trains the models but reuses the
+tokenizer.
 """
 
 from __future__ import annotations
@@ -12,7 +14,11 @@ from pathlib import Path
 import datasets
 
 from .cache import cached_dir
-from .config import PretrainConfig, pretrain_config
+from .config import ParamError, PretrainConfig, pretrain_config
+
+
+def _cfg(spec: str | PretrainConfig) -> PretrainConfig:
+    return spec if isinstance(spec, PretrainConfig) else pretrain_config(spec)
 
 
 def corpus_params(cfg: PretrainConfig) -> dict:
@@ -23,9 +29,9 @@ def tokenizer_params(cfg: PretrainConfig) -> dict:
     return {**corpus_params(cfg), "vocab_size": cfg.vocab_size}
 
 
-def corpus_dir(preset: str) -> Path:
-    """`train/` and `heldout/` Dataset folders (save_to_disk) of the preset's corpus."""
-    cfg = pretrain_config(preset)
+def corpus_dir(spec: str | PretrainConfig) -> Path:
+    """`train/` and `heldout/` Dataset folders (save_to_disk) of the corpus."""
+    cfg = _cfg(spec)
 
     def build(tmp: Path) -> None:
         from .corpus import load_corpus, split_documents
@@ -38,18 +44,27 @@ def corpus_dir(preset: str) -> Path:
 
 
 @lru_cache(maxsize=8)
-def documents(preset: str, split: str) -> datasets.Dataset:
-    """The preset's 'train' or 'heldout' documents (columns id, text)."""
-    return datasets.load_from_disk(str(corpus_dir(preset) / split))
+def _load(folder: str) -> datasets.Dataset:
+    return datasets.load_from_disk(folder)
 
 
-def tokenizer_dir(preset: str) -> Path:
-    """The BPE tokenizer trained on the preset's training documents (a HF tokenizer folder)."""
-    cfg = pretrain_config(preset)
+def documents(spec: str | PretrainConfig, split: str) -> datasets.Dataset:
+    """The 'train' or 'heldout' documents (columns id, text)."""
+    if split not in ("train", "heldout"):
+        raise ParamError(f"split: got {split!r}; expected 'train' or 'heldout'")
+    return _load(str(corpus_dir(spec) / split))
+
+
+documents.cache_clear = _load.cache_clear  # type: ignore[attr-defined]
+
+
+def tokenizer_dir(spec: str | PretrainConfig) -> Path:
+    """The BPE tokenizer trained on the training documents (a HF tokenizer folder)."""
+    cfg = _cfg(spec)
 
     def build(tmp: Path) -> None:
         from .tokenizers import train_bpe
 
-        train_bpe(list(documents(preset, "train")["text"]), cfg.vocab_size, tmp)
+        train_bpe(list(documents(cfg, "train")["text"]), cfg.vocab_size, tmp)
 
     return cached_dir("tokenizer", tokenizer_params(cfg), build)

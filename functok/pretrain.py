@@ -14,9 +14,9 @@ Public API
   is_special)`: the group of each prediction (4 = a pair with BOS, left out of the groups);
   `lm_loss(model, input_ids)`, `train_step(...)`, `n_threads()`.
 
-The corpus, tokenizer and windows are built from the config itself (`_corpus_dir(cfg)`, ...), under
-the same cache keys as `functok.embedded`, so `train_models(cfg)` honours CLI overrides of the data
-fields while `models(preset)` shares the cache with every chapter.
+The corpus and tokenizer come from `functok.embedded`, which takes the config itself, so
+`train_models(cfg)` honours CLI overrides of the data fields while `models(preset)` shares the cache
+with every chapter.
 
 Run folder (under data/cache/models/<key>/, the key covering every parameter that shapes the run):
 
@@ -53,6 +53,7 @@ import numpy as np
 
 from .cache import cache_path, cached_dir, relpath, write_json_atomic
 from .config import ParamError, PretrainConfig, pretrain_config
+from .embedded import documents, tokenizer_dir, tokenizer_params
 
 TRAINER_VERSION = 2  # bump when a change to this file changes what training produces
 LOSS_CHUNK = 128  # tokens per chunk of the fused unembedding + cross-entropy
@@ -81,43 +82,7 @@ def quiet_hf():
             enable_progress_bars()
 
 
-def _corpus_dir(cfg: PretrainConfig) -> Path:
-    """Same artifact and key as `functok.embedded.corpus_dir`, but from a config (CLI overrides)."""
-    from .embedded import corpus_params
-
-    def build(tmp: Path) -> None:
-        from .corpus import load_corpus, split_documents
-
-        train, held = split_documents(load_corpus(cfg.corpus, cfg.max_documents), cfg.heldout_fraction)
-        train.save_to_disk(str(tmp / "train"))
-        held.save_to_disk(str(tmp / "heldout"))
-
-    return cached_dir("corpus", corpus_params(cfg), build)
-
-
-def _documents(cfg: PretrainConfig, split: str):
-    import datasets
-
-    if split not in ("train", "heldout"):
-        raise ParamError(f"split: got {split!r}; expected 'train' or 'heldout'")
-    return datasets.load_from_disk(str(_corpus_dir(cfg) / split))
-
-
-def _tokenizer_dir(cfg: PretrainConfig) -> Path:
-    """Same artifact and key as `functok.embedded.tokenizer_dir`, but from a config."""
-    from .embedded import tokenizer_params
-
-    def build(tmp: Path) -> None:
-        from .tokenizers import train_bpe
-
-        train_bpe(list(_documents(cfg, "train")["text"]), cfg.vocab_size, tmp)
-
-    return cached_dir("tokenizer", tokenizer_params(cfg), build)
-
-
 def windows_params(cfg: PretrainConfig, split: str) -> dict:
-    from .embedded import tokenizer_params
-
     return {**tokenizer_params(cfg), "split": split, "context_size": cfg.context_size, "bos": True}
 
 
@@ -128,8 +93,8 @@ def _token_windows(cfg: PretrainConfig, split: str) -> Path:
 
         from .function_tokens import encode
 
-        tok = AutoTokenizer.from_pretrained(str(_tokenizer_dir(cfg)))
-        docs = _documents(cfg, split)
+        tok = AutoTokenizer.from_pretrained(str(tokenizer_dir(cfg)))
+        docs = documents(cfg, split)
         parts = []
         for ids in encode(tok, list(docs["text"])):
             parts.append(np.asarray([tok.bos_token_id, *ids], dtype=np.int32))
@@ -213,8 +178,6 @@ def lr_at(cfg: PretrainConfig, step: int, total: int) -> float:
 
 def run_params(cfg: PretrainConfig, depth: int) -> dict:
     """Every parameter that shapes one model's run (its cache key)."""
-    from .embedded import tokenizer_params
-
     return {"trainer_version": TRAINER_VERSION, "architecture": "llama", **tokenizer_params(cfg),
             "depth": int(depth), "d_model": cfg.d_model, "n_heads": cfg.n_heads, "d_mlp": cfg.d_mlp,
             "context_size": cfg.context_size, "batch_size": cfg.batch_size, "train_tokens": cfg.train_tokens,
@@ -481,7 +444,6 @@ def n_threads() -> int:
 
 def _function_token_ids(cfg: PretrainConfig, tok) -> list[int]:
     """The 40%-rule function tokens of the training documents under the model's tokenizer."""
-    from .embedded import tokenizer_params
     from .function_tokens import count_tokens, function_token_file, load_function_token_ids, select_function_tokens
 
     try:
@@ -492,7 +454,7 @@ def _function_token_ids(cfg: PretrainConfig, tok) -> list[int]:
         return load_function_token_ids(function_token_file("embedded", "embedded", cfg.preset,
                                                            cfg.coverage_threshold, cfg.max_documents))
     # overrides of the preset's corpus or tokenizer: the same rule on this config's documents
-    tc = count_tokens(tok, _documents(cfg, "train")["text"], progress=False)
+    tc = count_tokens(tok, documents(cfg, "train")["text"], progress=False)
     return [int(i) for i in select_function_tokens(tc.counts, cfg.coverage_threshold)]
 
 
@@ -521,7 +483,7 @@ def _train(cfg: PretrainConfig, depth: int, run: Path, params: dict, stop_after:
     from .function_tokens import function_mask
 
     check_shape(cfg)
-    tok = AutoTokenizer.from_pretrained(str(_tokenizer_dir(cfg)))
+    tok = AutoTokenizer.from_pretrained(str(tokenizer_dir(cfg)))
     windows = load_windows(_token_windows(cfg, "train"))
     n_win, T = windows.shape
     B = cfg.batch_size

@@ -44,7 +44,7 @@ def env():
 @pytest.fixture(autouse=True)
 def _fresh_document_cache():
     yield
-    functok.embedded.documents.cache_clear()  # it is keyed by preset name, not by cache folder
+    functok.embedded.documents.cache_clear()  # frees the loaded documents of a deleted temporary cache
 
 
 def use_cache(d: Path, monkeypatch) -> None:
@@ -191,7 +191,7 @@ def test_bridge_per_token_loss_matches_hf(reference_run, tiny_cfg):
 def test_fused_loss_equals_plain_cross_entropy(env, tiny_cfg):
     from transformers import AutoTokenizer
 
-    tok = AutoTokenizer.from_pretrained(str(P._tokenizer_dir(tiny_cfg)))
+    tok = AutoTokenizer.from_pretrained(str(functok.embedded.tokenizer_dir(tiny_cfg)))
     x = P.load_windows(P.token_windows("tiny", "train"))[:4]
 
     def grads(fused: bool):
@@ -276,7 +276,7 @@ def test_train_log_has_groups_each_step(reference_run, tiny_cfg):
 def test_token_windows_prefix_documents_with_bos(env, tiny_cfg):
     from transformers import AutoTokenizer
 
-    tok = AutoTokenizer.from_pretrained(str(P._tokenizer_dir(tiny_cfg)))
+    tok = AutoTokenizer.from_pretrained(str(functok.embedded.tokenizer_dir(tiny_cfg)))
     w = P.load_windows(P.token_windows("tiny", "heldout"))
     docs = functok.embedded.documents("tiny", "heldout")
     assert w.shape[1] == TINY["context_size"] and w.shape[0] >= 2
