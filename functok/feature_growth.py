@@ -196,29 +196,15 @@ def select_checkpoints(rows: list[dict], fractions: list[float], steps: list[int
     return [chosen[s] for s in sorted(chosen)]
 
 
-def _download(name: str, revision: str, dest: Path) -> Path:
-    from huggingface_hub import snapshot_download
-
-    snapshot_download(repo_id=name, revision=revision, local_dir=str(dest),
-                      allow_patterns=["*.json", "*.safetensors", "*.txt", "*.model"])
-    return dest
-
-
-DOWNLOAD: Callable[[str, str, Path], Path] = _download  # tests replace it with a local copy
-
-
 def local_folder(source: Source, ck: dict) -> tuple[Path, Path | None]:
     """(folder to load the checkpoint from, downloaded folder to delete afterwards or None)."""
-    from .cache import CACHE_DIR
     from .config import ROOT
+    from .models import hub_checkpoint
 
     if source.kind != "hub":
         p = Path(ck["checkpoint"])
         return (p if p.is_absolute() else ROOT / p), None
-    dest = CACHE_DIR / "hub" / (ck["checkpoint"].replace("/", "--"))
-    if not (dest / "config.json").exists():
-        shutil.rmtree(dest, ignore_errors=True)
-        DOWNLOAD(ck["checkpoint"].split("@")[0], ck["revision"], dest)
+    dest = hub_checkpoint(ck["checkpoint"].split("@")[0], ck["revision"])
     return dest, dest
 
 

@@ -143,17 +143,9 @@ def tokenizer_source(spec: ModelSpec) -> str:
     """A local folder holding the model's tokenizer: its first checkpoint folder or, for a hub model, its
     tokenizer files downloaded once (a few MB, kept) from the last revision evaluated."""
     if spec.kind == "hub":
-        from .cache import CACHE_DIR
+        from .models import hub_checkpoint
 
-        rev = spec.checkpoints[-1]["revision"]
-        dest = CACHE_DIR / "hub_tokenizers" / (spec.source.replace("/", "--") + "@" + rev)
-        if not (dest / "tokenizer_config.json").exists() and not (dest / "tokenizer.json").exists():
-            tmp = dest.with_name(dest.name + ".tmp")
-            shutil.rmtree(tmp, ignore_errors=True)
-            DOWNLOAD(spec.source, rev, tmp, "tokenizer")
-            shutil.rmtree(dest, ignore_errors=True)
-            tmp.rename(dest)
-        return str(dest)
+        return str(hub_checkpoint(spec.source, spec.checkpoints[-1]["revision"], "tokenizer"))
     from .config import ROOT
 
     p = Path(spec.checkpoints[0]["checkpoint"])
@@ -346,30 +338,6 @@ def _local_key(folder: Path) -> str:
     return "|".join(parts)
 
 
-TOKENIZER_FILES = ["tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.json", "merges.txt",
-                   "tokenizer.model"]
-
-
-def download_hub_checkpoint(name: str, revision: str, dest: Path, what: str = "model") -> Path:
-    """One revision of a hub model into `dest` (online only): what='model' fetches config, weights
-    (safetensors when the revision has them, else PyTorch .bin) and tokenizer; 'tokenizer' only the
-    tokenizer files."""
-    from huggingface_hub import HfApi, snapshot_download
-
-    if what == "tokenizer":
-        patterns = TOKENIZER_FILES
-    else:
-        files = HfApi().list_repo_files(name, revision=revision)
-        weights = "*.safetensors" if any(f.endswith(".safetensors") for f in files) else "*.bin"
-        patterns = ["*.json", "*.txt", "*.model", weights]
-    snapshot_download(repo_id=name, revision=revision, local_dir=str(dest), allow_patterns=patterns)
-    return dest
-
-
-# tests replace this with a function that copies a tiny local model
-DOWNLOAD: Callable[[str, str, Path, str], Path] = download_hub_checkpoint
-
-
 def checkpoint_eval(spec: ModelSpec, ck: dict, windows_path: Path, function_ids: list[int], cfg,
                     timings: list | None = None) -> dict:
     """Evaluation of one checkpoint (cached): {"arrays": {...per-window arrays}, "greedy": [...],
@@ -377,7 +345,7 @@ def checkpoint_eval(spec: ModelSpec, ck: dict, windows_path: Path, function_ids:
     (unless cfg.keep_checkpoints)."""
     import time
 
-    from .cache import CACHE_DIR, cache_path, cached_dir, relpath
+    from .cache import cache_path, cached_dir, relpath
     from .config import ROOT
 
     if spec.kind == "hub":
@@ -397,11 +365,9 @@ def checkpoint_eval(spec: ModelSpec, ck: dict, windows_path: Path, function_ids:
         t0 = time.perf_counter()
         download = None
         if spec.kind == "hub":
-            download = CACHE_DIR / "hub" / (spec.source.replace("/", "--") + "@" + ck["revision"])
-            if not (download / "config.json").exists():
-                shutil.rmtree(download, ignore_errors=True)
-                DOWNLOAD(spec.source, ck["revision"], download, "model")
-            local = download
+            from .models import hub_checkpoint
+
+            local = download = hub_checkpoint(spec.source, ck["revision"])
         try:
             result = _evaluate_folder(local, windows_path, function_ids, cfg)
         finally:

@@ -28,3 +28,52 @@ def load_model(checkpoint: str | Path, device: str = "cpu"):
     bridge = TransformerBridge.boot_transformers(spec, device=device)
     bridge.eval()
     return bridge
+
+
+TOKENIZER_FILES = ["tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.json", "merges.txt",
+                   "tokenizer.model"]
+
+
+def download_hub_checkpoint(name: str, revision: str, dest: Path, what: str = "model") -> Path:
+    """One revision of a hub model into `dest` (online only): what='model' fetches config, weights
+    (safetensors when the revision has them, else PyTorch .bin) and tokenizer; 'tokenizer' only the
+    tokenizer files."""
+    from huggingface_hub import HfApi, snapshot_download
+
+    if what == "tokenizer":
+        patterns = TOKENIZER_FILES
+    else:
+        files = HfApi().list_repo_files(name, revision=revision)
+        weights = "*.safetensors" if any(f.endswith(".safetensors") for f in files) else "*.bin"
+        patterns = ["*.json", "*.txt", "*.model", weights]
+    snapshot_download(repo_id=name, revision=revision, local_dir=str(dest), allow_patterns=patterns)
+    return dest
+
+
+# tests replace this with a function that copies a tiny local model
+DOWNLOAD = download_hub_checkpoint
+
+
+def hub_checkpoint(name: str, revision: str, what: str = "model") -> Path:
+    """Local folder of one hub revision (`data/cache/hub/` for models, `hub_tokenizers/` for tokenizer
+    files), downloaded on first use into a temporary sibling and renamed into place when complete.
+    Chapters delete model folders after use unless asked to keep them (a Pythia sweep fills disks)."""
+    import shutil
+    import tempfile
+
+    from .cache import CACHE_DIR
+
+    kind = "hub" if what == "model" else "hub_tokenizers"
+    dest = CACHE_DIR / kind / (name.replace("/", "--") + "@" + revision)
+    marker = "config.json" if what == "model" else "tokenizer_config.json"
+    if (dest / marker).exists():
+        return dest
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.tmp-", dir=dest.parent))
+    try:
+        DOWNLOAD(name, revision, tmp / "download", what)
+        shutil.rmtree(dest, ignore_errors=True)
+        (tmp / "download").replace(dest)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return dest

@@ -20,6 +20,7 @@ import yaml
 import functok.cache
 import functok.config
 import functok.embedded
+import functok.models
 import functok.results
 from functok import feature_growth as F
 from functok import pretrain as P
@@ -241,12 +242,12 @@ def test_hub_checkpoints_are_downloaded_used_and_deleted(env, tmp_path, monkeypa
         tok.save_pretrained(str(src[step]))
     calls = []
 
-    def fake_download(name, revision, dest):
+    def fake_download(name, revision, dest, what):
         calls.append((name, revision))
         shutil.copytree(src[int(revision.removeprefix("step"))], dest)
         return dest
 
-    monkeypatch.setattr(F, "DOWNLOAD", fake_download)
+    monkeypatch.setattr(functok.models, "DOWNLOAD", fake_download)
     # random models barely beat zero ablation: accept any score, keep the work small
     cfg = tiny_cfg(model="EleutherAI/pythia-tiny-test", checkpoint_steps=[1000, 2000], context_size=16,
                    target_ce_score=0.5, ce_tolerance=0.5, search_steps=1, n_seeds=1, n_activations=100)

@@ -19,6 +19,7 @@ import yaml
 import functok.cache
 import functok.config
 import functok.embedded
+import functok.models
 from functok import loss_split as L
 from functok import pretrain as P
 from functok.config import LossSplitConfig, ParamError
@@ -184,7 +185,7 @@ def test_hub_checkpoints_download_evaluate_delete(env, tmp_path, monkeypatch):
         shutil.copytree(src[int(revision.removeprefix("step"))], dest)
         return dest
 
-    monkeypatch.setattr(L, "DOWNLOAD", fake_download)
+    monkeypatch.setattr(functok.models, "DOWNLOAD", fake_download)
     cfg = tiny_cfg(models=["EleutherAI/pythia-tiny-test"], checkpoint_steps=[4], checkpoint_index=[0],
                    context_size=16, max_windows=6)
     a = L.analyze(cfg, progress=False)
