@@ -44,6 +44,7 @@ import numpy as np
 
 from .cache import cached_dir, relpath, write_json_atomic
 from .config import ParamError
+from .saes import load_sae
 
 SAE_TRAIN_VERSION = 2  # bump when a change here changes what training produces
 ARCHITECTURES = ("jumprelu", "standard", "gated", "topk", "batchtopk")
@@ -500,15 +501,6 @@ def _version(pkg: str) -> str:
         return "not installed"
 
 
-def load_sae(sae_dir):
-    """An SAE folder as a SAELens inference SAE (CPU/GPU as available, eval mode)."""
-    from sae_lens import SAE
-
-    sae = SAE.load_from_disk(str(sae_dir), device=device())
-    sae.eval()
-    return sae
-
-
 def training_stats(sae_dir) -> dict:
     p = Path(sae_dir) / "training.json"
     return json.loads(p.read_text()) if p.exists() else {}
@@ -569,7 +561,7 @@ def evaluate_sae(sae_dir, checkpoint, windows, max_windows: int | None = None, m
     (SAELens's definition); l0 = mean number of features with activation > 0 per position."""
     import torch
 
-    sae = load_sae(sae_dir)
+    sae = load_sae(sae_dir, device=device())
     hook_name = sae.cfg.metadata.hook_name
     m = _model(checkpoint, model)
     ref = reference_losses(checkpoint, hook_name, windows, max_windows, model=m, batch_size=batch_size)
@@ -612,7 +604,7 @@ def encode_sample(sae_dir, sample: ActivationSample, batch_size: int = 4096):
     """Yield (token_ids [b], feature activations [b, d_sae]) over the sample, in batches."""
     import torch
 
-    sae = load_sae(sae_dir)
+    sae = load_sae(sae_dir, device=device())
     with torch.no_grad():
         for i in range(0, len(sample.acts), batch_size):
             yield sample.tokens[i:i + batch_size], sae.encode(sample.acts[i:i + batch_size].to(sae.device)).cpu()

@@ -15,6 +15,7 @@ import torch
 import functok.cache
 from functok import sae_train as S
 from functok.config import ParamError
+from functok.saes import load_sae
 
 HOOK = "blocks.1.hook_resid_post"
 TEXTS = [
@@ -106,7 +107,7 @@ def test_metrics_against_sae_lens_and_direct_recomputation(env):
 
     folder = S.train_sae(env["ckpt"], HOOK, SPEC, env["train"], progress=False)
     m = S.evaluate_sae(folder, env["ckpt"], env["held"])
-    sae = S.load_sae(folder)
+    sae = load_sae(folder)
     model = S.load_checkpoint(env["ckpt"])
     x = S.load_windows(env["held"])
     with torch.no_grad():
@@ -151,7 +152,7 @@ def test_activation_sample_and_learned_features(env):
     full = S.activation_sample(env["ckpt"], HOOK, env["held"], 10**6, seed=0)
     assert len(full.tokens) == n_ok
     # learned features = distinct features firing on the sample, recomputed with SAELens directly
-    sae = S.load_sae(folder)
+    sae = load_sae(folder)
     model = S.load_checkpoint(env["ckpt"])
     with torch.no_grad():
         _, cache = model.run_with_cache(x, names_filter=[HOOK])
