@@ -55,7 +55,7 @@ from .cache import cache_path, cached_dir, relpath, write_json_atomic
 from .config import ParamError, PretrainConfig, pretrain_config
 from .embedded import documents, tokenizer_dir, tokenizer_params
 
-TRAINER_VERSION = 2  # bump when a change to this file changes what training produces
+TRAINER_VERSION = 3  # bump when a change to this file changes what training produces
 LOSS_CHUNK = 128  # tokens per chunk of the fused unembedding + cross-entropy
 
 
@@ -372,14 +372,15 @@ def matmul_gflops(n: int = 2048, seconds: float = 1.0) -> float:
 
 
 def make_optimizer(model, cfg: PretrainConfig):
-    """AdamW; weight decay on matrices only (not on the RMSNorm gains)."""
+    """AdamW; weight decay on matrices only (not on the RMSNorm gains). The fused kernel: one pass over
+    each parameter instead of one per operation (3% of the 8-layer model's step on this CPU)."""
     import torch
 
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
     no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]
     return torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
                               {"params": no_decay, "weight_decay": 0.0}],
-                             lr=cfg.lr, betas=(0.9, 0.95), eps=1e-8, foreach=True)
+                             lr=cfg.lr, betas=(0.9, 0.95), eps=1e-8, fused=True)
 
 
 def train_step(model, opt, x, lr: float, is_fn, is_special, body=None) -> dict:
