@@ -181,22 +181,6 @@ def check(cfg) -> Plan:
 # Model, windows, SAEs, function tokens
 
 
-def load_model(checkpoint: str, device: str = "cpu", dtype: str = "float32"):
-    """A TransformerLens bridge in the given dtype (bfloat16 halves Gemma-2-9B to 18 GB)."""
-    import torch
-
-    if dtype == "float32":
-        from .models import load_model as _load
-
-        return _load(checkpoint, device=device)
-    from transformer_lens.model_bridge import TransformerBridge
-
-    p = Path(checkpoint).expanduser()
-    bridge = TransformerBridge.boot_transformers(str(p.resolve()) if p.exists() else checkpoint, device=device,
-                                                 dtype=getattr(torch, dtype))
-    bridge.eval()
-    return bridge
-
 
 def embedded_checkpoint(preset: str) -> tuple[str, Path]:
     """The preset's deeper model, final checkpoint (trained on first use): (checkpoint folder, run folder)."""
@@ -505,6 +489,8 @@ def _analyze(cfg, progress: bool = True) -> dict:
     t_sae = time.perf_counter() - t_sae
     win_path = evaluation_windows(cfg, p.model, p.context_size)
     ft_path = function_token_path(cfg, p.model)
+    from .models import load_model
+
     model = load_model(checkpoint, cfg.device, cfg.model_dtype)
     V = int(model.cfg.d_vocab)
     is_function = np.zeros(V, dtype=bool)

@@ -382,7 +382,8 @@ def study_checkpoint(cfg, source: Source, ck: dict, train_win: Path, held_win: P
     """Search, seeds, metrics and degree curves of one checkpoint. Evaluations and measurements are
     cached per SAE (a warm re-run loads no model unless something is missing)."""
     from .cache import cache_path, relpath
-    from .sae_train import (activation_sample, evaluate_sae, load_checkpoint, reference_losses, sae_params,
+    from .models import load_model
+    from .sae_train import (activation_sample, evaluate_sae, reference_losses, sae_params,
                             train_sae, training_stats)
 
     folder, downloaded = local_folder(source, ck)
@@ -392,7 +393,7 @@ def study_checkpoint(cfg, source: Source, ck: dict, train_win: Path, held_win: P
 
     def get_model():
         if "m" not in box:
-            box["m"] = load_checkpoint(folder, device=cfg.device)
+            box["m"] = load_model(folder, device=cfg.device)
         return box["m"]
 
     try:

@@ -10,7 +10,7 @@ Public API (shared by the feature-growth and feature-coverage chapters)
 - `learned_features(sae_dir, checkpoint, windows, n_activations, seed) -> int`: distinct features that
   fire (activation > 0) on N activations sampled from the windows.
 - `activation_sample(checkpoint, hook_name, windows, n_activations, seed) -> ActivationSample`
-  (activations + the token at each position, for token-feature graphs), `load_checkpoint(spec)`.
+  (activations + the token at each position, for token-feature graphs).
 
 Two training back ends, both SAELens's own SAE classes, losses and `SAETrainer`:
 - "activations" (default): the checkpoint's activations at the hook are computed once per
@@ -44,6 +44,7 @@ import numpy as np
 
 from .cache import cached_dir, relpath, write_json_atomic
 from .config import ParamError
+from .models import load_model
 from .saes import load_sae
 
 SAE_TRAIN_VERSION = 2  # bump when a change here changes what training produces
@@ -90,35 +91,6 @@ class SAESpec:
 # Models, windows, activations
 
 
-def load_checkpoint(checkpoint: str | Path, device: str = "cpu"):
-    """A TransformerLens bridge for a local HF checkpoint folder, or a hub model with an optional
-    revision: 'EleutherAI/pythia-160m@step3000' (online only)."""
-    spec = str(checkpoint)
-    if Path(spec).expanduser().exists():
-        from transformers.utils import logging as hf_logging
-
-        from .models import load_model
-
-        bars = hf_logging.is_progress_bar_enabled()
-        hf_logging.disable_progress_bar()  # "Loading weights" per checkpoint would clutter the chapter
-        try:
-            return load_model(spec, device=device)
-        finally:
-            if bars:
-                hf_logging.enable_progress_bar()
-    from .config import offline
-
-    name, _, revision = spec.partition("@")
-    if offline():
-        raise ParamError(f"checkpoint: '{spec}' is no local folder, so it names a hub model that would be "
-                         f"downloaded, and this machine is offline (set FUNCTOK_ONLINE=1 where the hub is reachable)")
-    from transformer_lens.model_bridge import TransformerBridge
-
-    bridge = TransformerBridge.boot_transformers(name, device=device, revision=revision or None)
-    bridge.eval()
-    return bridge
-
-
 _MODELS: dict[str, Any] = {}
 
 
@@ -129,7 +101,7 @@ def _model(checkpoint, model=None):
     key = str(checkpoint)
     if key not in _MODELS:
         _MODELS.clear()
-        _MODELS[key] = load_checkpoint(checkpoint)
+        _MODELS[key] = load_model(checkpoint)
     return _MODELS[key]
 
 

@@ -210,7 +210,8 @@ def test_learned_features_and_degrees_recount_from_saved_files(env, analysis):
 def test_cached_rerun_and_checks(env, analysis, monkeypatch):
     """A warm re-run gives the same results without loading any model; bad checkpoints are refused."""
     with monkeypatch.context() as mp:
-        mp.setattr(S, "load_checkpoint", lambda *a, **k: pytest.fail("a warm re-run loaded a model"))
+        for module in (functok.models, S):
+            mp.setattr(module, "load_model", lambda *a, **k: pytest.fail("a warm re-run loaded a model"))
         again = F.analyze(tiny_cfg(), progress=False)
     for a, b in zip(again["results"]["checkpoints"], analysis["results"]["checkpoints"]):
         same = [{k: v for k, v in r.items() if k not in ("seconds", "sae_training")} for r in (a, b)]

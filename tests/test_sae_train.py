@@ -15,6 +15,7 @@ import torch
 import functok.cache
 from functok import sae_train as S
 from functok.config import ParamError
+from functok.models import load_model
 from functok.saes import load_sae
 
 HOOK = "blocks.1.hook_resid_post"
@@ -108,7 +109,7 @@ def test_metrics_against_sae_lens_and_direct_recomputation(env):
     folder = S.train_sae(env["ckpt"], HOOK, SPEC, env["train"], progress=False)
     m = S.evaluate_sae(folder, env["ckpt"], env["held"])
     sae = load_sae(folder)
-    model = S.load_checkpoint(env["ckpt"])
+    model = load_model(env["ckpt"])
     x = S.load_windows(env["held"])
     with torch.no_grad():
         ref = get_recons_loss(sae, model, ActivationScaler(), x, compute_kl=False, compute_ce_loss=True,
@@ -153,7 +154,7 @@ def test_activation_sample_and_learned_features(env):
     assert len(full.tokens) == n_ok
     # learned features = distinct features firing on the sample, recomputed with SAELens directly
     sae = load_sae(folder)
-    model = S.load_checkpoint(env["ckpt"])
+    model = load_model(env["ckpt"])
     with torch.no_grad():
         _, cache = model.run_with_cache(x, names_filter=[HOOK])
         acts = cache[HOOK][torch.as_tensor(s.window_index), torch.as_tensor(s.position)]
@@ -191,11 +192,11 @@ def test_bad_input_is_refused_in_one_line(env):
     with pytest.raises(ParamError, match="^hook_name: 'blocks.5.hook_resid_post' names layer 5; the model has 2"):
         S.train_sae(env["ckpt"], "blocks.5.hook_resid_post", SPEC, env["train"], progress=False)
     with pytest.raises(ParamError, match="offline"):
-        S.load_checkpoint("EleutherAI/pythia-70m@step1000")
+        load_model("EleutherAI/pythia-70m@step1000")
 
 
 def test_gpt_neox_checkpoint_trains_through_the_same_path(env, tmp_path):
-    """Pythia's architecture (GPT-NeoX), random and tiny, through load_checkpoint / train / evaluate."""
+    """Pythia's architecture (GPT-NeoX), random and tiny, through load_model / train / evaluate."""
     from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
 
     from functok.tokenizers import gpt2_tokenizer
