@@ -5,17 +5,14 @@ random GPT-NeoX 'downloaded' by copying a local folder)."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-import yaml
 
 import functok.cache
 import functok.config
@@ -26,11 +23,11 @@ from functok import feature_growth as F
 from functok import pretrain as P
 from functok import sae_train as S
 from functok.config import FeatureGrowthConfig, ParamError
+from tiny import PRETRAIN, tiny_preset
 
 REAL_PRESETS = functok.config.PRESETS_DIR
-TINY = {"max_documents": 60, "heldout_fraction": 0.2, "vocab_size": 300, "d_model": 16, "n_heads": 2,
-        "d_mlp": 32, "depths": [2, 3], "context_size": 32, "batch_size": 4, "train_tokens": 4 * 32 * 40,
-        "n_checkpoints": 6, "warmup_fraction": 0.1, "lr": 1e-2, "min_lr": 1e-3}
+# more documents and steps than the shared tiny preset: SAEs need a few checkpoints worth comparing
+TINY = PRETRAIN | {"max_documents": 60, "depths": [2, 3], "train_tokens": 4 * 32 * 40}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -117,19 +114,10 @@ def test_verdict_rule():
 
 @pytest.fixture(scope="module")
 def env():
-    with pytest.MonkeyPatch.context() as mp, tempfile.TemporaryDirectory() as d:
-        d = Path(d)
-        (d / "presets").mkdir()
-        (d / "presets" / "tiny.yaml").write_text(yaml.safe_dump({"description": "tiny", "cost": {}, "needs": "",
-                                                                  "pretrain": TINY}))
-        mp.setattr(functok.config, "PRESETS_DIR", d / "presets")
-        mp.setattr(functok.cache, "CACHE_DIR", d / "cache")
-        mp.setenv("FUNCTOK_THREADS", "1")
-        functok.embedded.documents.cache_clear()
+    with tiny_preset(TINY) as d:
         S.clear_memory()
         yield {"dir": d}
         S.clear_memory()
-        functok.embedded.documents.cache_clear()
 
 
 def tiny_cfg(**kw) -> FeatureGrowthConfig:

@@ -8,13 +8,11 @@ import dataclasses
 import json
 import math
 import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-import yaml
 
 import functok.cache
 import functok.config
@@ -24,28 +22,17 @@ from functok import loss_split as L
 from functok import pretrain as P
 from functok.config import LossSplitConfig, ParamError
 from functok.loss_groups import GROUPS
+from tiny import PRETRAIN, tiny_preset
 
 REAL_PRESETS = functok.config.PRESETS_DIR
-TINY = {"max_documents": 40, "heldout_fraction": 0.2, "vocab_size": 300, "d_model": 16, "n_heads": 2,
-        "d_mlp": 32, "depths": [1, 2], "context_size": 32, "batch_size": 4, "train_tokens": 4 * 32 * 30,
-        "n_checkpoints": 6, "warmup_fraction": 0.1, "lr": 1e-2, "min_lr": 1e-3}
+TINY = PRETRAIN
 
 
 @pytest.fixture(scope="module")
 def env():
     """A temporary cache and a 'tiny' preset with both tiny models trained."""
-    with pytest.MonkeyPatch.context() as mp, tempfile.TemporaryDirectory() as d:
-        d = Path(d)
-        (d / "presets").mkdir()
-        (d / "presets" / "tiny.yaml").write_text(yaml.safe_dump({
-            "description": "tiny", "cost": {}, "needs": "", "pretrain": TINY}))
-        mp.setattr(functok.config, "PRESETS_DIR", d / "presets")
-        mp.setattr(functok.cache, "CACHE_DIR", d / "cache")
-        mp.setenv("FUNCTOK_THREADS", "1")
-        functok.embedded.documents.cache_clear()
-        runs = P.models("tiny")
-        yield {"dir": d, "runs": runs}
-        functok.embedded.documents.cache_clear()
+    with tiny_preset() as d:
+        yield {"dir": d, "runs": P.models("tiny")}
 
 
 def tiny_cfg(**kw) -> LossSplitConfig:

@@ -12,7 +12,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-import yaml
 
 import functok.cache
 import functok.config
@@ -20,25 +19,16 @@ import functok.embedded
 from functok import pretrain as P
 from functok.config import PretrainConfig, pretrain_config
 from functok.loss_groups import GROUPS
+from tiny import PRETRAIN, tiny_preset
 
-TINY = {"max_documents": 40, "heldout_fraction": 0.2, "vocab_size": 300, "d_model": 16, "n_heads": 2,
-        "d_mlp": 32, "depths": [1, 2], "context_size": 32, "batch_size": 4, "train_tokens": 4 * 32 * 30,
-        "n_checkpoints": 6, "warmup_fraction": 0.1, "lr": 1e-2, "min_lr": 1e-3}
+TINY = PRETRAIN
 
 
 @pytest.fixture(scope="module")
 def env():
-    """A temporary cache and a 'tiny' preset; single-threaded so results do not depend on the load."""
-    with pytest.MonkeyPatch.context() as mp, tempfile.TemporaryDirectory() as d:
-        d = Path(d)
-        (d / "presets").mkdir()
-        (d / "presets" / "tiny.yaml").write_text(yaml.safe_dump({"pretrain": TINY}))
-        mp.setattr(functok.config, "PRESETS_DIR", d / "presets")
-        mp.setattr(functok.cache, "CACHE_DIR", d / "cache")
-        mp.setenv("FUNCTOK_THREADS", "1")
-        functok.embedded.documents.cache_clear()
+    """A temporary cache and a 'tiny' preset."""
+    with tiny_preset() as d:
         yield d
-        functok.embedded.documents.cache_clear()
 
 
 @pytest.fixture(autouse=True)

@@ -1,0 +1,38 @@
+"""A tiny `pretrain` preset in a temporary cache, shared by the tests that train models."""
+
+from __future__ import annotations
+
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+import yaml
+
+import functok.cache
+import functok.config
+import functok.embedded
+
+# 40 documents, a 300-token BPE, two 16-wide models of 1 and 2 layers, 30 steps: seconds to train
+PRETRAIN = {"max_documents": 40, "heldout_fraction": 0.2, "vocab_size": 300, "d_model": 16, "n_heads": 2,
+            "d_mlp": 32, "depths": [1, 2], "context_size": 32, "batch_size": 4, "train_tokens": 4 * 32 * 30,
+            "n_checkpoints": 6, "warmup_fraction": 0.1, "lr": 1e-2, "min_lr": 1e-3}
+
+
+@contextmanager
+def tiny_preset(pretrain: dict = PRETRAIN):
+    """Yield a temporary folder holding preset 'tiny' (presets/tiny.yaml) and the artifact cache (cache/);
+    single-threaded, so results do not depend on the machine's load."""
+    with pytest.MonkeyPatch.context() as mp, tempfile.TemporaryDirectory() as d:
+        d = Path(d)
+        (d / "presets").mkdir()
+        (d / "presets" / "tiny.yaml").write_text(yaml.safe_dump({"description": "tiny", "cost": {}, "needs": "",
+                                                                "pretrain": pretrain}))
+        mp.setattr(functok.config, "PRESETS_DIR", d / "presets")
+        mp.setattr(functok.cache, "CACHE_DIR", d / "cache")
+        mp.setenv("FUNCTOK_THREADS", "1")
+        functok.embedded.documents.cache_clear()
+        try:
+            yield d
+        finally:
+            functok.embedded.documents.cache_clear()
