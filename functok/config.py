@@ -187,11 +187,35 @@ class FeatureGrowthConfig(ChapterConfig):
     keep_checkpoints: bool = param(False, "keep downloaded hub checkpoints after use")
 
 
+@dataclass
+class ReactivationConfig(ChapterConfig):
+    """Chapter 5: content features are re-activated by function tokens, and steering the last function token works (Fig 6, Fig 7, Fig 11)."""
+
+    chapter: ClassVar[str] = "reactivation"
+
+    model: str = param("embedded", "'embedded' (the preset's deeper model, final checkpoint), a checkpoint folder, or a hub model such as google/gemma-2-9b-it (online)", kind="model")
+    layer: int = param(-1, "layer whose blocks.{L}.hook_resid_post is read and steered; -1: the paper's relative depth (26 of 42)", lo=-1, hi=1000)
+    sae: str = param("train", "'train' (an SAE trained with SAELens like chapter 2's, cached), a local SAE folder, or 'release/sae_id'", kind="sae_template")
+    concepts: list = param([" Russia", " China", " France", " Japan"], "content words (one or more tokens) whose features are traced and steered", kind="strings")
+    features: list = param([], "SAE feature ids, one per concept (the paper: 9591 'Russia', 15261 'Speak Chinese', 13751 'UK'); empty: per concept, the feature most selective for it", kind="ints")
+    n_windows: int = param(2000, "training windows scanned to select features and measure re-activation", lo=1)
+    horizon: int = param(64, "re-activation: tokens after a concept's occurrence that are followed", lo=1, hi=100_000)
+    trace_prompts: list = param(["The capital of Russia is Moscow, and the largest city of the country is", "In the history of China, the emperors of the country were"], "prompts whose per-token feature activations Fig 6 shows", kind="strings")
+    steer_prompts: list = param(["He was born in", "The army marched to", "The treaty was signed with", "The president of", "She moved to", "They sailed to", "The largest city in", "He was sent as ambassador to", "The war with", "The people of", "Trade with", "The king of", "The border of", "The capital of", "He travelled from", "The government of", "An alliance with", "The embassy in", "The river flows into the", "The history of"], "prompts ending in a function token whose last token is steered (Fig 7, Fig 11)", kind="strings")
+    alphas: list = param([0, 1, 2, 4], "steering strengths: the feature's unit decoder direction times alpha times the layer's mean activation norm", kind="ints")
+    n_new_tokens: int = param(8, "greedy tokens generated after each prompt", lo=1, hi=512)
+    context_size: int = param(0, "window length of non-embedded models (0: the preset's pretrain context_size)", lo=0, hi=65536)
+    batch_size: int = param(8, "windows per forward pass", lo=1, hi=4096)
+    device: str = param("cpu", "where the model and the SAE run", choices=("cpu", "cuda"))
+    model_dtype: str = param("float32", "dtype of the model's weights (bfloat16 for Gemma-2-9B on one GPU)", choices=("float32", "bfloat16"))
+
+
 CONFIGS: dict[str, type[ChapterConfig]] = {
-    c.chapter: c for c in (FunctionTokensConfig, FeatureCoverageConfig, LossSplitConfig, FeatureGrowthConfig)
+    c.chapter: c for c in (FunctionTokensConfig, FeatureCoverageConfig, LossSplitConfig, FeatureGrowthConfig,
+                           ReactivationConfig)
 }
 ALL_CONFIGS: dict[str, type[ChapterConfig]] = {**CONFIGS, "pretrain": PretrainConfig}
-CHAPTER_ORDER = ["function_tokens", "feature_coverage", "loss_split", "feature_growth"]
+CHAPTER_ORDER = ["function_tokens", "feature_coverage", "loss_split", "feature_growth", "reactivation"]
 
 
 def register(cls: type[ChapterConfig]) -> type[ChapterConfig]:

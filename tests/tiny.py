@@ -20,14 +20,14 @@ PRETRAIN = {"max_documents": 40, "heldout_fraction": 0.2, "vocab_size": 300, "d_
 
 
 @contextmanager
-def tiny_preset(pretrain: dict = PRETRAIN):
-    """Yield a temporary folder holding preset 'tiny' (presets/tiny.yaml) and the artifact cache (cache/);
-    single-threaded, so results do not depend on the machine's load."""
+def tiny_preset(pretrain: dict = PRETRAIN, **sections):
+    """Yield a temporary folder holding preset 'tiny' (presets/tiny.yaml: `pretrain` and any chapter
+    `sections`) and the artifact cache (cache/); single-threaded, so results do not depend on the load."""
     with pytest.MonkeyPatch.context() as mp, tempfile.TemporaryDirectory() as d:
         d = Path(d)
         (d / "presets").mkdir()
         (d / "presets" / "tiny.yaml").write_text(yaml.safe_dump({"description": "tiny", "cost": {}, "needs": "",
-                                                                "pretrain": pretrain}))
+                                                                "pretrain": pretrain, **sections}))
         mp.setattr(functok.config, "PRESETS_DIR", d / "presets")
         mp.setattr(functok.cache, "CACHE_DIR", d / "cache")
         mp.setenv("FUNCTOK_THREADS", "1")
