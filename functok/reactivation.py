@@ -298,8 +298,8 @@ def reactivation_rates(s: Setup, features: dict[str, int], horizon: int, batch_s
         o = occurrences(x, s.concept_tokens[c]) & valid
         # positions within `horizon` after some occurrence (not the occurrence itself), in the same window
         a = np.zeros_like(o)
-        for d in range(1, horizon + 1):
-            a[:, d:] |= o[:, :-d] if d < T else False
+        for d in range(1, min(horizon, T - 1) + 1):
+            a[:, d:] |= o[:, :-d]
         # a document boundary (BOS) ends the context the concept belongs to
         seg = np.cumsum(~valid, axis=1)
         last_occ_seg = np.where(o, seg, -1)

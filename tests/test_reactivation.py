@@ -55,10 +55,11 @@ def synthetic(monkeypatch):
     return x, f.numpy(), is_fn
 
 
-def test_reactivation_rates_match_brute_force(synthetic):
+@pytest.mark.parametrize("horizon", [4, 100])  # 100: longer than a window
+def test_reactivation_rates_match_brute_force(synthetic, horizon):
     x, f, is_fn = synthetic
     s = fake_setup(x, is_fn, {"c": [7]})
-    horizon, feat = 4, 2
+    feat = 2
     got = R.reactivation_rates(s, {"c": feat}, horizon, batch_size=7, progress=False)["c"]
     k = dict.fromkeys(("fn_after", "fn_after_fired", "ct_after", "ct_after_fired", "fn_base", "fn_base_fired"), 0)
     for i in range(x.shape[0]):
