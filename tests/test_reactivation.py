@@ -187,6 +187,14 @@ def test_steering_edits_only_the_last_prompt_position(env, analysis):
     assert R.generate(s, PROMPT[0], 3) != R.generate(s, PROMPT[0], 3, v * 10)
 
 
+def test_warm_rerun_reads_the_cache(env, analysis, monkeypatch):
+    monkeypatch.setattr(R, "select_features", lambda *a, **k: pytest.fail("a warm re-run scanned the windows"))
+    again = R.analyze(tiny_cfg(), progress=False)
+    assert again["results"]["timing"].get("cached") is True
+    strip = [{k: v for k, v in a["results"].items() if k != "timing"} for a in (again, analysis)]
+    assert strip[0] == strip[1] and again["claims"] == analysis["claims"]
+
+
 def test_given_features_are_used(env, analysis):
     a = R.analyze(tiny_cfg(features=[3, 5]), progress=False)
     assert [v["feature"] for v in a["results"]["concepts"].values()] == [3, 5]
