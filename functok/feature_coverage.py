@@ -217,10 +217,7 @@ def evaluation_windows(cfg, info: ModelInfo, context_size: int) -> Path:
               "max_tokens": cfg.max_tokens, "bos": True}
 
     def build(tmp: Path) -> None:
-        import datasets
-
-        from .cache import write_json_atomic
-        from .function_tokens import encode
+        from . import windows
         from .tokenizers import load_tokenizer
 
         tok = load_tokenizer(tokenizer, cfg.preset)
@@ -233,24 +230,7 @@ def evaluation_windows(cfg, info: ModelInfo, context_size: int) -> Path:
             from .function_tokens import iter_document_batches
 
             texts = [t for b in iter_document_batches(cfg.corpus, cfg.preset, cfg.n_documents) for t in b["text"]]
-        bos = tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id
-        parts, total = [], 0
-        for ids in encode(tok, texts):
-            parts.append(np.asarray([bos, *ids], dtype=np.int32))
-            total += len(ids) + 1
-            if cfg.max_tokens and total >= cfg.max_tokens + context_size:
-                break
-        flat = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int32)
-        n = flat.size // context_size
-        if cfg.max_tokens:
-            n = min(n, -(-cfg.max_tokens // context_size))
-        if n == 0:
-            raise ParamError(f"context_size: {context_size} tokens is more than the {flat.size} tokens of the documents; "
-                             f"expected a smaller context_size or more documents")
-        feats = datasets.Features({"input_ids": datasets.Sequence(datasets.Value("int32"))})
-        datasets.Dataset.from_dict({"input_ids": list(flat[: n * context_size].reshape(n, context_size))},
-                                   features=feats).save_to_disk(str(tmp / "windows"))
-        write_json_atomic(tmp / "windows.json", {"n_windows": int(n), "n_documents": len(parts), "context_size": context_size})
+        windows.save(tmp, *windows.cut(tok, texts, context_size, -(-cfg.max_tokens // context_size)))
 
     return cached_dir("windows", params, build) / "windows"
 

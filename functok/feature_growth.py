@@ -235,31 +235,13 @@ def windows(cfg, source: Source, split: str, tokenizer_folder: Path) -> Path:
     params = {"tokenizer": tok_key, **docs_key, "split": split, "context_size": ctx, "bos": True}
 
     def build(tmp: Path) -> None:
-        import datasets
         from transformers import AutoTokenizer
 
-        from .cache import write_json_atomic
-        from .function_tokens import encode
+        from . import windows
 
         tok = AutoTokenizer.from_pretrained(str(tokenizer_folder))
-        if cfg.corpus == "embedded":
-            from .embedded import documents
-
-            docs = documents(cfg.preset, split)
-        else:
-            from .corpus import load_corpus, split_documents
-
-            docs = split_documents(load_corpus(cfg.corpus, cfg.max_documents), pcfg.heldout_fraction)[split == "heldout"]
-        bos = tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id
-        parts = [np.asarray([bos, *ids], dtype=np.int32) for ids in encode(tok, list(docs["text"]))]
-        flat = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int32)
-        n = flat.size // ctx
-        if n == 0:
-            raise ParamError(f"context_size: {ctx} tokens is more than the {flat.size} '{split}' tokens; expected a smaller context_size")
-        feats = datasets.Features({"input_ids": datasets.Sequence(datasets.Value("int32"))})
-        datasets.Dataset.from_dict({"input_ids": list(flat[: n * ctx].reshape(n, ctx))}, features=feats) \
-            .save_to_disk(str(tmp / "windows"))
-        write_json_atomic(tmp / "windows.json", {"n_windows": int(n), "n_tokens": int(flat.size), "n_documents": len(docs)})
+        docs = windows.split_documents_of(cfg.corpus, cfg.preset, cfg.max_documents, split)
+        windows.save(tmp, *windows.cut(tok, docs["text"], ctx, what=f"'{split}' documents"))
 
     return cached_dir("windows", params, build) / "windows"
 

@@ -30,7 +30,7 @@ import json
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -212,33 +212,13 @@ def tokenized_windows(tokenizer: str, cfg) -> Path:
     params = {"tokenizer": tok_key, **docs_key, "split": "heldout", "context_size": ctx, "bos": True}
 
     def build(tmp: Path) -> None:
-        import datasets
         from transformers import AutoTokenizer
 
-        from .cache import write_json_atomic
-        from .function_tokens import encode
+        from . import windows
 
         tok = AutoTokenizer.from_pretrained(tokenizer)
-        if cfg.corpus == "embedded":
-            from .embedded import documents
-
-            docs = documents(cfg.preset, "heldout")
-        else:
-            from .corpus import load_corpus, split_documents
-
-            docs = split_documents(load_corpus(cfg.corpus, cfg.max_documents), pcfg.heldout_fraction)[1]
-        bos = tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id
-        parts = [np.asarray([bos, *ids], dtype=np.int32) for ids in encode(tok, list(docs["text"]))]
-        flat = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int32)
-        n = flat.size // ctx
-        if n == 0:
-            raise ParamError(f"context_size: {ctx} tokens is more than the {flat.size} held-out tokens; expected a "
-                             f"smaller context_size")
-        feats = datasets.Features({"input_ids": datasets.Sequence(datasets.Value("int32"))})
-        datasets.Dataset.from_dict({"input_ids": list(flat[: n * ctx].reshape(n, ctx))}, features=feats) \
-            .save_to_disk(str(tmp / "windows"))
-        write_json_atomic(tmp / "windows.json", {"n_windows": int(n), "n_tokens": int(flat.size),
-                                                 "n_documents": len(docs)})
+        docs = windows.split_documents_of(cfg.corpus, cfg.preset, cfg.max_documents, "heldout")
+        windows.save(tmp, *windows.cut(tok, docs["text"], ctx, what="held-out documents"))
 
     return cached_dir("windows", params, build) / "windows"
 

@@ -88,27 +88,13 @@ def windows_params(cfg: PretrainConfig, split: str) -> dict:
 
 def _token_windows(cfg: PretrainConfig, split: str) -> Path:
     def build(tmp: Path) -> None:
-        import datasets
         from transformers import AutoTokenizer
 
-        from .function_tokens import encode
+        from . import windows
 
         tok = AutoTokenizer.from_pretrained(str(tokenizer_dir(cfg)))
-        docs = documents(cfg, split)
-        parts = []
-        for ids in encode(tok, list(docs["text"])):
-            parts.append(np.asarray([tok.bos_token_id, *ids], dtype=np.int32))
-        flat = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int32)
-        n = flat.size // cfg.context_size
-        if n == 0:
-            raise ParamError(f"context_size: {cfg.context_size} tokens is more than the {flat.size} tokens of the "
-                             f"'{split}' documents; expected a smaller context_size or more documents")
-        win = flat[: n * cfg.context_size].reshape(n, cfg.context_size)
-        feats = datasets.Features({"input_ids": datasets.Sequence(datasets.Value("int32"))})
-        with quiet_hf():
-            datasets.Dataset.from_dict({"input_ids": list(win)}, features=feats).save_to_disk(str(tmp / "windows"))
-        write_json_atomic(tmp / "windows.json", {"n_windows": int(n), "n_tokens": int(flat.size),
-                                                 "n_documents": len(docs), "dropped_tail_tokens": int(flat.size - n * cfg.context_size)})
+        windows.save(tmp, *windows.cut(tok, documents(cfg, split)["text"], cfg.context_size,
+                                       what=f"'{split}' documents"))
 
     return cached_dir("windows", windows_params(cfg, split), build) / "windows"
 

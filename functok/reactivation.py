@@ -22,7 +22,6 @@ Run:  functok run reactivation [-p concepts '[" Russia", " Japan"]' -p alphas '[
 
 from __future__ import annotations
 
-import hashlib
 import json
 import sys
 import time
@@ -94,31 +93,16 @@ def _windows(cfg, tok, tokenizer_id: str) -> Path:
     from .cache import cached_dir
     from .config import pretrain_config
     from .embedded import documents
-    from .function_tokens import encode
 
     ctx = cfg.context_size or pretrain_config(cfg.preset).context_size
     params = {"tokenizer": tokenizer_id, "documents": "train", "preset_corpus": _corpus_id(cfg.preset),
               "context_size": ctx, "n_windows": cfg.n_windows}
 
     def build(tmp: Path) -> None:
-        import datasets
+        from . import windows
 
-        need = cfg.n_windows * ctx
-        parts, n = [], 0
-        docs = documents(cfg.preset, "train")
-        for i in range(0, len(docs), 512):
-            for ids in encode(tok, docs[i:i + 512]["text"]):
-                parts.append(np.asarray(([tok.bos_token_id] if tok.bos_token_id is not None else []) + ids, dtype=np.int32))
-                n += parts[-1].size
-            if n >= need:
-                break
-        flat = np.concatenate(parts)
-        k = min(cfg.n_windows, flat.size // ctx)
-        if k == 0:
-            raise ParamError(f"context_size: {ctx} is longer than the documents; expected a smaller context_size")
-        win = flat[: k * ctx].reshape(k, ctx)
-        feats = datasets.Features({"input_ids": datasets.Sequence(datasets.Value("int32"))})
-        datasets.Dataset.from_dict({"input_ids": list(win)}, features=feats).save_to_disk(str(tmp / "windows"))
+        windows.save(tmp, *windows.cut(tok, documents(cfg.preset, "train")["text"], ctx, cfg.n_windows,
+                                       what="training documents"))
 
     return cached_dir("reactivation_windows", params, build) / "windows"
 
