@@ -101,6 +101,13 @@ def _windows(cfg, tok, tokenizer_id: str) -> Path:
     def build(tmp: Path) -> None:
         from . import windows
 
+        if cfg.model == "embedded" and ctx == pretrain_config(cfg.preset).context_size:
+            # the models' own training windows, already tokenized: the first n_windows of them
+            from .pretrain import load_windows, token_windows
+
+            win = load_windows(token_windows(cfg.preset, "train"))[: cfg.n_windows].numpy().astype(np.int32)
+            windows.save(tmp, win, {"n_windows": len(win), "first_of": "pretrain train windows"})
+            return
         windows.save(tmp, *windows.cut(tok, documents(cfg.preset, "train")["text"], ctx, cfg.n_windows,
                                        what="training documents"))
 
