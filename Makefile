@@ -27,4 +27,6 @@ book: install
 
 test: install
 	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium)
+	$(VENV)/bin/ruff check functok tests benchmarks tools
+	$(VENV)/bin/ruff format --check functok tests benchmarks tools
 	$(VENV)/bin/python -m pytest

@@ -2,16 +2,16 @@
 
 Run:  .venv/bin/python benchmarks/count_tokens.py [--tokenizer gpt2] [--repeat 3]
 Prints tokens/s for the whole embedded corpus (about 3.4M GPT-2 tokens): tokenization alone, and
-tokenization + counting (occurrences and document counts) as functok.function_tokens.count_tokens does.
+tokenization + counting (occurrences and document counts) as functok.world.function_tokens.count_tokens does.
 """
 
 import argparse
 import os
 import time
 
-from functok.corpus import load_corpus
-from functok.function_tokens import count_tokens, encode
-from functok.tokenizers import load_tokenizer
+from functok.world.corpus import load_corpus
+from functok.world.function_tokens import count_tokens
+from functok.world.tokenizers import encode, load_tokenizer
 
 ap = argparse.ArgumentParser()
 ap.add_argument("--tokenizer", default="gpt2")

@@ -1,7 +1,7 @@
 """Target (issue 5): graph accumulation adds at most 10% to the time of forward + SAE encoding on the
 embedded model.
 
-Runs the chapter's streaming pass (`functok.feature_coverage.stream`: one forward per batch capturing
+Runs the chapter's streaming pass (`functok.chapters.feature_coverage.analysis.stream`: one forward per batch capturing
 every layer, SparseEncoder per layer, TokenFeatureGraph.update_sparse) over the preset's held-out
 windows with the chapter's SAEs (trained and cached on first use), timing the two parts separately
 (the final flush counts as graph time), `--repeats` times; prints each run and the median ratio.
@@ -31,11 +31,12 @@ def main() -> None:
 
     import torch
 
-    from functok import feature_coverage as fc
-    from functok.config import resolve
-    from functok.pretrain import n_threads
-    from functok.sae_train import excluded_ids, load_windows
-    from functok.saes import load_encoder
+    from functok.book.registry import resolve
+    from functok.chapters.feature_coverage import analysis as fc
+    from functok.sae.encoding import load_encoder
+    from functok.sae.training import excluded_ids
+    from functok.world.runtime import n_threads
+    from functok.world.windows import load_windows
 
     torch.set_num_threads(n_threads())
     cfg = resolve("feature_coverage", args.preset, {"device": args.device, "batch_size": args.batch_size})
@@ -49,9 +50,11 @@ def main() -> None:
     wdt = getattr(torch, fc.encoder_dtype(cfg))
     encoders = {L: load_encoder(s, device=cfg.device, weight_dtype=wdt) for L, s in zip(p.layers, specs)}
     excl = excluded_ids(model)
-    print(f"model {checkpoint} ({p.model.n_layers} layers, d_model {p.model.d_model}); layers {p.layers}; "
-          f"d_sae {[e.d_sae for e in encoders.values()]}; {windows.shape[0]} windows x {windows.shape[1]} tokens; "
-          f"batch {cfg.batch_size}; device {cfg.device}; threads {torch.get_num_threads()}")
+    print(
+        f"model {checkpoint} ({p.model.n_layers} layers, d_model {p.model.d_model}); layers {p.layers}; "
+        f"d_sae {[e.d_sae for e in encoders.values()]}; {windows.shape[0]} windows x {windows.shape[1]} tokens; "
+        f"batch {cfg.batch_size}; device {cfg.device}; threads {torch.get_num_threads()}"
+    )
     fc.stream(model, encoders, windows[: cfg.batch_size], excl, cfg.batch_size, cfg.device, progress=False)  # warm-up
     ratios = []
     for r in range(args.repeats):
@@ -61,8 +64,10 @@ def main() -> None:
         firings = sum(g.n_firings for g in ps.graphs.values())
         ratio = ps.graph_s / ps.forward_encode_s
         ratios.append(ratio)
-        print(f"run {r + 1}: forward+encode {ps.forward_encode_s:.3f} s, graph accumulation {ps.graph_s:.3f} s, "
-              f"ratio {ratio:.2%} (wall {wall:.2f} s, {firings:,} firings into {len(ps.graphs)} graphs)")
+        print(
+            f"run {r + 1}: forward+encode {ps.forward_encode_s:.3f} s, graph accumulation {ps.graph_s:.3f} s, "
+            f"ratio {ratio:.2%} (wall {wall:.2f} s, {firings:,} firings into {len(ps.graphs)} graphs)"
+        )
     med = statistics.median(ratios)
     print(f"median graph / (forward + encode): {med:.2%}; target <= 10%: {'met' if med <= 0.10 else 'NOT met'}")
 

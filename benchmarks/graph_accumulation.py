@@ -11,14 +11,15 @@ The sample is synthetic sparse SAE codes with the paper's shape (arXiv 2510.0820
 vocabulary 256,000, Gemma Scope width 2^20, 5M tokens, L0 ~100):
 - token ids: Zipf over the vocabulary (exponent --token-zipf, 1.0 like running text), ranks mapped
   to ids by a fixed random permutation;
-- each occurrence draws --active features (120 draws leave ~100 distinct ones): half from a token-specific pool of --pool features
+- each occurrence draws --active features (120 draws leave ~100 distinct ones): half from a
+  token-specific pool of --pool features
   (Zipf inside the pool, so a token keeps re-firing its own features), half from a global Zipf
   popularity over all features (exponent --feature-zipf); repeats within an occurrence are dropped.
 Chunks are generated from (seed, chunk index), so every variant sees exactly the same sample;
 generation time is measured apart from build time.
 
 Each variant runs in its own subprocess so its peak RSS (ru_maxrss) is its own:
-- graph:    functok.graph.TokenFeatureGraph.update_sparse on torch tensors, then flush;
+- graph:    functok.sae.graph.TokenFeatureGraph.update_sparse on torch tensors, then flush;
 - baseline: a straightforward dict token -> set(features) plus a token Counter.
 A full-scale dict-of-sets needs ~100 bytes per distinct edge (over 10 GB here), so by default the
 baseline and the graph are compared on the same subsample (--baseline-tokens; the first N tokens of
@@ -94,7 +95,7 @@ def run_variant(args) -> dict:
     t_gen = t_build = 0.0
     n_nz = 0
     if args.variant == "graph":
-        from functok.graph import TokenFeatureGraph
+        from functok.sae.graph import TokenFeatureGraph
 
         g = TokenFeatureGraph(args.vocab, args.d_sae, device=args.device)
         gen = syn.chunks(args.n)
@@ -143,7 +144,7 @@ def run_variant(args) -> dict:
                 s = graph.get(t)
                 if s is None:
                     graph[t] = s = set()
-                s.update(fl[offsets[i]:offsets[i + 1]])
+                s.update(fl[offsets[i] : offsets[i + 1]])
             t_build += time.perf_counter() - t0
             n_nz += rows.size
         t0 = time.perf_counter()
@@ -158,17 +159,28 @@ def run_variant(args) -> dict:
             cov.append(len(covered) / args.d_sae)
         t_query = time.perf_counter() - t0
         n_edges = int(deg.sum())
-    return {"variant": args.variant, "tokens": args.n, "firings": int(n_nz), "edges": int(n_edges),
-            "connected": int(connected), "degree_checksum": int((deg * np.arange(deg.size)).sum() % (2**61 - 1)),
-            "coverage_top10": [round(float(x), 6) for x in cov],
-            "gen_s": t_gen, "build_s": t_build, "query_s": t_query,
-            "rss_setup_bytes": rss_setup, "peak_rss_bytes": maxrss_bytes()}
+    return {
+        "variant": args.variant,
+        "tokens": args.n,
+        "firings": int(n_nz),
+        "edges": int(n_edges),
+        "connected": int(connected),
+        "degree_checksum": int((deg * np.arange(deg.size)).sum() % (2**61 - 1)),
+        "coverage_top10": [round(float(x), 6) for x in cov],
+        "gen_s": t_gen,
+        "build_s": t_build,
+        "query_s": t_query,
+        "rss_setup_bytes": rss_setup,
+        "peak_rss_bytes": maxrss_bytes(),
+    }
 
 
 def child(args, variant: str, n: int) -> dict:
     cmd = [sys.executable, __file__, "--variant", variant, "--n", str(n)] + [
-        f"--{k.replace('_', '-')}={v}" for k, v in vars(args).items()
-        if k not in ("variant", "n", "baseline_tokens", "tokens")]
+        f"--{k.replace('_', '-')}={v}"
+        for k, v in vars(args).items()
+        if k not in ("variant", "n", "baseline_tokens", "tokens")
+    ]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True, cwd=ROOT)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -180,12 +192,20 @@ def gb(x: float) -> str:
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--tokens", type=int, default=5_000_000, help="tokens of the full-scale sample")
-    p.add_argument("--baseline-tokens", type=int, default=1_000_000,
-                   help="tokens on which the dict-of-sets baseline and the graph are compared")
+    p.add_argument(
+        "--baseline-tokens",
+        type=int,
+        default=1_000_000,
+        help="tokens on which the dict-of-sets baseline and the graph are compared",
+    )
     p.add_argument("--vocab", type=int, default=256_000)
     p.add_argument("--d-sae", type=int, default=2**20)
-    p.add_argument("--active", type=int, default=120,
-                   help="features drawn per token occurrence; repeats are dropped, 120 draws leave ~100 active")
+    p.add_argument(
+        "--active",
+        type=int,
+        default=120,
+        help="features drawn per token occurrence; repeats are dropped, 120 draws leave ~100 active",
+    )
     p.add_argument("--pool", type=int, default=2048, help="size of each token's own feature pool")
     p.add_argument("--token-zipf", type=float, default=1.0)
     p.add_argument("--feature-zipf", type=float, default=1.0)
@@ -202,9 +222,11 @@ def main(argv=None) -> None:
         return
 
     sub = min(args.baseline_tokens, args.tokens)
-    print(f"sample: vocab {args.vocab:,}, d_sae {args.d_sae:,}, {args.active} drawn features per token "
-          f"(half from a per-token pool of {args.pool}), Zipf exponents token {args.token_zipf} / feature "
-          f"{args.feature_zipf}, {args.chunk:,} tokens per update, seed {args.seed}, device {args.device}")
+    print(
+        f"sample: vocab {args.vocab:,}, d_sae {args.d_sae:,}, {args.active} drawn features per token "
+        f"(half from a per-token pool of {args.pool}), Zipf exponents token {args.token_zipf} / feature "
+        f"{args.feature_zipf}, {args.chunk:,} tokens per update, seed {args.seed}, device {args.device}"
+    )
     runs = [("graph", args.tokens)]
     if sub < args.tokens:
         runs.append(("graph", sub))
@@ -213,22 +235,29 @@ def main(argv=None) -> None:
     for variant, n in runs:
         r = child(args, variant, n)
         res.append(r)
-        print(f"{variant:8s} {n:>10,} tokens  build {r['build_s']:7.1f} s  peak RSS {gb(r['peak_rss_bytes'])} "
-              f"(after setup {gb(r['rss_setup_bytes'])})  generation {r['gen_s']:5.1f} s  queries {r['query_s']:5.1f} s  "
-              f"firings {r['firings']:,} ({r['firings'] / n:.1f}/token)  edges {r['edges']:,}  "
-              f"connected {r['connected']:,} ({r['connected'] / args.d_sae:.1%})  top-10 coverage {r['coverage_top10'][-1]:.2%}",
-              flush=True)
+        print(
+            f"{variant:8s} {n:>10,} tokens  build {r['build_s']:7.1f} s  peak RSS {gb(r['peak_rss_bytes'])} "
+            f"(after setup {gb(r['rss_setup_bytes'])})  generation {r['gen_s']:5.1f} s  queries {r['query_s']:5.1f} s  "
+            f"firings {r['firings']:,} ({r['firings'] / n:.1f}/token)  edges {r['edges']:,}  "
+            f"connected {r['connected']:,} ({r['connected'] / args.d_sae:.1%})  top-10 coverage "
+            f"{r['coverage_top10'][-1]:.2%}",
+            flush=True,
+        )
     full, small, base = res[0], res[-2], res[-1]
     same = all(small[k] == base[k] for k in ("edges", "connected", "degree_checksum", "coverage_top10"))
     speedup = base["build_s"] / small["build_s"]
     print(f"\ngraph == baseline on the {sub:,}-token sample (edges, connected, degrees, top-10 coverage): {same}")
-    print(f"full scale ({args.tokens:,} tokens): build {full['build_s']:.1f} s (target <= 300 s: "
-          f"{'met' if full['build_s'] <= 300 else 'MISSED'}), peak RSS {gb(full['peak_rss_bytes'])} (target <= 4 GiB: "
-          f"{'met' if full['peak_rss_bytes'] <= 4 * 2**30 else 'MISSED'})")
+    print(
+        f"full scale ({args.tokens:,} tokens): build {full['build_s']:.1f} s (target <= 300 s: "
+        f"{'met' if full['build_s'] <= 300 else 'MISSED'}), peak RSS {gb(full['peak_rss_bytes'])} (target <= 4 GiB: "
+        f"{'met' if full['peak_rss_bytes'] <= 4 * 2**30 else 'MISSED'})"
+    )
     where = "full scale" if sub == args.tokens else f"the same {sub:,}-token subsample (baseline not run at full scale)"
-    print(f"vs dict-of-sets on {where}: {base['build_s']:.1f} s -> {small['build_s']:.1f} s, speed-up x{speedup:.1f} "
-          f"(target >= 2: {'met' if speedup >= 2 else 'MISSED'}); peak RSS {gb(base['peak_rss_bytes'])} -> "
-          f"{gb(small['peak_rss_bytes'])} ({'less' if small['peak_rss_bytes'] < base['peak_rss_bytes'] else 'NOT less'})")
+    print(
+        f"vs dict-of-sets on {where}: {base['build_s']:.1f} s -> {small['build_s']:.1f} s, speed-up x{speedup:.1f} "
+        f"(target >= 2: {'met' if speedup >= 2 else 'MISSED'}); peak RSS {gb(base['peak_rss_bytes'])} -> "
+        f"{gb(small['peak_rss_bytes'])} ({'less' if small['peak_rss_bytes'] < base['peak_rss_bytes'] else 'NOT less'})"
+    )
 
 
 if __name__ == "__main__":

@@ -1,5 +1,5 @@
 """SAE training throughput (activations/s) on a preset's shallow model, both back ends of
-functok.sae_train, SAEs as the feature-growth chapter trains them.
+functok.sae.training, SAEs as the feature-growth chapter trains them.
 
     .venv/bin/python benchmarks/sae_training.py [--preset embedded] [--tokens 150000] [--batch 512]
 
@@ -34,12 +34,18 @@ def main() -> None:
     ap.add_argument("--backends", default="activations,runner")
     args = ap.parse_args()
 
+    import os
+
     import torch
 
-    import functok.cache
-    from functok import sae_train as S
-    from functok.config import pretrain_config
-    from functok.pretrain import checkpoints, n_threads, token_windows, train_run
+    from functok.book.registry import pretrain_config
+    from functok.sae import training as S
+    from functok.sae.models import load_model
+    from functok.sae.quality import evaluate_sae
+    from functok.world.pretrain import train_run
+    from functok.world.runs import checkpoints
+    from functok.world.runtime import n_threads
+    from functok.world.windows import token_windows
 
     torch.set_num_threads(n_threads())
     pcfg = pretrain_config(args.preset)
@@ -47,30 +53,43 @@ def main() -> None:
     ck = checkpoints(run)[-1]["checkpoint"]
     train = token_windows(args.preset, "train")
     hook = f"blocks.{pcfg.depths[0] - 1}.hook_resid_post"
-    model = S.load_checkpoint(ck)
-    print(f"{args.preset}: {Path(ck).name} of llama-{pcfg.depths[0]}L, {hook}, d_model {pcfg.d_model}, "
-          f"d_sae {args.expansion * pcfg.d_model}, {args.tokens:,} activations per SAE, batch {args.batch}, "
-          f"{torch.get_num_threads()} threads", flush=True)
+    model = load_model(ck)
+    print(
+        f"{args.preset}: {Path(ck).name} of llama-{pcfg.depths[0]}L, {hook}, d_model {pcfg.d_model}, "
+        f"d_sae {args.expansion * pcfg.d_model}, {args.tokens:,} activations per SAE, batch {args.batch}, "
+        f"{torch.get_num_threads()} threads",
+        flush=True,
+    )
     with tempfile.TemporaryDirectory() as tmp:
-        functok.cache.CACHE_DIR = Path(tmp)
+        os.environ["FUNCTOK_CACHE"] = tmp  # SAEs trained here are thrown away
         t0 = time.perf_counter()
         acts = S.training_activations(ck, hook, train, args.tokens, model=model)
         dt = time.perf_counter() - t0
-        print(f"model forward for the training activations: {len(acts):,} in {dt:.1f} s "
-              f"({len(acts) / dt:,.0f} tokens/s)", flush=True)
+        print(
+            f"model forward for the training activations: {len(acts):,} in {dt:.1f} s ({len(acts) / dt:,.0f} tokens/s)",
+            flush=True,
+        )
         for backend in args.backends.split(","):
-            spec = S.SAESpec(sparsity_coefficient=args.coefficient, training_tokens=args.tokens, batch_size=args.batch,
-                             expansion_factor=args.expansion, backend=backend)
+            spec = S.SAESpec(
+                sparsity_coefficient=args.coefficient,
+                training_tokens=args.tokens,
+                batch_size=args.batch,
+                expansion_factor=args.expansion,
+                backend=backend,
+            )
             t0 = time.perf_counter()
             folder = S.train_sae(ck, hook, spec, train, model=model, progress=False)
             wall = time.perf_counter() - t0
             st = S.training_stats(folder)
             n = st["activations"]
-            m = S.evaluate_sae(folder, ck, token_windows(args.preset, "heldout"), max_windows=32, model=model)
+            m = evaluate_sae(folder, ck, token_windows(args.preset, "heldout"), max_windows=32, model=model)
             what = "model forwards included" if backend == "runner" else "activations computed once above"
-            print(f"{backend:>11}: {n:,} activations in {st['seconds']:.1f} s = {n / st['seconds']:,.0f} activations/s "
-                  f"({what}; wall {wall:.1f} s); CE score {m['ce_reconstruction_score']:.4f}, "
-                  f"L0 {m['l0']:.1f}, explained variance {m['explained_variance']:.3f}", flush=True)
+            print(
+                f"{backend:>11}: {n:,} activations in {st['seconds']:.1f} s = {n / st['seconds']:,.0f} activations/s "
+                f"({what}; wall {wall:.1f} s); CE score {m['ce_reconstruction_score']:.4f}, "
+                f"L0 {m['l0']:.1f}, explained variance {m['explained_variance']:.3f}",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

@@ -18,9 +18,8 @@ ARTIFACTS = ROOT / "test-artifacts"
 @pytest.fixture
 def tmp_cache(tmp_path, monkeypatch):
     """A private artifact cache, so tests never touch data/cache."""
-    import functok.cache
 
-    monkeypatch.setattr(functok.cache, "CACHE_DIR", tmp_path / "cache")
+    monkeypatch.setenv("FUNCTOK_CACHE", str(tmp_path / "cache"))
     return tmp_path / "cache"
 
 

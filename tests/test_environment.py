@@ -7,7 +7,7 @@ import tomllib
 
 import yaml
 
-from functok.config import ROOT
+from functok.book.config import ROOT
 
 
 def _norm(req: str) -> str:

@@ -9,14 +9,28 @@ from pathlib import Path
 import pytest
 import yaml
 
-import functok.cache
-import functok.config
-import functok.embedded
+import functok.book.cache
+import functok.book.config
+import functok.book.registry
+import functok.world.embedded
 
 # 40 documents, a 300-token BPE, two 16-wide models of 1 and 2 layers, 30 steps: seconds to train
-PRETRAIN = {"max_documents": 40, "heldout_fraction": 0.2, "vocab_size": 300, "d_model": 16, "n_heads": 2,
-            "d_mlp": 32, "depths": [1, 2], "context_size": 32, "batch_size": 4, "train_tokens": 4 * 32 * 30,
-            "n_checkpoints": 6, "warmup_fraction": 0.1, "lr": 1e-2, "min_lr": 1e-3}
+PRETRAIN = {
+    "max_documents": 40,
+    "heldout_fraction": 0.2,
+    "vocab_size": 300,
+    "d_model": 16,
+    "n_heads": 2,
+    "d_mlp": 32,
+    "depths": [1, 2],
+    "context_size": 32,
+    "batch_size": 4,
+    "train_tokens": 4 * 32 * 30,
+    "n_checkpoints": 6,
+    "warmup_fraction": 0.1,
+    "lr": 1e-2,
+    "min_lr": 1e-3,
+}
 
 
 @contextmanager
@@ -26,13 +40,14 @@ def tiny_preset(pretrain: dict = PRETRAIN, **sections):
     with pytest.MonkeyPatch.context() as mp, tempfile.TemporaryDirectory() as d:
         d = Path(d)
         (d / "presets").mkdir()
-        (d / "presets" / "tiny.yaml").write_text(yaml.safe_dump({"description": "tiny", "cost": {}, "needs": "",
-                                                                "pretrain": pretrain, **sections}))
-        mp.setattr(functok.config, "PRESETS_DIR", d / "presets")
-        mp.setattr(functok.cache, "CACHE_DIR", d / "cache")
+        (d / "presets" / "tiny.yaml").write_text(
+            yaml.safe_dump({"description": "tiny", "cost": {}, "needs": "", "pretrain": pretrain, **sections})
+        )
+        mp.setenv("FUNCTOK_PRESETS", str(d / "presets"))
+        mp.setenv("FUNCTOK_CACHE", str(d / "cache"))
         mp.setenv("FUNCTOK_THREADS", "1")
-        functok.embedded.documents.cache_clear()
+        functok.world.embedded.documents.cache_clear()
         try:
             yield d
         finally:
-            functok.embedded.documents.cache_clear()
+            functok.world.embedded.documents.cache_clear()

@@ -33,7 +33,8 @@ def parameters_source(chapter: str) -> str:
     """The `parameters` cell of a chapter: every config field with its default and help."""
     import dataclasses
 
-    from functok.config import ALL_CONFIGS, defaults
+    from functok.book.config import defaults
+    from functok.book.registry import ALL_CONFIGS
 
     cls = ALL_CONFIGS[chapter]
     d = defaults(cls)
@@ -43,13 +44,14 @@ def parameters_source(chapter: str) -> str:
     return "\n".join(lines)
 
 
-SETUP = '''import warnings; warnings.filterwarnings("ignore", message="IProgress not found")  # plain tqdm bars
-import functok.config, functok.results
+SETUP = """import warnings; warnings.filterwarnings("ignore", message="IProgress not found")  # plain tqdm bars
+from functok.book.registry import from_notebook
+from functok.book.results import reproduce_command, Run
 from IPython.display import Markdown, display
 
-cfg = functok.config.from_notebook("{chapter}", globals())  # same checks as the CLI
-run = functok.results.Run(cfg)  # seeds everything, starts the clock
-display(Markdown(f"Reproduce this page: `{{functok.results.reproduce_command(cfg)}}`"))'''
+cfg = from_notebook("{chapter}", globals())  # same checks as the CLI
+run = Run(cfg)  # seeds everything, starts the clock
+display(Markdown(f"Reproduce this page: `{{reproduce_command(cfg)}}`"))"""
 
 
 def sync_parameters(chapter: str) -> None:
@@ -58,7 +60,7 @@ def sync_parameters(chapter: str) -> None:
     from pathlib import Path
 
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-    from functok.book import chapter_source
+    from functok.book.run import chapter_source
 
     path = chapter_source(chapter)
     nb = nbformat.read(str(path), as_version=4)

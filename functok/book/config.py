@@ -1,0 +1,262 @@
+"""Typed chapter configs, presets (YAML under data/presets/) and validation.
+
+One dataclass per chapter; the chapter notebook's `parameters` cell mirrors it field for field
+(tests/test_config.py checks that). Every field is declared with `param(...)`, which carries its
+one-line help and its allowed range, so `functok params`, the CLI and the notebook all validate the
+same way. This module imports nothing heavy: validation must answer in well under a second.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, ClassVar, get_type_hints
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]  # the checkout: functok/book/config.py -> ../../..
+CHAPTERS_DIR = ROOT / "chapters"
+BOOK_CHAPTERS_DIR = ROOT / "book" / "chapters"  # where the book reads executed chapters from
+
+
+class ParamError(ValueError):
+    """Bad input: one line naming the parameter, the value and what was expected."""
+
+
+def param(
+    default: Any,
+    help: str,
+    *,
+    lo: float | None = None,
+    hi: float | None = None,
+    choices: tuple | None = None,
+    kind: str | None = None,
+) -> Any:
+    """A config field. `kind` adds a check: 'corpus', 'tokenizer', 'models', 'path', 'sae'."""
+    meta = {"help": help, "lo": lo, "hi": hi, "choices": choices, "kind": kind}
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda d=default: type(d)(d), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+def offline() -> bool:
+    """True unless the user says the hub is reachable (FUNCTOK_ONLINE=1)."""
+    return os.environ.get("FUNCTOK_ONLINE", "0") != "1" or os.environ.get("HF_HUB_OFFLINE") == "1"
+
+
+# ---------------------------------------------------------------------------------------------
+# Chapter configs
+
+
+@dataclass
+class ChapterConfig:
+    """Fields shared by every chapter."""
+
+    chapter: ClassVar[str] = ""
+
+    preset: str = param("embedded", "preset whose `pretrain` section defines the embedded corpus, tokenizer and models")
+    seed: int = param(0, "random seed for every sampled choice in this chapter", lo=0)
+    out_dir: str = param("book/chapters", "folder where the results file <chapter>.json is written", kind="dir")
+
+
+def field_help(cls: type) -> dict[str, dict]:
+    return {f.name: dict(f.metadata) for f in fields(cls)}
+
+
+def defaults(cls: type) -> dict[str, Any]:
+    out = {}
+    for f in fields(cls):
+        out[f.name] = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Presets
+
+
+def presets_dir() -> Path:
+    """The preset folder: FUNCTOK_PRESETS (read at every call), else data/presets/ of the checkout."""
+    return Path(os.environ.get("FUNCTOK_PRESETS") or ROOT / "data" / "presets")
+
+
+def presets() -> dict[str, dict]:
+    return {p.stem: yaml.safe_load(p.read_text()) for p in sorted(presets_dir().glob("*.yaml"))}
+
+
+def load_preset(name: str) -> dict:
+    path = presets_dir() / f"{name}.yaml"
+    if not path.exists():
+        known = sorted(presets())
+        close = difflib.get_close_matches(name, known, n=1)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        raise ParamError(f"preset: unknown preset '{name}'{hint}; expected one of {', '.join(known)}")
+    return yaml.safe_load(path.read_text()) or {}
+
+
+# ---------------------------------------------------------------------------------------------
+# Validation
+
+
+def _type_name(t: Any) -> str:
+    return getattr(t, "__name__", str(t))
+
+
+def _coerce(name: str, value: Any, typ: type) -> Any:
+    """Accept what papermill/YAML give (ints for floats, tuples for lists); refuse the rest."""
+    if typ is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if typ is list and isinstance(value, tuple):
+        return list(value)
+    if (
+        typ is bool
+        and not isinstance(value, bool)
+        or not isinstance(value, typ)
+        or (typ is int and isinstance(value, bool))
+    ):
+        raise ParamError(f"{name}: got {value!r} ({type(value).__name__}); expected {_type_name(typ)}")
+    return value
+
+
+def _check_kind(name: str, value: Any, kind: str | None) -> None:
+    if kind is None:
+        return
+    if kind == "dir":
+        return
+    if kind in ("strings", "tokenizers") and not all(isinstance(v, str) for v in value):
+        raise ParamError(f"{name}: got {value!r}; expected a list of strings")
+    if kind == "fractions" and not all(isinstance(v, (int, float)) and 0 < v < 1 for v in value):
+        raise ParamError(f"{name}: got {value!r}; expected a list of numbers between 0 and 1")
+    if kind == "depths" and (len(value) != 2 or not all(isinstance(v, int) and v >= 1 for v in value)):
+        raise ParamError(f"{name}: got {value!r}; expected two layer counts [shallow, deep], each >= 1")
+    if kind == "unit_fractions" and (
+        not value or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v <= 1 for v in value)
+    ):
+        raise ParamError(f"{name}: got {value!r}; expected a non-empty list of numbers in (0, 1]")
+    if kind == "ints" and not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value):
+        raise ParamError(f"{name}: got {value!r}; expected a list of non-negative integers")
+    if kind == "models":
+        if not value or not all(isinstance(v, str) for v in value):
+            raise ParamError(f"{name}: got {value!r}; expected a non-empty list of strings")
+        for v in value:
+            if v != "embedded":
+                check_source(name, v, what="model")
+    if kind == "sae_template":
+        if not isinstance(value, str) or not value:
+            raise ParamError(f"{name}: got {value!r}; expected 'train', a local SAE folder or 'release/sae_id'")
+        bad = [k for k in __import__("re").findall(r"{([^}]*)}", value) if k not in ("layer", "average_l0")]
+        if bad:
+            raise ParamError(
+                f"{name}: '{value}' has the placeholder {{{bad[0]}}}; expected only {{layer}} and {{average_l0}}"
+            )
+    if kind == "corpus":
+        check_source(name, value, what="data set")
+    if kind == "tokenizers":
+        for v in value:
+            if v not in ("embedded", "gpt2"):
+                check_source(name, v, what="tokenizer")
+    if kind in ("tokenizer", "model", "path"):
+        if value not in ("embedded", "gpt2"):
+            check_source(name, value, what=kind)
+
+
+def looks_local(value: str) -> bool:
+    """A path, not a hub name ('org/name'): absolute, relative with ./, a glob, or a data file."""
+    return (
+        value.startswith((".", "/", "~"))
+        or any(ch in value for ch in "*?")
+        or value.endswith((".txt", ".jsonl", ".json", ".parquet"))
+    )
+
+
+def check_source(name: str, value: str, what: str) -> None:
+    """A local path must exist; a hub name is refused while offline, saying what would be fetched."""
+    if value == "embedded":
+        return
+    import glob as _glob
+
+    p = Path(value).expanduser()
+    if p.exists() or _glob.glob(str(p)):
+        return
+    if looks_local(value):
+        raise ParamError(f"{name}: '{value}' does not exist; expected an existing file, folder or glob")
+    if offline():
+        raise ParamError(
+            f"{name}: '{value}' is no local path, so it names a hub {what} that would be downloaded from the "
+            f"Hugging Face hub, and this machine is offline: download it elsewhere, copy it here and pass its "
+            f"local path (or set FUNCTOK_ONLINE=1 where the hub is reachable)"
+        )
+
+
+def validate(cls: type[ChapterConfig], values: dict[str, Any]) -> ChapterConfig:
+    """Build a config from user values, refusing bad input with a one-line ParamError."""
+    known = {f.name: f for f in fields(cls)}
+    hints = get_type_hints(cls)
+    for name in values:
+        if name not in known:
+            close = difflib.get_close_matches(name, list(known), n=1)
+            hint = f"; did you mean '{close[0]}'?" if close else ""
+            raise ParamError(f"{name}: unknown parameter for chapter '{cls.chapter}'{hint}")
+    out = defaults(cls)
+    for name, value in values.items():
+        f, typ = known[name], hints[name]
+        value = _coerce(name, value, typ)
+        meta = f.metadata
+        if meta.get("choices") and value not in meta["choices"]:
+            raise ParamError(f"{name}: got {value!r}; expected one of {', '.join(map(str, meta['choices']))}")
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            lo, hi = meta.get("lo"), meta.get("hi")
+            if (lo is not None and value < lo) or (hi is not None and value > hi):
+                rng = (
+                    f"between {lo} and {hi}"
+                    if lo is not None and hi is not None
+                    else (f">= {lo}" if lo is not None else f"<= {hi}")
+                )
+                raise ParamError(f"{name}: got {value!r}; expected a number {rng}")
+        out[name] = value
+    for name, f in known.items():
+        _check_kind(name, out[name], f.metadata.get("kind"))
+    if "preset" in values:
+        load_preset(out["preset"])
+    return cls(**out)
+
+
+def as_dict(cfg: ChapterConfig) -> dict[str, Any]:
+    return dataclasses.asdict(cfg)
+
+
+@dataclass
+class PretrainConfig(ChapterConfig):
+    """The embedded default: corpus, BPE tokenizer and two Llama models pre-trained from scratch."""
+
+    chapter: ClassVar[str] = "pretrain"
+
+    corpus: str = param(
+        "embedded",
+        "'embedded', a local .txt/.jsonl/.parquet path or glob, or a hub data set 'name:split'",
+        kind="corpus",
+    )
+    max_documents: int = param(0, "use only the first N documents of the corpus (0: all)", lo=0)
+    heldout_fraction: float = param(0.02, "share of documents held out from training", lo=0.001, hi=0.5)
+    vocab_size: int = param(
+        4096, "vocabulary size of the BPE tokenizer trained on the training documents", lo=260, hi=200_000
+    )
+    coverage_threshold: float = param(
+        0.40, "function tokens: the most frequent tokens covering this share of occurrences", lo=0.01, hi=0.99
+    )
+    d_model: int = param(128, "model width (both depths)", lo=8, hi=8192)
+    n_heads: int = param(4, "attention heads", lo=1, hi=128)
+    d_mlp: int = param(352, "SwiGLU hidden width", lo=8, hi=65536)
+    depths: list = param([2, 8], "number of layers of each model: the shallow and the deep one", kind="depths")
+    context_size: int = param(256, "training context in tokens", lo=8, hi=8192)
+    batch_size: int = param(8, "sequences per optimizer step", lo=1, hi=4096)
+    train_tokens: int = param(
+        6_000_000, "tokens each model trains on (steps = tokens / (batch_size * context_size))", lo=1000
+    )
+    lr: float = param(2e-3, "peak learning rate (AdamW)", lo=1e-6, hi=1.0)
+    min_lr: float = param(3e-4, "learning rate at the end of the cosine decay", lo=0.0, hi=1.0)
+    warmup_fraction: float = param(0.1, "share of steps with linear warm-up", lo=0.0, hi=0.5)
+    weight_decay: float = param(0.1, "AdamW weight decay", lo=0.0, hi=1.0)
+    n_checkpoints: int = param(14, "checkpoints on a log-spaced schedule from step 0 to the last step", lo=2, hi=200)

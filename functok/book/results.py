@@ -1,0 +1,177 @@
+"""Results files: `<chapter>.json` = params + results + claims + provenance, written atomically.
+
+Provenance records the git commit, package versions, seed, timing, the exact data (corpus, tokenizer,
+documents, the token windows evaluated) and every artifact (checkpoints, SAEs, function-token file)
+so that another program can recompute any number.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.metadata
+import math
+import platform
+import subprocess
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from functok.book.cache import relpath, write_json_atomic
+from functok.book.config import ROOT, ChapterConfig
+from functok.book.registry import resolve
+
+VERDICTS = ("holds", "fails", "inconclusive")
+PACKAGES = (
+    "torch",
+    "transformers",
+    "tokenizers",
+    "datasets",
+    "transformer-lens",
+    "sae-lens",
+    "numpy",
+    "scipy",
+    "seaborn",
+    "papermill",
+    "jupyter-book",
+    "functok",
+)
+
+
+def git_commit() -> str:
+    try:
+        sha = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True, text=True
+        ).stdout.strip()
+        return sha + ("-dirty" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            out[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+@dataclass
+class ChapterResult:
+    """What every chapter's `analyze` returns. The first four fields go into the results file; `detail`
+    holds what the chapter's figures and tables read beyond them (per model, per layer, ...)."""
+
+    results: dict
+    claims: list[dict]
+    data: dict
+    artifacts: dict
+    detail: dict = field(default_factory=dict)
+
+
+def claim(id: str, statement: str, paper: Any, ours: Any, verdict: str, note: str = "") -> dict:
+    """One row of the scorecard. `paper` and `ours` are numbers or short strings."""
+    if verdict not in VERDICTS:
+        raise ValueError(f"verdict: got {verdict!r}; expected one of {', '.join(VERDICTS)}")
+    return {
+        "id": id,
+        "statement": statement,
+        "paper": _clean(paper),
+        "ours": _clean(ours),
+        "verdict": verdict,
+        "note": note,
+    }
+
+
+def _clean(x: Any) -> Any:
+    """JSON-safe: numpy scalars to Python, NaN to None."""
+    if hasattr(x, "item") and not isinstance(x, (list, dict, str)):
+        x = x.item()
+    if isinstance(x, float) and (math.isnan(x) or math.isinf(x)):
+        return None
+    if isinstance(x, dict):
+        return {k: _clean(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_clean(v) for v in x]
+    if isinstance(x, Path):
+        return relpath(x)
+    return x
+
+
+def reproduce_command(cfg: ChapterConfig) -> str:
+    """The `functok run` command that re-creates this run: preset plus every parameter that differs."""
+    import json
+
+    base = resolve(cfg.chapter, cfg.preset)
+    parts = ["functok run", cfg.chapter, "--preset", cfg.preset]
+    for f in dataclasses.fields(cfg):
+        if f.name in ("preset", "out_dir"):
+            continue
+        value = getattr(cfg, f.name)
+        if value != getattr(base, f.name):
+            text = json.dumps(value) if not isinstance(value, str) else value
+            parts += ["-p", f.name, f"'{text}'" if any(c in text for c in " []\"',") else text]
+    return " ".join(parts)
+
+
+class Run:
+    """Timing and seeding of one chapter run; `write()` produces the results file."""
+
+    def __init__(self, cfg: ChapterConfig):
+        self.cfg = cfg
+        self.started = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        self._t0 = time.time()
+        seed_everything(cfg.seed)
+
+    def write(self, result: ChapterResult) -> Path:
+        results, claims, data, artifacts = result.results, result.claims, result.data, result.artifacts
+        doc = {
+            "chapter": self.cfg.chapter,
+            "params": dataclasses.asdict(self.cfg),
+            "results": _clean(results),
+            "claims": _clean(claims),
+            "provenance": {
+                "git_commit": git_commit(),
+                "versions": versions(),
+                "seed": self.cfg.seed,
+                "started": self.started,
+                "seconds": round(time.time() - self._t0, 2),
+                "command": reproduce_command(self.cfg),
+                "data": _clean(data),
+                "artifacts": _clean(artifacts),
+            },
+        }
+        for c in claims:
+            if c.get("verdict") not in VERDICTS:
+                raise ValueError(f"claim {c.get('id')}: verdict must be one of {VERDICTS}")
+        path = Path(self.cfg.out_dir) / f"{self.cfg.chapter}.json"
+        if not path.is_absolute():
+            path = ROOT / path
+        write_json_atomic(path, doc)
+        return path
+
+
+def seed_everything(seed: int) -> None:
+    import random
+
+    import numpy as np
+
+    random.seed(seed)
+    np.random.seed(seed)
+    try:
+        import torch
+
+        torch.manual_seed(seed)
+    except ImportError:
+        pass
+
+
+def load_results(path: str | Path) -> dict:
+    import json
+
+    return json.loads(Path(path).read_text())

@@ -1,0 +1,1 @@
+"""Chapter feature_coverage: `analysis.analyze(cfg) -> ChapterResult` and `plots`."""

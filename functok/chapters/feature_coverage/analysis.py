@@ -1,0 +1,469 @@
+"""A few function tokens activate most SAE features (the paper's §3: Fig 5, Table 1).
+
+One streaming pass over token windows: one forward per batch that captures the residual stream of
+every requested layer (`functok.sae.activations.resid_activations`, stopping at the deepest), SAE encoding
+per layer (`functok.sae.loading.SparseEncoder`: only the non-zeros; bf16 encoder weights with an fp32
+JumpReLU threshold on a GPU), and accumulation of one token <-> feature bipartite graph per layer
+(`functok.sae.graph.TokenFeatureGraph`). Positions holding BOS are fed to the model (it sees them) but
+left out of the graphs. Windows have the SAEs' context size.
+
+Per layer the chapter reads off the graph: connected features (fired by at least one token) and
+their share of d_sae, the degree of every token (distinct features it activates in any context),
+the cumulative coverage of the k = 1..top_k most frequent tokens of the sample (over all d_sae
+features, the paper's Table 1, and over the connected features), per-feature firing counts by
+function and content tokens, and, beyond the paper, two views of how much frequency alone explains:
+
+- frequency-matched comparison: tokens are binned by their number of occurrences in the sample
+  (bins [r^b, r^(b+1)) with r = match_ratio); each function token is compared with the median degree
+  of the content tokens of its bin; a one-sided sign test over the matched function tokens decides;
+- degree against occurrences: a least-squares line of log10(degree) on log10(occurrences) fitted on
+  content tokens, its R^2, and how far function tokens sit above or below it.
+
+SAEs: 'train' (the embedded default: SAEs trained with SAELens on the preset's deeper model, cached,
+with their L0, explained variance and cross-entropy reconstruction score), local SAELens folders, or
+'release/sae_id' from SAELens's registry (e.g. Gemma Scope), validated offline before any download,
+with the device-memory plan of `functok.sae.loading` checked before anything is loaded.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from functok.book.cache import cached_dir, relpath
+from functok.book.config import ParamError
+from functok.book.registry import pretrain_config
+from functok.book.results import ChapterResult
+from functok.chapters.common import sae_training_spec
+from functok.chapters.feature_coverage.claims import _paper, make_claims
+from functok.chapters.feature_coverage.stats import layer_stats
+from functok.sae.activations import excluded_ids, resid_activations
+from functok.sae.encoding import load_encoder
+from functok.sae.graph import TokenFeatureGraph
+from functok.sae.loading import validate_sae_spec
+from functok.sae.memory import check_memory
+from functok.sae.models import hook_name, load_model
+from functok.sae.quality import evaluate_sae
+from functok.sae.training import train_sae
+from functok.world.function_tokens import function_token_file, load_function_token_ids
+from functok.world.pretrain import embedded_checkpoint
+from functok.world.runtime import quiet_hf
+from functok.world.windows import load_windows, token_windows
+
+RELATIVE_DEPTHS = (9 / 42, 20 / 42, 31 / 42)  # the paper's layers 9, 20, 31 of Gemma-2-9B's 42
+GEMMA_SCOPE_CONTEXT = 1024  # Gemma Scope SAEs were trained on 1024-token windows
+KNOWN_MODELS = {
+    "google/gemma-2-9b": {
+        "n_layers": 42,
+        "d_model": 3584,
+        "vocab_size": 256_000,
+        "n_params": 9_241_705_984,
+        "n_heads": 16,
+        "d_mlp": 14336,
+    }
+}
+
+
+def default_layers(n_layers: int) -> list[int]:
+    """The paper's relative depths 9/42, 20/42, 31/42 on a model of n_layers (rounded, distinct)."""
+    return sorted({min(n_layers - 1, max(0, round(n_layers * f))) for f in RELATIVE_DEPTHS})
+
+
+# ---------------------------------------------------------------------------------------------
+# What runs: model, layers, SAEs, windows (validated before anything heavy)
+
+
+@dataclass
+class ModelInfo:
+    kind: str  # "embedded" | "local" | "hub"
+    checkpoint: str  # folder or hub name ("" for embedded until trained)
+    n_layers: int
+    d_model: int
+    vocab_size: int
+    n_params: int
+    n_heads: int = 4
+    d_mlp: int | None = None
+    context_size: int | None = None  # embedded: the preset's training context
+
+
+@dataclass
+class Plan:
+    model: ModelInfo
+    layers: list[int]
+    saes: list[Any]  # per layer: a functok.sae.loading.SAESource, or None for 'train'
+    context_size: int
+    memory: dict = field(default_factory=dict)
+
+
+def model_info(cfg) -> ModelInfo:
+    if cfg.model == "embedded":
+        p = pretrain_config(cfg.preset)
+        d = p.depths[1]
+        n = p.vocab_size * p.d_model * 2 + d * (4 * p.d_model**2 + 3 * p.d_model * p.d_mlp)
+        return ModelInfo("embedded", "", d, p.d_model, p.vocab_size, n, p.n_heads, p.d_mlp, p.context_size)
+    path = Path(cfg.model).expanduser()
+    if path.exists():
+        if not (path / "config.json").exists():
+            raise ParamError(f"model: '{cfg.model}' has no config.json; expected a Hugging Face checkpoint folder")
+        c = json.loads((path / "config.json").read_text())
+        return _info_from_hf("local", str(path), c, path)
+    if cfg.model in KNOWN_MODELS:
+        return ModelInfo("hub", cfg.model, **KNOWN_MODELS[cfg.model])
+    from transformers import (
+        AutoConfig,  # online only (config validation refused hub names offline)
+    )
+
+    return _info_from_hf("hub", cfg.model, AutoConfig.from_pretrained(cfg.model).to_dict(), None)
+
+
+def _info_from_hf(kind: str, checkpoint: str, c: dict, folder: Path | None) -> ModelInfo:
+    c = c.get("text_config", c) if "num_hidden_layers" not in c else c
+    L, d = int(c["num_hidden_layers"]), int(c["hidden_size"])
+    mlp, V = int(c.get("intermediate_size") or 4 * d), int(c["vocab_size"])
+    n = V * d * (1 if c.get("tie_word_embeddings", True) else 2) + L * (4 * d * d + 3 * d * mlp)
+    if folder is not None:  # weights on disk: bytes / bytes per parameter
+        size = sum(f.stat().st_size for f in folder.glob("*.safetensors"))
+        per = 2 if str(c.get("torch_dtype") or c.get("dtype") or "float32") in ("bfloat16", "float16") else 4
+        n = size // per if size else n
+    return ModelInfo(kind, checkpoint, L, d, V, int(n), int(c.get("num_attention_heads", 4)), mlp)
+
+
+def sae_spec_of(cfg, layer: int, i: int) -> str:
+    return cfg.sae.format(layer=layer, average_l0=cfg.average_l0[i] if cfg.average_l0 else "")
+
+
+def plan(cfg) -> Plan:
+    """Validate a config without loading weights: layers in range, every SAE checked (local folders
+    read, release/sae_id against SAELens's bundled registry, refused while offline), SAE and model
+    widths agree, and the device-memory plan fits. ParamError (one line) otherwise."""
+    m = model_info(cfg)
+    layers = list(cfg.layers) or default_layers(m.n_layers)
+    if len(set(layers)) != len(layers):
+        raise ParamError(f"layers: got {cfg.layers!r}; expected distinct layers")
+    bad = [L for L in layers if L >= m.n_layers]
+    if bad:
+        raise ParamError(f"layers: layer {bad[0]} requested; the model has {m.n_layers} layers (0..{m.n_layers - 1})")
+    if "{average_l0}" in cfg.sae and len(cfg.average_l0) != len(layers):
+        raise ParamError(
+            f"average_l0: got {cfg.average_l0!r}; expected one value per layer ({len(layers)}: {layers}) for sae "
+            f"'{cfg.sae}'"
+        )
+    saes: list[Any] = []
+    if cfg.sae == "train":
+        if m.kind != "embedded":
+            raise ParamError(
+                "sae: 'train' trains SAEs on the embedded model only; expected model='embedded', or local SAE "
+                "folders / 'release/sae_id' for other models (functok.sae.training.train_sae makes folders)"
+            )
+        saes = [None] * len(layers)
+        ctx = cfg.context_size or m.context_size
+    else:
+        for i, L in enumerate(layers):
+            src = validate_sae_spec(sae_spec_of(cfg, L, i), name="sae")
+            if src.d_in is not None and src.d_in != m.d_model:
+                raise ParamError(f"sae: '{src.describe()}' reads d_in={src.d_in}; the model has d_model={m.d_model}")
+            if src.hook_name is not None and src.hook_name != hook_name(L):
+                raise ParamError(
+                    f"sae: '{src.describe()}' reads {src.hook_name}; expected {hook_name(L)} for layer {L}"
+                )
+            saes.append(src)
+        ctx = cfg.context_size or _sae_context(saes[0])
+    if not ctx:
+        raise ParamError("context_size: the SAE's cfg.json names no context_size; expected context_size > 0")
+    p = Plan(m, layers, saes, int(ctx))
+    if cfg.device == "cuda":
+        d_sae = max((s.d_sae or 0) for s in saes) if cfg.sae != "train" else cfg.expansion_factor * m.d_model
+        p.memory = check_memory(
+            int(cfg.gpu_memory_gb * 1e9),
+            name="gpu_memory_gb",
+            d_model=m.d_model,
+            d_sae=int(d_sae),
+            n_saes=len(layers),
+            model_params=m.n_params,
+            batch_tokens=cfg.batch_size * p.context_size,
+            context_size=p.context_size,
+            n_heads=m.n_heads,
+            d_mlp=m.d_mlp,
+            model_bytes=2 if cfg.model_dtype == "bfloat16" else 4,
+            weight_bytes=4 if encoder_dtype(cfg) == "float32" else 2,
+            n_tokens=cfg.max_tokens or (cfg.n_documents or 10_000) * 500,
+            vocab_size=m.vocab_size,
+        )
+    return p
+
+
+def _sae_context(src) -> int | None:
+    if src.kind == "local":
+        c = json.loads((Path(src.path) / "cfg.json").read_text())
+        return (c.get("metadata") or {}).get("context_size") or c.get("context_size")
+    return GEMMA_SCOPE_CONTEXT if (src.release or "").startswith("gemma-scope") else None
+
+
+def encoder_dtype(cfg) -> str:
+    return cfg.encoder_dtype if cfg.encoder_dtype != "auto" else ("bfloat16" if cfg.device == "cuda" else "float32")
+
+
+def check(cfg) -> Plan:
+    return plan(cfg)
+
+
+# ---------------------------------------------------------------------------------------------
+# Model, windows, SAEs, function tokens
+
+
+def evaluation_windows(cfg, info: ModelInfo, context_size: int) -> Path:
+    """The exact windows evaluated (save_to_disk folder, column input_ids, BOS before every document
+    as the model sees it): the held-out documents of the embedded corpus (or every document of
+    cfg.corpus, its first n_documents), tokenized by the model's tokenizer and cut into windows of
+    context_size, capped at max_tokens."""
+    tokenizer = "embedded" if info.kind == "embedded" else info.checkpoint
+    if cfg.corpus == "embedded":
+        return token_windows(
+            cfg.preset,
+            "heldout",
+            tokenizer,
+            context_size=context_size,
+            n_documents=cfg.n_documents,
+            max_windows=-(-cfg.max_tokens // context_size),
+        )
+    return token_windows(
+        cfg.preset,
+        "all",
+        tokenizer,
+        cfg.corpus,
+        context_size=context_size,
+        max_documents=cfg.n_documents,
+        max_windows=-(-cfg.max_tokens // context_size),
+    )
+
+
+def function_token_path(cfg, info: ModelInfo) -> Path:
+    """function_tokens.json of the model's tokenizer: the embedded models' own set (the preset's
+    training documents), otherwise counted on cfg.corpus (its first n_documents)."""
+    if info.kind == "embedded":
+        p = pretrain_config(cfg.preset)
+        return function_token_file("embedded", "embedded", cfg.preset, p.coverage_threshold, p.max_documents)
+    return function_token_file(info.checkpoint, cfg.corpus, cfg.preset, cfg.coverage_threshold, cfg.n_documents)
+
+
+def sae_folders(cfg, p: Plan, checkpoint: str, progress: bool = True) -> list[str]:
+    """Per layer, the SAE to load: a trained (cached) folder, a local folder, or 'release/sae_id'."""
+    if cfg.sae != "train":
+        return [s.path if s.kind == "local" else (s.release, s.sae_id) for s in p.saes]
+    train_win = token_windows(cfg.preset, "train")
+    spec = sae_training_spec(cfg)
+    return [str(train_sae(checkpoint, hook_name(L), spec, train_win, progress=progress)) for L in p.layers]
+
+
+# ---------------------------------------------------------------------------------------------
+# The streaming pass
+
+
+@dataclass
+class Pass:
+    graphs: dict  # layer -> TokenFeatureGraph
+    encoders: dict  # layer -> SparseEncoder
+    n_windows: int
+    forward_encode_s: float
+    graph_s: float
+    excluded: list[int]
+
+
+def _sync(device: str) -> None:
+    if device == "cuda":
+        import torch
+
+        torch.cuda.synchronize()
+
+
+def stream(
+    model,
+    encoders: dict,
+    windows,
+    excluded: list[int],
+    batch_size: int,
+    device: str = "cpu",
+    graph_device: str | None = None,
+    progress: bool = True,
+) -> Pass:
+    """One pass over windows (LongTensor [n, ctx]): forward (all layers at once), SAE encoding per
+    layer of the non-excluded positions, graph accumulation. Times the two parts separately."""
+    import torch
+    from tqdm import tqdm
+
+    graph_device = graph_device or device
+    V = int(model.cfg.d_vocab)
+    graphs = {L: TokenFeatureGraph(V, e.d_sae, graph_device) for L, e in encoders.items()}
+    hooks = [hook_name(L) for L in encoders]
+    excl = torch.tensor(excluded, dtype=torch.long)
+    t_fe = t_g = 0.0
+    n = int(windows.shape[0])
+    bar = tqdm(total=n, desc="windows", unit=" win", mininterval=5, disable=not progress, file=sys.stderr)
+    with torch.no_grad():
+        for i in range(0, n, batch_size):
+            xb = windows[i : i + batch_size]
+            keep = ~torch.isin(xb, excl).reshape(-1)
+            tok = xb.reshape(-1)[keep]
+            t0 = time.perf_counter()
+            acts = resid_activations(model, xb, hooks)
+            codes = {}
+            for L, enc in encoders.items():
+                a = acts[hook_name(L)]
+                a = a.reshape(-1, a.shape[-1])[keep.to(a.device)]
+                codes[L] = enc.encode(a)
+            _sync(device)
+            t1 = time.perf_counter()
+            for L, c in codes.items():
+                graphs[L].update_sparse(tok.to(c.rows.device), c.rows, c.features)
+            _sync(graph_device)
+            t_fe += t1 - t0
+            t_g += time.perf_counter() - t1
+            bar.update(int(xb.shape[0]))
+    t1 = time.perf_counter()
+    for g in graphs.values():
+        g.flush()
+    _sync(graph_device)
+    t_g += time.perf_counter() - t1
+    bar.close()
+    return Pass(graphs, encoders, n, t_fe, t_g, list(excluded))
+
+
+# ---------------------------------------------------------------------------------------------
+# Per-layer statistics (pure numpy; tests compare them with brute force)
+
+
+# ---------------------------------------------------------------------------------------------
+# The chapter
+
+
+def analyze(cfg, progress: bool = True) -> ChapterResult:
+    """Run the chapter; `detail` holds "per_layer" (arrays for the plots), "is_function", "tokenizer" and
+    "paper". Transformers' per-file loading bars are silenced."""
+    with quiet_hf():
+        return _analyze(cfg, progress)
+
+
+def _analyze(cfg, progress: bool = True) -> ChapterResult:
+    import torch
+
+    p = plan(cfg)
+    t_start = time.perf_counter()
+    if p.model.kind == "embedded":
+        checkpoint, _ = embedded_checkpoint(cfg.preset)
+    else:
+        checkpoint = p.model.checkpoint
+    t_sae = time.perf_counter()
+    specs = sae_folders(cfg, p, checkpoint, progress)
+    t_sae = time.perf_counter() - t_sae
+    win_path = evaluation_windows(cfg, p.model, p.context_size)
+    ft_path = function_token_path(cfg, p.model)
+
+    model = load_model(checkpoint, cfg.device, cfg.model_dtype)
+    V = int(model.cfg.d_vocab)
+    is_function = np.zeros(V, dtype=bool)
+    is_function[[i for i in load_function_token_ids(ft_path) if i < V]] = True
+    wdt = getattr(torch, encoder_dtype(cfg))
+    encoders = {L: load_encoder(s, device=cfg.device, weight_dtype=wdt) for L, s in zip(p.layers, specs)}
+    x = load_windows(win_path)
+    excluded = excluded_ids(model)
+    ps = stream(model, encoders, x, excluded, cfg.batch_size, cfg.device, progress=progress)
+
+    tok = model.tokenizer
+    layers, per = {}, {}
+    for i, L in enumerate(p.layers):
+        st = layer_stats(ps.graphs[L], is_function, cfg.top_k, cfg.match_ratio)
+        spec = specs[i]
+        sae_name = relpath(spec) if isinstance(spec, str) else f"{spec[0]}/{spec[1]}"
+        quality = {}
+        if cfg.eval_windows and isinstance(spec, str):
+            q = evaluate_sae(spec, checkpoint, win_path, max_windows=cfg.eval_windows)
+            quality = {
+                k: q[k]
+                for k in (
+                    "l0",
+                    "explained_variance",
+                    "ce_reconstruction_score",
+                    "ce_loss_original",
+                    "ce_loss_with_sae",
+                    "ce_loss_zero_ablation",
+                )
+            }
+        elif not isinstance(spec, str) and p.saes[i].l0 is not None:
+            quality = {"l0_registry": p.saes[i].l0}
+        graph_file = (
+            cached_dir(
+                "feature_coverage_graphs",
+                {
+                    "checkpoint": relpath(checkpoint) if Path(checkpoint).exists() else checkpoint,
+                    "sae": sae_name,
+                    "windows": relpath(win_path),
+                    "exclude": excluded,
+                    "encoder_dtype": encoder_dtype(cfg),
+                },
+                lambda tmp, g=ps.graphs[L]: g.save(tmp / "graph.npz", {"hook_name": hook_name(L), "sae": sae_name}),
+            )
+            / "graph.npz"
+        )
+        per[L] = st
+        layers[L] = {
+            "hook_name": hook_name(L),
+            "sae": sae_name,
+            "graph": relpath(graph_file),
+            "quality": quality,
+            "topk_tokens": [tok.decode([t]) for t in st["topk_token_ids"]],
+            **{k: v for k, v in st.items() if not k.startswith("_") and k != "matched"},
+            "matched": {k: v for k, v in st["matched"].items() if k != "rows"},
+        }
+        per[L]["matched_rows"] = st["matched"]["rows"]
+        for r in per[L]["matched_rows"]:
+            r["token"] = tok.decode([r["token_id"]])
+    seconds = time.perf_counter() - t_start
+    n_tok = ps.graphs[p.layers[0]].n_tokens
+    results = {
+        "model": relpath(checkpoint) if Path(checkpoint).exists() else checkpoint,
+        "n_layers": p.model.n_layers,
+        "layers": layers,
+        "layer_order": p.layers,
+        "n_windows": ps.n_windows,
+        "context_size": p.context_size,
+        "n_tokens": n_tok,
+        "n_function_tokens": int(is_function.sum()),
+        "vocab_size": V,
+        "timing": {
+            "forward_encode_s": round(ps.forward_encode_s, 3),
+            "graph_s": round(ps.graph_s, 3),
+            "graph_overhead": ps.graph_s / max(ps.forward_encode_s, 1e-9),
+            "sae_training_s": round(t_sae, 2),
+            "total_s": round(seconds, 2),
+        },
+        "device": cfg.device,
+        "encoder_dtype": encoder_dtype(cfg),
+        "memory_plan_bytes": p.memory,
+    }
+    claims = make_claims(results, cfg)
+    data = {
+        "tokens": relpath(win_path),
+        "corpus": cfg.corpus,
+        "n_documents": cfg.n_documents,
+        "n_windows": ps.n_windows,
+        "context_size": p.context_size,
+        "excluded_token_ids": excluded,
+        "n_tokens_in_graph": n_tok,
+    }
+    artifacts = {"model_checkpoint": results["model"], "function_tokens": relpath(ft_path)}
+    for L in p.layers:
+        artifacts[f"sae[{L}]"] = layers[L]["sae"]
+        artifacts[f"graph[{L}]"] = layers[L]["graph"]
+    return ChapterResult(
+        results,
+        claims,
+        data,
+        artifacts,
+        detail={"per_layer": per, "is_function": is_function, "tokenizer": tok, "paper": _paper()},
+    )

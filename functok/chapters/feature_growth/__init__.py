@@ -1,0 +1,1 @@
+"""Chapter feature_growth: `analysis.analyze(cfg) -> ChapterResult` and `plots`."""

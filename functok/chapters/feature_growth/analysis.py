@@ -1,0 +1,219 @@
+"""Learned features grow over pre-training (the paper's Fig 8a, Fig 8b, Fig 12).
+
+For a series of checkpoints of one model (the embedded shallow model by default, as the paper's
+2-layer model; Pythia revisions when online) the chapter trains SAEs with SAELens
+(functok.sae.training) on one layer's residual stream and
+
+- searches, per checkpoint, the sparsity coefficient that brings the SAE's cross-entropy
+  reconstruction score (H* - H0) / (H_orig - H0) within `ce_tolerance` of `target_ce_score`
+  (Fig 12 plots the score against the coefficient for every SAE the search trained);
+- counts the learned features: distinct features that fire (activation > 0) on `n_activations`
+  activations sampled from held-out windows (the same positions at every checkpoint), for
+  `n_seeds` SAEs trained at the chosen coefficient with different seeds (Fig 8a with the spread);
+- builds the token-feature bipartite graph of each SAE on the same sample
+  (functok.sae.graph.TokenFeatureGraph) and draws token degree against frequency rank (Fig 8b), with
+  two measures of steepness: the least-squares slope of log(degree) on log(rank) over the most
+  frequent `slope_ranks` tokens, and the share of the SAE's connected features reached by the
+  `top_tokens` most frequent tokens.
+
+The search (`search_coefficient`) works on log(coefficient): it steps by `search_factor` until the
+target is bracketed (using the local slope of the previous checkpoint when it has one), then
+interpolates linearly inside the bracket (never closer than 30% of the bracket to either end, so the
+bracket shrinks also where the score falls off a cliff); it stops at the first SAE within tolerance or
+after `search_steps` SAEs and keeps the SAE whose score is closest to the target. Each checkpoint's
+search starts from the coefficient chosen for the previous one.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+import sys
+import time
+from pathlib import Path
+
+from functok.book.cache import relpath
+from functok.book.config import ParamError
+from functok.book.registry import pretrain_config
+from functok.book.results import ChapterResult
+from functok.chapters.feature_growth.claims import growth, make_claims, steepness
+from functok.chapters.feature_growth.measure import Source, local_folder, study_checkpoint
+from functok.sae import activations as sae_activations
+from functok.sae.activations import clear_memory
+from functok.sae.models import hub_revisions
+from functok.world import runs
+from functok.world.pretrain import train_run
+from functok.world.runtime import n_threads
+from functok.world.windows import token_windows
+
+# ---------------------------------------------------------------------------------------------
+# The coefficient search (pure; tests use a synthetic score function)
+
+
+# ---------------------------------------------------------------------------------------------
+# Checkpoints
+
+
+def resolve_source(cfg) -> Source:
+    if cfg.model == "embedded":  # only the shallow model is needed: train (or wait for) just that one
+        pcfg = pretrain_config(cfg.preset)
+        name = runs.model_name(pcfg.depths[0])
+        run = train_run(pcfg, pcfg.depths[0])
+        return Source("embedded", name, _rel(runs.checkpoints(run)), run)
+    p = Path(cfg.model).expanduser()
+    if p.exists():
+        if not (p / "checkpoints.json").exists():
+            raise ParamError(
+                f"model: '{cfg.model}' is no functok run folder (checkpoints.json); expected 'embedded', "
+                f"a run folder or a hub model with step revisions"
+            )
+        return Source("run", p.name, _rel(runs.checkpoints(p)), p.resolve())
+
+    if not cfg.checkpoint_steps:
+        raise ParamError(
+            f"checkpoint_steps: hub model '{cfg.model}' needs explicit steps (Pythia revisions step{{N}}); got []"
+        )
+    return Source("hub", cfg.model.split("/")[-1], hub_revisions(cfg.model, [], cfg.checkpoint_steps))
+
+
+def _rel(rows: list[dict]) -> list[dict]:
+    return [{**r, "checkpoint": relpath(r["checkpoint"])} for r in rows]
+
+
+def select_checkpoints(rows: list[dict], fractions: list[float], steps: list[int]) -> list[dict]:
+    """The checkpoints to study, in training order: those at `steps` if given, else the ones nearest
+    to each fraction of the last step (step 0, the random initialisation, excluded: its loss equals
+    the zero-ablated one, so no reconstruction score exists). Duplicates collapse."""
+    if steps:
+        by_step = {r["step"]: r for r in rows}
+        missing = [s for s in steps if s not in by_step]
+        if missing:
+            raise ParamError(f"checkpoint_steps: no checkpoint at step(s) {missing}; available: {sorted(by_step)}")
+        return [by_step[s] for s in sorted(set(steps))]
+    pool = [r for r in rows if r["step"]]
+    if not pool:
+        raise ParamError("model: the run has no checkpoint after step 0")
+    last = max(r["step"] for r in pool)
+    chosen: dict[int, dict] = {}
+    for f in fractions:
+        r = min(pool, key=lambda r: (abs(math.log(r["step"] / (f * last))), r["step"]))
+        chosen[r["step"]] = r
+    return [chosen[s] for s in sorted(chosen)]
+
+
+# ---------------------------------------------------------------------------------------------
+# Token windows
+
+
+def windows(cfg, source: Source, split: str, tokenizer_folder: Path) -> Path:
+    """Token windows (save_to_disk folder, column input_ids, BOS before every document) of the
+    preset's 'train' or 'heldout' documents: the embedded models' own windows, or the same documents
+    (or cfg.corpus) tokenized by the model's tokenizer."""
+    pcfg = pretrain_config(cfg.preset)
+    ctx = cfg.context_size or pcfg.context_size
+    if source.kind == "embedded" and ctx == pcfg.context_size and cfg.corpus == "embedded":
+        return token_windows(cfg.preset, split)
+    return token_windows(
+        cfg.preset, split, str(tokenizer_folder), cfg.corpus, context_size=ctx, max_documents=cfg.max_documents
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Per-checkpoint measurements
+
+
+# ---------------------------------------------------------------------------------------------
+# The chapter
+
+
+def check(cfg) -> None:
+    """Checks beyond functok.book.config's (cheap, before any heavy work)."""
+    if cfg.model != "embedded" and not Path(cfg.model).expanduser().exists() and not cfg.checkpoint_steps:
+        raise ParamError(
+            f"checkpoint_steps: hub model '{cfg.model}' needs explicit steps (Pythia revisions step{{N}}); got []"
+        )
+    if not cfg.checkpoint_steps and len(cfg.checkpoint_fractions) < 2:
+        raise ParamError(f"checkpoint_fractions: got {cfg.checkpoint_fractions!r}; expected at least two checkpoints")
+    if cfg.device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ParamError("device: got 'cuda' but no CUDA GPU is visible; expected 'cpu' here")
+
+
+def analyze(cfg, progress: bool = True) -> ChapterResult:
+    """Everything the chapter reports; `detail` holds "frames" and "curves" ({step: {...}})."""
+    import pandas as pd
+    import torch
+
+    check(cfg)
+    torch.set_num_threads(n_threads())
+    sae_activations.DEVICE = cfg.device  # where every SAE of this run trains and runs
+    t_start = time.perf_counter()
+    source = resolve_source(cfg)
+    chosen = select_checkpoints(source.checkpoints, cfg.checkpoint_fractions, cfg.checkpoint_steps)
+    first_folder, first_dl = local_folder(source, chosen[0])
+    train_win = windows(cfg, source, "train", first_folder)
+    held_win = windows(cfg, source, "heldout", first_folder)
+    rows, curves, sample_file = [], {}, None
+    start, slope = cfg.initial_coefficient, None
+    for i, ck in enumerate(chosen):
+        if progress:
+            print(
+                f"checkpoint {i + 1}/{len(chosen)}: step {ck['step']} ({ck['checkpoint']})", file=sys.stderr, flush=True
+            )
+        out = study_checkpoint(cfg, source, ck, train_win, held_win, start, slope, progress)
+        rows.append(out["row"])
+        curves[ck["step"]] = out["curves"]
+        sample_file = sample_file or out["sample_file"]
+        start = out["row"]["sparsity_coefficient"]  # warm start: the next checkpoint needs a similar one
+        slope = out["slope"] if out["slope"] is not None else slope
+        clear_memory()
+    seconds = time.perf_counter() - t_start
+    if first_dl is not None and not cfg.keep_checkpoints:
+        shutil.rmtree(first_dl, ignore_errors=True)
+
+    trainings = [t for r in rows for t in r["sae_training"] if t]
+    n_act = sum(t["activations"] for t in trainings)
+    train_s = sum(t["seconds"] for t in trainings)
+    results = {
+        "model": cfg.model if source.kind != "embedded" else source.name,
+        "source": source.kind,
+        "checkpoints": rows,
+        "target_ce_score": cfg.target_ce_score,
+        "ce_tolerance": cfg.ce_tolerance,
+        "growth": growth(rows),
+        "growth_frequent": growth(rows, "frequent_features_seeds"),
+        "steepness": steepness(rows),
+        "sae_training": {
+            "saes": len(trainings),
+            "activations": n_act,
+            "seconds": round(train_s, 2),
+            "activations_per_s": round(n_act / train_s, 1) if train_s else None,
+            "threads": torch.get_num_threads(),
+            "backend": cfg.backend,
+        },
+        "seconds": round(seconds, 2),
+    }
+    data = {
+        "tokens": relpath(held_win),
+        "training_windows": relpath(train_win),
+        "activation_sample": relpath(sample_file),
+        "activation_sample_rule": f"{cfg.n_activations} (window, position) pairs drawn uniformly without replacement "
+        f"(numpy default_rng({cfg.seed})) from the non-BOS positions of the held-out windows",
+        "eval_windows": cfg.eval_windows or "all",
+    }
+    artifacts: dict[str, str] = {}
+    for r in rows:
+        artifacts[f"checkpoint[step {r['step']}]"] = r["checkpoint"]
+        artifacts[f"sae[step {r['step']}]"] = r["sae"]
+        for s in r["seeds"][1:]:
+            artifacts[f"sae[step {r['step']}, seed {s['seed']}]"] = s["sae"]
+        for k, t in enumerate(r["search"]):
+            artifacts[f"sae[step {r['step']}, search {k}]"] = t["sae"]
+    frames = {
+        "checkpoints": pd.DataFrame([{k: v for k, v in r.items() if not isinstance(v, (list, dict))} for r in rows]),
+        "search": pd.DataFrame([{"step": r["step"], **t} for r in rows for t in r["search"]]),
+        "seeds": pd.DataFrame([{"step": r["step"], **s} for r in rows for s in r["seeds"]]),
+    }
+    return ChapterResult(results, make_claims(rows, cfg), data, artifacts, detail={"frames": frames, "curves": curves})

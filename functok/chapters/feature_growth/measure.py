@@ -1,0 +1,348 @@
+"""Chapter 4's study of one checkpoint: the coefficient search to the target score, SAEs of several
+seeds at the chosen coefficient, their quality, learned features and token-degree curves (cached)."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from functok.book.cache import cache_path, cached_dir, relpath, write_json_atomic
+from functok.book.config import ROOT, ParamError
+from functok.chapters.feature_growth.search import INCREASING, Trial, search_coefficient
+from functok.sae.activations import activation_sample
+from functok.sae.graph import TokenFeatureGraph
+from functok.sae.models import hub_checkpoint, load_model
+from functok.sae.quality import encode_sample, evaluate_sae, reference_losses
+from functok.sae.training import SAESpec, sae_params, train_sae, training_stats
+
+MIN_GAP = 0.05  # nats between H0 and H_orig below which the reconstruction score is noise
+
+
+FREQUENT_SHARE = 1e-4  # "frequent" features fire on at least 1 in 10,000 sampled activations
+
+
+EVAL_VERSION = 1  # bump when a change here or in functok.sae's metrics changes cached evaluations
+
+
+@dataclass
+class Source:
+    """The model whose checkpoints the chapter studies."""
+
+    kind: str  # "embedded" | "run" | "hub"
+    name: str
+    checkpoints: list[dict] = field(default_factory=list)  # {"step", "tokens_seen", "checkpoint", "revision"?}
+    run_dir: Path | None = None
+
+
+def local_folder(source: Source, ck: dict) -> tuple[Path, Path | None]:
+    """(folder to load the checkpoint from, downloaded folder to delete afterwards or None)."""
+    if source.kind != "hub":
+        p = Path(ck["checkpoint"])
+        return (p if p.is_absolute() else ROOT / p), None
+    dest = hub_checkpoint(ck["checkpoint"].split("@")[0], ck["revision"])
+    return dest, dest
+
+
+def sample_path(windows_path: Path, cfg, sample: Callable[[], Any]) -> Path:
+    """The sampled (window, position, token) triples as a cached npz, so the count can be redone. The
+    positions depend only on the windows, N and the seed (BOS excluded), not on the checkpoint;
+    `sample()` computes them (with a checkpoint's activations) only when the file is missing."""
+    params = {
+        "windows": relpath(windows_path),
+        "n_activations": int(cfg.n_activations),
+        "seed": int(cfg.seed),
+        "exclude": "bos",
+    }
+
+    def build(tmp: Path) -> None:
+        s = sample()
+        np.savez_compressed(tmp / "sample.npz", window_index=s.window_index, position=s.position, token_id=s.tokens)
+
+    return cached_dir("activation_samples", params, build) / "sample.npz"
+
+
+def cached_measure(sae_dir: Path, sample_file: Path, sample: Callable[[], Any], vocab: int, cfg) -> dict:
+    """`measure` of one SAE on the activation sample, cached (json + the degree curve as npz)."""
+    params = {
+        "version": EVAL_VERSION,
+        "sae": relpath(sae_dir),
+        "sample": relpath(sample_file),
+        "slope_ranks": cfg.slope_ranks,
+        "top_tokens": cfg.top_tokens,
+        "frequent_share": FREQUENT_SHARE,
+    }
+
+    def build(tmp: Path) -> None:
+        out = measure(sae_dir, sample(), vocab, cfg)
+        np.savez_compressed(tmp / "degree.npz", degree_by_rank=out.pop("_degree_by_rank"), ranking=out.pop("_ranking"))
+        write_json_atomic(tmp / "measure.json", out)
+
+    d = cached_dir("sae_measures", params, build)
+    out = json.loads((d / "measure.json").read_text())
+    with np.load(d / "degree.npz") as z:
+        out["_degree_by_rank"], out["_ranking"] = z["degree_by_rank"], z["ranking"]
+    return out
+
+
+def spec_of(cfg, coefficient: float, seed: int):
+
+    return SAESpec(
+        architecture=cfg.architecture,
+        expansion_factor=cfg.expansion_factor,
+        sparsity_coefficient=float(coefficient),
+        training_tokens=cfg.training_tokens,
+        batch_size=cfg.batch_size,
+        lr=cfg.lr,
+        seed=int(seed),
+        backend=cfg.backend,
+    )
+
+
+def degree_stats(
+    degree: np.ndarray, ranking: np.ndarray, counts: np.ndarray, slope_ranks: int, top_tokens: int, graph=None
+) -> dict:
+    """Steepness of the degree-vs-rank curve: the least-squares slope of log(degree) on log(rank)
+    over the `slope_ranks` most frequent tokens of the sample (tokens of degree 0 left out of the
+    fit), and the share of connected features reached by the `top_tokens` most frequent tokens."""
+    seen = ranking[counts[ranking] > 0]
+    deg = degree[seen].astype(float)
+    r = np.arange(1, seen.size + 1)
+    m = min(slope_ranks, seen.size)
+    ok = deg[:m] > 0
+    slope = float(np.polyfit(np.log(r[:m][ok]), np.log(deg[:m][ok]), 1)[0]) if ok.sum() >= 3 else float("nan")
+    cov = float("nan")
+    if graph is not None and seen.size >= top_tokens and graph.connected_features():
+        cov = float(graph.coverage_topk(seen, top_tokens, of="connected")[-1])
+    return {"degree_slope": slope, "top_coverage": cov, "slope_ranks": int(m)}
+
+
+def graph_of(sae_dir, sample, vocab_size: int):
+    g = None
+    for tok, acts in encode_sample(sae_dir, sample):
+        if g is None:
+            g = TokenFeatureGraph(vocab_size, acts.shape[1])
+        g.update(tok, acts)
+    return g
+
+
+def measure(sae_dir, sample, vocab_size: int, cfg) -> dict:
+    """Learned features and the degree curve of one SAE on the activation sample. Also the features
+    firing on at least FREQUENT_SHARE of the sampled activations (a check that growth is not made of
+    features that fire once or twice, which a short SAE training leaves behind)."""
+    g = graph_of(sae_dir, sample, vocab_size)
+    degree = g.degree()
+    counts = g.token_counts()
+    ranking = g.ranking()
+    fn, ct = g.feature_fire_counts(np.zeros(vocab_size, dtype=bool))
+    min_fires = max(1, math.ceil(FREQUENT_SHARE * g.n_tokens))
+    out = {
+        "learned_features": int(g.connected_features()),
+        "n_activations": int(g.n_tokens),
+        "frequent_features": int(((fn + ct) >= min_fires).sum()),
+        "frequent_min_fires": min_fires,
+        **degree_stats(degree, ranking, counts, cfg.slope_ranks, cfg.top_tokens, g),
+    }
+    seen = ranking[counts[ranking] > 0]
+    out["_degree_by_rank"] = degree[seen]
+    out["_ranking"] = seen
+    return out
+
+
+def _shape(folder: Path, get_model) -> tuple[int, int]:
+    """(layers, vocabulary) of a checkpoint from its config.json, without loading it when possible."""
+    try:
+        c = json.loads((folder / "config.json").read_text())
+        return int(c["num_hidden_layers"]), int(c["vocab_size"])
+    except (OSError, KeyError, ValueError):
+        m = get_model()
+        return int(m.cfg.n_layers), int(m.cfg.d_vocab)
+
+
+def _cached_json(kind: str, params: dict, compute: Callable[[], dict]) -> dict:
+
+    def build(tmp: Path) -> None:
+        write_json_atomic(tmp / "result.json", compute())
+
+    return json.loads((cached_dir(kind, params, build) / "result.json").read_text())
+
+
+def study_checkpoint(
+    cfg,
+    source: Source,
+    ck: dict,
+    train_win: Path,
+    held_win: Path,
+    start: float,
+    prior_slope: float | None,
+    progress: bool = True,
+) -> dict:
+    """Search, seeds, metrics and degree curves of one checkpoint. Evaluations and measurements are
+    cached per SAE (a warm re-run loads no model unless something is missing)."""
+    folder, downloaded = local_folder(source, ck)
+    ident = ck["checkpoint"]  # hub: 'name@stepN'; local: the folder (relative)
+    t0 = time.perf_counter()
+    box: dict[str, Any] = {}
+
+    def get_model():
+        if "m" not in box:
+            box["m"] = load_model(folder, device=cfg.device)
+        return box["m"]
+
+    try:
+        n_layers, vocab = _shape(folder, get_model)
+        layer = cfg.layer if cfg.layer >= 0 else n_layers + cfg.layer
+        if not 0 <= layer < n_layers:
+            raise ParamError(
+                f"layer: got {cfg.layer}; the model has {n_layers} layers (expected -{n_layers}..{n_layers - 1})"
+            )
+        hook = f"blocks.{layer}.hook_resid_post"
+        ev = cfg.eval_windows or None
+        win_keys = {"windows": relpath(held_win), "max_windows": ev, "version": EVAL_VERSION}
+        ref = _cached_json(
+            "reference_losses",
+            {"checkpoint": ident, "hook_name": hook, **win_keys},
+            lambda: reference_losses(ident, hook, held_win, ev, model=get_model()),
+        )
+        gap = ref["ce_loss_zero_ablation"] - ref["ce_loss_original"]
+        if gap < MIN_GAP:
+            raise ParamError(
+                f"checkpoint_fractions: the checkpoint at step {ck['step']} predicts no better than the zero-ablated "
+                "model "
+                f"(H_orig {ref['ce_loss_original']:.3f} vs H0 {ref['ce_loss_zero_ablation']:.3f} nats), so its "
+                "reconstruction "
+                f"score is undefined; expected later checkpoints (raise the smallest fraction or step)"
+            )
+
+        def sae_for(c: float, seed: int) -> Path:
+            spec = spec_of(cfg, c, seed)
+            done = cache_path("saes", sae_params(ident, hook, spec, train_win))
+            if (done / "params.json").exists():
+                return done
+            return train_sae(ident, hook, spec, train_win, model=get_model(), progress=progress)
+
+        def metrics(sae_dir: Path) -> dict:
+            return _cached_json(
+                "sae_evals",
+                {"sae": relpath(sae_dir), **win_keys},
+                lambda: evaluate_sae(sae_dir, ident, held_win, max_windows=ev, model=get_model()),
+            )
+
+        def score_of(c: float):
+            sae_dir = sae_for(c, cfg.seed)
+            m = metrics(sae_dir)
+            return m["ce_reconstruction_score"], {"sae": sae_dir, **m}
+
+        best, trials = search_coefficient(
+            score_of,
+            cfg.target_ce_score,
+            cfg.ce_tolerance,
+            start,
+            cfg.search_steps,
+            cfg.search_factor,
+            increasing=INCREASING.get(cfg.architecture, False),
+            prior_slope=prior_slope,
+            integer=cfg.architecture == "topk",
+        )
+
+        def sample():
+            return activation_sample(ident, hook, held_win, cfg.n_activations, cfg.seed, model=get_model())
+
+        sample_file = sample_path(held_win, cfg, sample)
+        seeds = []
+        for k in range(cfg.n_seeds):
+            seed = cfg.seed + k
+            if k == 0:
+                sae_dir, m = best.payload["sae"], best.payload
+            else:
+                sae_dir = sae_for(best.coefficient, seed)
+                m = metrics(sae_dir)
+            seeds.append(
+                {
+                    "seed": seed,
+                    "sae": sae_dir,
+                    "metrics": m,
+                    **cached_measure(sae_dir, sample_file, sample, vocab, cfg),
+                    "training": training_stats(sae_dir),
+                }
+            )
+    finally:
+        if downloaded is not None and not cfg.keep_checkpoints:
+            shutil.rmtree(downloaded, ignore_errors=True)
+    slope = _local_slope(trials, best)
+    lf = np.array([s["learned_features"] for s in seeds], dtype=float)
+    sl = np.array([s["degree_slope"] for s in seeds], dtype=float)
+    cov = np.array([s["top_coverage"] for s in seeds], dtype=float)
+    main, bm = seeds[0], best.payload
+    row = {
+        "step": ck["step"],
+        "tokens_seen": ck["tokens_seen"],
+        "checkpoint": ident,
+        "sae": relpath(main["sae"]),
+        "layer": layer,
+        "hook_name": hook,
+        "d_sae": bm["d_sae"],
+        "sparsity_coefficient": best.coefficient,
+        "ce_reconstruction_score": bm["ce_reconstruction_score"],
+        "explained_variance": bm["explained_variance"],
+        "l0": bm["l0"],
+        "learned_features": main["learned_features"],
+        "n_activations": main["n_activations"],
+        "matched": abs(bm["ce_reconstruction_score"] - cfg.target_ce_score) <= cfg.ce_tolerance,
+        "ce_loss_original": bm["ce_loss_original"],
+        "ce_loss_with_sae": bm["ce_loss_with_sae"],
+        "ce_loss_zero_ablation": bm["ce_loss_zero_ablation"],
+        "learned_features_seeds": lf.tolist(),
+        "learned_features_mean": float(lf.mean()),
+        "learned_features_std": float(lf.std(ddof=1)) if lf.size > 1 else float("nan"),
+        "frequent_features_seeds": [s["frequent_features"] for s in seeds],
+        "frequent_min_fires": main["frequent_min_fires"],
+        "degree_slope": main["degree_slope"],
+        "degree_slope_seeds": sl.tolist(),
+        "top_coverage": main["top_coverage"],
+        "top_coverage_seeds": cov.tolist(),
+        "seeds": [
+            {
+                "seed": s["seed"],
+                "sae": relpath(s["sae"]),
+                "learned_features": s["learned_features"],
+                "frequent_features": s["frequent_features"],
+                "ce_reconstruction_score": s["metrics"]["ce_reconstruction_score"],
+                "l0": s["metrics"]["l0"],
+                "explained_variance": s["metrics"]["explained_variance"],
+                "degree_slope": s["degree_slope"],
+                "top_coverage": s["top_coverage"],
+            }
+            for s in seeds
+        ],
+        "search": [
+            {
+                "sparsity_coefficient": t.coefficient,
+                "ce_reconstruction_score": t.score,
+                "l0": t.payload["l0"],
+                "explained_variance": t.payload["explained_variance"],
+                "sae": relpath(t.payload["sae"]),
+            }
+            for t in trials
+        ],
+        "sae_training": [training_stats(t.payload["sae"]) for t in trials] + [s["training"] for s in seeds[1:]],
+        "seconds": round(time.perf_counter() - t0, 2),
+    }
+    curves = {"degree_by_rank": main["_degree_by_rank"], "ranking": main["_ranking"]}
+    return {"row": row, "slope": slope, "curves": curves, "sample_file": sample_file}
+
+
+def _local_slope(trials: list[Trial], best: Trial) -> float | None:
+    """d score / d log(c) near the chosen coefficient, from the two trials closest to it."""
+    pts = sorted((abs(math.log(t.coefficient / best.coefficient)), t) for t in trials if t is not best)
+    if not pts:
+        return None
+    t = pts[0][1]
+    du = math.log(t.coefficient) - math.log(best.coefficient)
+    return (t.score - best.score) / du if du else None

@@ -1,0 +1,1 @@
+"""Chapter function_tokens: `analysis.analyze(cfg) -> ChapterResult` and `plots`."""

@@ -1,0 +1,251 @@
+"""Chapter 1, what a function token is: the statistics of Fig 2, Fig 3 and Table 2 for each tokenizer,
+the threshold sweep, the closed-class comparison, and the chapter's claims. The function-token rule
+itself is `functok.world.function_tokens`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from functok.book.cache import relpath
+from functok.book.config import ROOT
+from functok.book.results import ChapterResult, claim
+from functok.chapters.common import paper_numbers
+from functok.world.embedded import corpus_dir
+from functok.world.function_tokens import (
+    TokenCounts,
+    flat_tokens,
+    function_token_file,
+    load_counts,
+    select_function_tokens,
+    token_table,
+)
+from functok.world.tokenizers import load_tokenizer, tokenizer_name
+
+
+def zipf_fit(counts: np.ndarray, lo_rank: int = 10, hi_rank: int | None = None) -> dict:
+    """Least-squares slope of log(frequency) on log(rank) over ranks [lo_rank, hi_rank]: f ~ r^-s."""
+    freq = np.sort(counts[counts > 0])[::-1].astype(float)
+    hi_rank = min(hi_rank or freq.size, freq.size)
+    r = np.arange(lo_rank, hi_rank + 1)
+    slope, intercept = np.polyfit(np.log(r), np.log(freq[r - 1]), 1)
+    return {"exponent": float(-slope), "intercept": float(intercept), "lo_rank": int(lo_rank), "hi_rank": int(hi_rank)}
+
+
+def token_id(tok, token: str) -> int:
+    ids = tok.encode(token, add_special_tokens=False)
+    if len(ids) != 1:
+        raise ValueError(f"burst_tokens: {token!r} is {len(ids)} tokens for this tokenizer; expected a single token")
+    return ids[0]
+
+
+def occurrences_by_bin(flat: np.ndarray, offsets: np.ndarray, tid: int, n_bins: int) -> dict:
+    """Occurrences of one token in n_bins equal-size bins of consecutive documents (Fig 3a/3b), and
+    the rate per 1,000 tokens in each bin (documents differ in length: the rate compares fairly)."""
+    hits = np.concatenate([[0], np.cumsum(flat == tid)])
+    per_doc = hits[offsets[1:]] - hits[offsets[:-1]]
+    lengths = np.diff(offsets)
+    bins = np.array_split(np.arange(per_doc.size), n_bins)
+    counts = np.array([per_doc[b].sum() for b in bins])
+    tokens = np.array([lengths[b].sum() for b in bins])
+    rate = 1000 * counts / np.maximum(tokens, 1)
+    cv = float(rate.std() / rate.mean()) if rate.mean() > 0 else float("nan")
+    return {
+        "bins": counts.tolist(),
+        "tokens_per_bin": tokens.tolist(),
+        "rate_per_1k": rate.tolist(),
+        "cv": cv,
+        "nonzero_bins": int((counts > 0).sum()),
+    }
+
+
+def threshold_sweep(counts: np.ndarray, thresholds: Sequence[float]) -> list[dict]:
+    return [
+        {"coverage_threshold": float(t), "n_function_tokens": int(select_function_tokens(counts, t).size)}
+        for t in thresholds
+    ]
+
+
+def closed_class_words() -> dict[str, set[str]]:
+    import yaml
+
+    raw = yaml.safe_load((ROOT / "data" / "closed_class_words.yaml").read_text())
+    return {cat: {str(w).lower() for w in words} for cat, words in raw.items()}
+
+
+def word_class(token: str, classes: dict[str, set[str]]) -> str:
+    """'punctuation' (incl. white space, digits, symbols), a closed class, or 'content'."""
+    w = token.strip().lower()
+    if not w or not any(ch.isalpha() for ch in w):
+        return "punctuation/symbol"
+    for cat, words in classes.items():
+        if w in words:
+            return cat
+    return "content"
+
+
+def closed_class_comparison(tok, tc: TokenCounts, function_ids: np.ndarray) -> dict:
+    """Which frequent tokens are content-like; which closed-class words are not function tokens."""
+    classes = closed_class_words()
+    fset = set(int(i) for i in function_ids)
+    labelled = [(int(i), tok.decode([int(i)])) for i in function_ids]
+    content_like = [t for i, t in labelled if word_class(t, classes) == "content"]
+    outside = []
+    for cat, words in classes.items():
+        if cat == "punctuation":
+            continue
+        for w in sorted(words):
+            for form in (" " + w, w, " " + w.capitalize()):
+                ids = tok.encode(form, add_special_tokens=False)
+                if len(ids) == 1 and ids[0] not in fset and tc.counts[ids[0]] > 0:
+                    outside.append({"token": form, "class": cat, "count": int(tc.counts[ids[0]])})
+    outside.sort(key=lambda r: -r["count"])
+    n_closed = len(labelled) - len(content_like)
+    return {
+        "n_function_tokens": len(labelled),
+        "n_closed_class_or_punct": n_closed,
+        "closed_class_share": n_closed / max(len(labelled), 1),
+        "content_like": content_like,
+        "closed_class_outside": outside[:40],
+    }
+
+
+def _paper() -> dict:
+    return paper_numbers("function_tokens")
+
+
+def analyze(cfg) -> ChapterResult:
+    """Everything chapter 1 reports, for each tokenizer in cfg.tokenizers (detail["per_tokenizer"])."""
+    from scipy import stats
+
+    per: dict[str, dict] = {}
+    for spec in cfg.tokenizers:
+        tok = load_tokenizer(spec, cfg.preset)
+        ft_file = function_token_file(spec, cfg.corpus, cfg.preset, cfg.coverage_threshold, cfg.max_documents)
+        tc = load_counts(ft_file)
+        ids = select_function_tokens(tc.counts, cfg.coverage_threshold)
+        ranking = tc.ranking()
+        seen = ranking[: int((tc.counts > 0).sum())]
+        rho = stats.spearmanr(tc.counts[seen], tc.doc_counts[seen]).statistic
+        bursts = {}
+        flat, offsets = flat_tokens(Path(ft_file).parent / "tokens")
+        for t in cfg.burst_tokens:
+            try:
+                bursts[t] = occurrences_by_bin(flat, offsets, token_id(tok, t), cfg.n_bins)
+            except ValueError as e:
+                bursts[t] = {"error": str(e)}
+        per[spec] = {
+            "tokenizer": tokenizer_name(spec, cfg.preset),
+            "vocab_size": len(tok),
+            "n_documents": tc.n_documents,
+            "n_tokens": tc.n_tokens,
+            "coverage_threshold": cfg.coverage_threshold,
+            "n_function_tokens": int(ids.size),
+            "function_tokens": token_table(tok, tc, ids),
+            "top": token_table(tok, tc, ranking[: cfg.top_n]),
+            "zipf": zipf_fit(tc.counts),
+            "freq_coverage_spearman": float(rho),
+            "threshold_sweep": threshold_sweep(tc.counts, cfg.sweep_thresholds),
+            "bursts": bursts,
+            "closed_class": closed_class_comparison(tok, tc, ids),
+            "function_token_file": relpath(ft_file),
+            "tokens": relpath(Path(ft_file).parent / "tokens"),
+            "_counts": tc,
+        }
+
+    first = per[cfg.tokenizers[0]]
+    results = {
+        k: first[k] for k in ("n_documents", "n_tokens", "coverage_threshold", "n_function_tokens", "function_tokens")
+    }
+    results["tokenizers"] = {s: {k: v for k, v in p.items() if not k.startswith("_")} for s, p in per.items()}
+
+    claims = []
+    for spec, p in per.items():
+        share = p["n_function_tokens"] / p["vocab_size"]
+        claims.append(
+            claim(
+                f"n_function_tokens[{spec}]",
+                f"A small set of tokens covers {cfg.coverage_threshold:.0%} of all occurrences ({spec} tokenizer)",
+                "122 of 128,256 (0.10%)",
+                f"{p['n_function_tokens']} of {p['vocab_size']:,} ({share:.2%})",
+                "holds" if share <= 0.01 else "fails",
+                "holds if the set is at most 1% of the vocabulary",
+            )
+        )
+        top15 = p["top"][min(15, len(p["top"])) - 1]["cumulative"]
+        claims.append(
+            claim(
+                f"top15_cumulative[{spec}]",
+                f"The 15 most frequent tokens cover about 22.6% of occurrences ({spec} tokenizer)",
+                _paper()["top15"][-1][2],
+                round(top15, 4),
+                "holds" if abs(top15 - _paper()["top15"][-1][2]) <= 0.05 else "fails",
+                "holds if within 5 percentage points; corpus genre and tokenizer move this number",
+            )
+        )
+        claims.append(
+            claim(
+                f"freq_coverage_correlation[{spec}]",
+                f"Token frequency and document coverage are strongly correlated ({spec} tokenizer)",
+                "strong (no number)",
+                round(p["freq_coverage_spearman"], 3),
+                "holds" if p["freq_coverage_spearman"] >= 0.7 else "fails",
+                "Spearman rank correlation over tokens seen; holds if >= 0.7",
+            )
+        )
+        fb, cb = (p["bursts"].get(t, {}) for t in cfg.burst_tokens[:2])
+        if "cv" in fb and "cv" in cb:
+            ok = np.isfinite(fb["cv"]) and np.isfinite(cb["cv"])
+            claims.append(
+                claim(
+                    f"burstiness[{spec}]",
+                    f"A function token ({cfg.burst_tokens[0]!r}) is spread evenly across documents, a content token "
+                    f"({cfg.burst_tokens[1]!r}) is bursty",
+                    "qualitative (Fig 3)",
+                    f"CV {fb['cv']:.2f} vs {cb['cv']:.2f}",
+                    ("holds" if fb["cv"] < cb["cv"] else "fails") if ok else "inconclusive",
+                    f"coefficient of variation over {cfg.n_bins} bins of documents of the rate per 1,000 tokens"
+                    + ("" if ok else "; a token never occurs"),
+                )
+            )
+        cc = p["closed_class"]
+        claims.append(
+            claim(
+                f"closed_class_share[{spec}]",
+                "Beyond the paper: most frequency-defined function tokens are closed-class words or punctuation "
+                f"({spec} tokenizer)",
+                "not measured",
+                f"{cc['closed_class_share']:.0%}",
+                "holds" if cc["closed_class_share"] > 0.5 else "fails",
+                "content-like: " + ", ".join(repr(t) for t in cc["content_like"][:8]),
+            )
+        )
+
+    data = {
+        "corpus": cfg.corpus,
+        "documents": relpath(chapter_documents_path(cfg)) if cfg.corpus == "embedded" else cfg.corpus,
+        "max_documents": cfg.max_documents,
+        "n_documents": first["n_documents"],
+        "documents_fingerprint": _fingerprint_of(first["function_token_file"]),
+        "tokenizers": {s: p["tokenizer"] for s, p in per.items()},
+        "tokens": first["tokens"],
+        "tokens_by_tokenizer": {s: p["tokens"] for s, p in per.items()},
+        "n_tokens": {s: p["n_tokens"] for s, p in per.items()},
+    }
+    artifacts = {f"function_tokens[{s}]": p["function_token_file"] for s, p in per.items()}
+    artifacts.update({f"tokenizer[{s}]": p["tokenizer"] for s, p in per.items()})
+    return ChapterResult(results, claims, data, artifacts, detail={"per_tokenizer": per})
+
+
+def chapter_documents_path(cfg) -> Path:
+
+    return corpus_dir(cfg.preset) / "train"
+
+
+def _fingerprint_of(ft_file: str) -> str:
+    import json
+
+    p = Path(ft_file)
+    return json.loads((p if p.is_absolute() else ROOT / p).read_text())["documents_fingerprint"]

@@ -1,0 +1,1 @@
+"""Chapter loss_split: `analysis.analyze(cfg) -> ChapterResult` and `plots`."""

@@ -1,0 +1,369 @@
+"""The paper's four-way split of the next-token loss over pre-training (Fig 9a/9b/9c, the scaling
+table, Fig 10), on the embedded models' checkpoints or on Pythia checkpoints.
+
+Every prediction "token t -> token t+1" falls in one group by the type of the current and of the
+next token: function->function, function->content, content->function, content->content
+(functok.world.loss_groups.GROUPS). For every checkpoint of every model the chapter computes, on held-out
+token windows and through TransformerLens (functok.sae.models.load_model, one code path for the
+embedded Llamas and for Pythia):
+
+- the mean per-token cross-entropy (nats) of each group and of all predictions ("all": every
+  prediction of every window, as in training; the four groups leave out predictions whose current
+  or next token is special, i.e. BOS at document starts);
+- the loss of predicting each of `next_tokens` (" the", " of", ",") where it is the next token;
+- each mean's count of predictions and a bootstrap confidence interval: windows are resampled with
+  replacement (a cluster bootstrap: positions of a window share a context, so they are not
+  independent); the same resampled windows serve every checkpoint and model evaluated on the same
+  windows, so differences between groups, checkpoints and models are paired;
+- the greedy (argmax) prediction at every position of the Fig 10 prompt, and the share of
+  held-out positions whose greedy prediction is a function token.
+
+Evaluations are cached per checkpoint (functok.book.cache.cached_dir("loss_eval", ...)). Hub checkpoints
+(Pythia revisions `step{N}`) are downloaded one at a time into a temporary folder, evaluated through
+the same local-folder path, and deleted afterwards unless `keep_checkpoints`.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from functok.book.cache import relpath
+from functok.book.config import ROOT, ParamError
+from functok.book.registry import pretrain_config
+from functok.book.results import ChapterResult
+from functok.chapters.loss_split.claims import convergence, make_claims, scaling_table
+from functok.chapters.loss_split.evaluation import ModelSpec, checkpoint_eval
+from functok.chapters.loss_split.stats import (
+    KEYS,
+    bootstrap_index,
+    interval,
+    ratio_means,
+    smooth_log,
+)
+from functok.sae.models import hub_checkpoint, hub_revisions, is_hub
+from functok.world import runs
+from functok.world.embedded import corpus_dir, tokenizer_dir
+from functok.world.function_tokens import (
+    function_token_file,
+    load_function_token_ids,
+)
+from functok.world.pretrain import models
+from functok.world.runs import train_log
+from functok.world.windows import token_windows
+
+# ---------------------------------------------------------------------------------------------
+# Which models and checkpoints
+
+
+def check(cfg) -> None:
+    """Cheap checks beyond functok.book.config's, before any heavy work (hub checkpoints resolvable, one
+    single-token encoding per next token is checked later against each tokenizer)."""
+    for m in cfg.models:
+        if is_hub(m):
+            hub_revisions(m, cfg.checkpoint_index, cfg.checkpoint_steps)
+    if not cfg.models:
+        raise ParamError("models: got []; expected at least one model ('embedded', a folder or a hub name)")
+
+
+def resolve_models(cfg) -> list[ModelSpec]:
+    """The chapter's models: 'embedded' expands to the preset's pre-trained pair (trained on first use)."""
+    out: list[ModelSpec] = []
+    for m in cfg.models:
+        if m == "embedded":
+            for name, run in models(cfg.preset).items():
+                out.append(ModelSpec(name, "embedded", relpath(run), _rel_ckpts(runs.checkpoints(run)), run))
+        elif is_hub(m):
+            out.append(
+                ModelSpec(m.split("/")[-1], "hub", m, hub_revisions(m, cfg.checkpoint_index, cfg.checkpoint_steps))
+            )
+        else:
+            p = Path(m).expanduser().resolve()
+            if (p / "checkpoints.json").exists():
+                out.append(ModelSpec(p.name, "run", str(p), _rel_ckpts(runs.checkpoints(p)), p))
+            elif (p / "config.json").exists():
+                out.append(
+                    ModelSpec(
+                        p.name, "checkpoint", str(p), [{"step": None, "tokens_seen": None, "checkpoint": relpath(p)}]
+                    )
+                )
+            else:
+                raise ParamError(
+                    f"models: '{m}' is neither a functok run folder (checkpoints.json) nor a Hugging "
+                    f"Face checkpoint folder (config.json)"
+                )
+    names = [s.name for s in out]
+    for i, s in enumerate(out):  # unique names
+        if names.count(s.name) > 1:
+            s.name = f"{s.name}#{i}"
+    return out
+
+
+def _rel_ckpts(rows: list[dict]) -> list[dict]:
+
+    return [{**r, "checkpoint": relpath(r["checkpoint"])} for r in rows]
+
+
+# ---------------------------------------------------------------------------------------------
+# Function tokens and held-out windows per model
+
+
+def tokenizer_source(spec: ModelSpec) -> str:
+    """A local folder holding the model's tokenizer: its first checkpoint folder or, for a hub model, its
+    tokenizer files downloaded once (a few MB, kept) from the last revision evaluated."""
+    if spec.kind == "hub":
+        return str(hub_checkpoint(spec.source, spec.checkpoints[-1]["revision"], "tokenizer"))
+
+    p = Path(spec.checkpoints[0]["checkpoint"])
+    return str(p if p.is_absolute() else ROOT / p)
+
+
+def function_token_source(spec: ModelSpec, cfg) -> tuple[list[int], str]:
+    """(function-token ids, file). For a functok run: the file its training log used (run/function_tokens.json);
+    otherwise the coverage rule on `cfg.corpus` with the model's tokenizer (functok.world.function_tokens)."""
+    if spec.run_dir is not None and (spec.run_dir / "function_tokens.json").exists():
+        f = spec.run_dir / "function_tokens.json"
+        return [int(i) for i in json.loads(f.read_text())["ids"]], relpath(f)
+    f = function_token_file(tokenizer_source(spec), cfg.corpus, cfg.preset, cfg.coverage_threshold, cfg.max_documents)
+    return load_function_token_ids(f), relpath(f)
+
+
+def heldout_windows(spec: ModelSpec, cfg) -> Path:
+    """Held-out token windows (save_to_disk folder, column input_ids, BOS first in each document).
+
+    The embedded models (and functok runs with the same tokenizer and context): the preset's own
+    held-out windows. Other models: the same documents (or `cfg.corpus`'s held-out split) tokenized by
+    the model's own tokenizer."""
+    if spec.kind == "embedded" or (spec.kind == "run" and _same_tokenizer(spec, cfg)):
+        return token_windows(cfg.preset, "heldout")
+    return token_windows(
+        cfg.preset,
+        "heldout",
+        tokenizer_source(spec),
+        cfg.corpus,
+        context_size=cfg.context_size,
+        max_documents=cfg.max_documents,
+    )
+
+
+def _same_tokenizer(spec: ModelSpec, cfg) -> bool:
+    mine = Path(tokenizer_source(spec)) / "tokenizer.json"
+    theirs = tokenizer_dir(cfg.preset) / "tokenizer.json"
+    same_context = cfg.context_size in (0, pretrain_config(cfg.preset).context_size)
+    return mine.exists() and theirs.exists() and mine.read_bytes() == theirs.read_bytes() and same_context
+
+
+# ---------------------------------------------------------------------------------------------
+# Evaluating one checkpoint (through TransformerLens)
+
+
+# ---------------------------------------------------------------------------------------------
+# Statistics
+
+
+# ---------------------------------------------------------------------------------------------
+# The chapter
+
+
+def analyze(cfg, progress: bool = True) -> ChapterResult:
+    """Everything the chapter reports; `detail` holds "models" ({name: {"spec", "frame", "next_frame",
+    "log", "greedy", ...}}), "scaling" and "timings"."""
+    import pandas as pd
+    from tqdm import tqdm
+
+    check(cfg)
+    specs = resolve_models(cfg)
+    per: dict[str, dict] = {}
+    timings: list[dict] = []
+    bar = tqdm(
+        total=sum(len(s.checkpoints) for s in specs),
+        desc="evaluating checkpoints",
+        unit=" ckpt",
+        mininterval=3,
+        disable=not progress,
+    )
+    for spec in specs:
+        fn_ids, fn_file = function_token_source(spec, cfg)
+        win = heldout_windows(spec, cfg)
+        evals = []
+        for ck in spec.checkpoints:
+            evals.append(checkpoint_eval(spec, ck, win, fn_ids, cfg, timings))
+            bar.update(1)
+        per[spec.name] = _summarize(spec, evals, fn_ids, fn_file, win, cfg)
+    bar.close()
+
+    names = list(per)
+    results: dict[str, Any] = {
+        "models": {n: per[n]["result"] for n in names},
+        "function_token_ids": {n: per[n]["function_ids"] for n in names},
+        "groups": list(KEYS),
+        "next_tokens": list(cfg.next_tokens),
+        "ci": {
+            "method": "percentile bootstrap over held-out windows (cluster bootstrap; the same resamples for "
+            "every checkpoint and model on the same windows)",
+            "level": cfg.ci_level,
+            "n_bootstrap": cfg.n_bootstrap,
+        },
+        "greedy": {n: per[n]["greedy"] for n in names},
+        "prompt": cfg.prompt,
+    }
+    scaling = scaling_table(per, cfg) if len(per) >= 2 else None
+    if scaling is not None:
+        results["scaling"] = scaling["rows"]
+        results["scaling_models"] = scaling["models"]
+    results["convergence"] = {n: per[n]["convergence"] for n in names}
+    results["first_few_rule"] = (
+        f"checkpoints before {cfg.settle_fraction:.0%} of the model's training steps "
+        f"(and any checkpoint of unknown step) are 'the first few'"
+    )
+    results["eval_seconds"] = timings
+    claims = make_claims(per, scaling, cfg)
+
+    first = per[names[0]]
+    data = {
+        "tokens": relpath(first["windows"]),
+        "windows_used": first["n_windows"],
+        "tokens_by_model": {n: relpath(per[n]["windows"]) for n in names},
+        "windows_used_by_model": {n: per[n]["n_windows"] for n in names},
+        "documents": _documents_path(cfg),
+        "max_windows": cfg.max_windows,
+        "note": "the first windows_used rows of each tokens folder were evaluated (all when max_windows is 0)",
+    }
+    artifacts: dict[str, Any] = {}
+    for n in names:
+        p = per[n]
+        artifacts[f"function_tokens[{n}]"] = p["function_token_file"]
+        artifacts[f"checkpoints[{n}]"] = [c["checkpoint"] for c in p["result"]["checkpoints"]]
+        if p["spec"].run_dir is not None:
+            artifacts[f"train_log[{n}]"] = relpath(p["spec"].run_dir / "train_log.jsonl")
+    artifacts["evaluations"] = [t["evaluation"] for t in timings]  # per-window sums and counts (arrays.npz)
+    return ChapterResult(
+        results, claims, data, artifacts, detail={"models": per, "scaling": scaling, "timings": pd.DataFrame(timings)}
+    )
+
+
+def _documents_path(cfg) -> str:
+    if cfg.corpus != "embedded":
+        return cfg.corpus
+    return relpath(corpus_dir(cfg.preset) / "heldout")
+
+
+def _summarize(spec: ModelSpec, evals: list[dict], fn_ids: list[int], fn_file: str, win: Path, cfg) -> dict:
+    """Means, counts and intervals per checkpoint; frames for the plots; convergence."""
+    import pandas as pd
+
+    n_win = evals[0]["n_windows"]
+    idx = bootstrap_index(n_win, cfg.n_bootstrap, cfg.seed)
+    rows, next_rows, checkpoints, boots = [], [], [], []
+    for ck, ev in zip(spec.checkpoints, evals):
+        a = ev["arrays"]
+        mean = ratio_means(a["sums"], a["counts"])
+        bs = ratio_means(a["sums"], a["counts"], idx)
+        lo, hi = interval(bs, cfg.ci_level)
+        boots.append(bs)
+        nid = [t for t, i in ev["next_ids"].items() if i is not None]
+        nmean = ratio_means(a["next_sums"], a["next_counts"]) if nid else np.zeros(0)
+        nbs = ratio_means(a["next_sums"], a["next_counts"], idx) if nid else np.zeros((cfg.n_bootstrap, 0))
+        nlo, nhi = interval(nbs, cfg.ci_level) if nid else (np.zeros(0), np.zeros(0))
+        npred = a["n_pred"].sum()
+        entry = {
+            "step": ck["step"],
+            "tokens_seen": ck["tokens_seen"],
+            "checkpoint": ck["checkpoint"],
+            "groups": {k: float(mean[j]) for j, k in enumerate(KEYS)},
+            "counts": {k: int(a["counts"][:, j].sum()) for j, k in enumerate(KEYS)},
+            "ci": {k: [float(lo[j]), float(hi[j])] for j, k in enumerate(KEYS)},
+            "next_tokens": {t: float(nmean[j]) for j, t in enumerate(nid)},
+            "next_counts": {t: int(a["next_counts"][:, j].sum()) for j, t in enumerate(nid)},
+            "next_ci": {t: [float(nlo[j]), float(nhi[j])] for j, t in enumerate(nid)},
+            "greedy_function_share": float(a["pred_function"].sum() / npred),
+            "greedy_accuracy": float(a["correct"].sum() / npred),
+        }
+        checkpoints.append(entry)
+        for j, k in enumerate(KEYS):
+            rows.append(
+                {
+                    "model": spec.name,
+                    "step": ck["step"],
+                    "tokens_seen": ck["tokens_seen"],
+                    "group": k,
+                    "loss": float(mean[j]),
+                    "lo": float(lo[j]),
+                    "hi": float(hi[j]),
+                    "count": int(a["counts"][:, j].sum()),
+                }
+            )
+        for j, t in enumerate(nid):
+            next_rows.append(
+                {
+                    "model": spec.name,
+                    "step": ck["step"],
+                    "next token": t,
+                    "loss": float(nmean[j]),
+                    "lo": float(nlo[j]),
+                    "hi": float(nhi[j]),
+                    "count": int(a["next_counts"][:, j].sum()),
+                }
+            )
+        next_rows.append(
+            {
+                "model": spec.name,
+                "step": ck["step"],
+                "next token": "average (all)",
+                "loss": float(mean[4]),
+                "lo": float(lo[4]),
+                "hi": float(hi[4]),
+                "count": int(a["counts"][:, 4].sum()),
+            }
+        )
+    frame = pd.DataFrame(rows)
+    next_frame = pd.DataFrame(next_rows)
+    log = None
+    if spec.run_dir is not None and (spec.run_dir / "train_log.jsonl").exists():
+        raw = train_log(spec.run_dir)
+        if len(raw):
+            log = {"raw": raw, "smooth": smooth_log(raw, cfg.log_smoothing)}
+    steps = [c["step"] for c in checkpoints]
+    final_step = max((s for s in steps if s is not None), default=None)
+    result = {
+        "kind": spec.kind,
+        "source": spec.source,
+        "n_layers": evals[-1]["n_layers"],
+        "function_token_file": fn_file,
+        "n_function_tokens": len(fn_ids),
+        "windows": _rel(win),
+        "n_windows": n_win,
+        "context_size": evals[0]["context_size"],
+        "next_token_ids": evals[-1]["next_ids"],
+        "checkpoints": checkpoints,
+    }
+    out = {
+        "spec": spec,
+        "result": result,
+        "frame": frame,
+        "next_frame": next_frame,
+        "log": log,
+        "greedy": {str(c["step"]): ev["greedy"] for c, ev in zip(checkpoints, evals)},
+        "function_ids": [int(i) for i in fn_ids],
+        "function_token_file": fn_file,
+        "windows": win,
+        "n_windows": n_win,
+        "boots": boots,
+        "idx": idx,
+        "final_step": final_step,
+        "evals": evals,
+    }
+    out["convergence"] = convergence(out, cfg)
+    return out
+
+
+def _rel(p) -> str:
+
+    return relpath(p)
+
+
+# ---------------------------------------------------------------------------------------------
+# Claims

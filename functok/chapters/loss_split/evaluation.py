@@ -1,0 +1,226 @@
+"""Chapter 3's evaluation of one checkpoint through TransformerLens: per-window loss sums and counts
+of the four groups, next-token losses, greedy predictions (Fig 10); cached per checkpoint."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from functok.book.cache import cache_path, cached_dir, relpath
+from functok.book.config import ROOT
+from functok.sae.models import hub_checkpoint, load_model
+from functok.world.function_tokens import function_mask
+from functok.world.loss_groups import prediction_groups
+from functok.world.runtime import n_threads
+from functok.world.windows import load_windows
+
+EVAL_VERSION = 1
+
+
+@dataclass
+class ModelSpec:
+    """One model of the chapter and the checkpoints to evaluate."""
+
+    name: str
+    kind: str  # "embedded" | "run" (a functok run folder) | "checkpoint" (one HF folder) | "hub"
+    source: str  # run folder, checkpoint folder or hub name
+    checkpoints: list[dict] = field(default_factory=list)  # {"step", "tokens_seen", "checkpoint", "revision"?}
+    run_dir: Path | None = None
+
+
+def next_token_ids(tok, tokens: list[str]) -> dict[str, int | None]:
+    """Token id of each of `next_tokens` for this tokenizer; None where it is not a single token."""
+    out = {}
+    for t in tokens:
+        ids = tok.encode(t, add_special_tokens=False)
+        out[t] = ids[0] if len(ids) == 1 else None
+    return out
+
+
+def evaluate_model(
+    model,
+    windows,
+    function_ids: list[int],
+    special_ids: list[int],
+    next_ids: list[int],
+    batch_size: int = 8,
+    device: str = "cpu",
+) -> dict[str, np.ndarray]:
+    """Per-window sums and counts of the loss: "sums"/"counts" [n_windows, 5] (GROUPS then all),
+    "next_sums"/"next_counts" [n_windows, len(next_ids)], "pred_function" and "correct" [n_windows]
+    (greedy predictions that are function tokens / equal the next token), "n_pred" [n_windows].
+
+    `model` is a TransformerLens bridge (or HookedTransformer): logits come from
+    `model(tokens, return_type="logits")`."""
+    import torch
+
+    x_all = windows
+    N, T = x_all.shape
+    V = int(model.cfg.d_vocab)
+    is_fn = function_mask(V, function_ids)
+    is_sp = function_mask(V, special_ids)
+    nxt = torch.as_tensor(next_ids, dtype=torch.long)
+    K = len(next_ids)
+    out = {
+        "sums": np.zeros((N, 5)),
+        "counts": np.zeros((N, 5)),
+        "next_sums": np.zeros((N, K)),
+        "next_counts": np.zeros((N, K)),
+        "pred_function": np.zeros(N),
+        "correct": np.zeros(N),
+        "n_pred": np.full(N, T - 1, dtype=np.float64),
+    }
+    with torch.no_grad():
+        for i in range(0, N, batch_size):
+            x = x_all[i : i + batch_size].to(device)
+            b = x.shape[0]
+            logits = model(x, return_type="logits").float()  # [b, T, V]
+            y = x[:, 1:]
+            # cross-entropy without a second [b, T, V] tensor: logsumexp minus the target's logit
+            per = torch.logsumexp(logits, -1)[:, :-1] - logits[:, :-1].gather(-1, y.unsqueeze(-1)).squeeze(-1)
+            per = per.double().cpu()  # [b, T-1]
+            pred = logits[:, :-1].argmax(-1).cpu()
+            del logits
+            x, y = x.cpu(), y.cpu()
+            g = prediction_groups(x, is_fn, is_sp)  # 0..3 groups, 4 special
+            row = torch.arange(b).unsqueeze(1).expand_as(g)
+            s = torch.zeros(b, 5, dtype=torch.float64).index_put_((row, g), per, accumulate=True)
+            c = torch.zeros(b, 5, dtype=torch.float64).index_put_((row, g), torch.ones_like(per), accumulate=True)
+            s[:, 4], c[:, 4] = per.sum(1), T - 1  # column 4 becomes "all" (every prediction)
+            out["sums"][i : i + b], out["counts"][i : i + b] = s.numpy(), c.numpy()
+            if K:
+                hit = (y.unsqueeze(-1) == nxt).double()  # [b, T-1, K]
+                out["next_sums"][i : i + b] = (hit * per.unsqueeze(-1)).sum(1).numpy()
+                out["next_counts"][i : i + b] = hit.sum(1).numpy()
+            out["pred_function"][i : i + b] = is_fn[pred].sum(1).numpy()
+            out["correct"][i : i + b] = (pred == y).sum(1).numpy()
+    return out
+
+
+def greedy(model, tok, text: str, function_ids: list[int], device: str = "cpu") -> list[dict]:
+    """Greedy next-token prediction at every position of `text` (BOS prepended, as in training):
+    [{"position", "token", "prediction", "prediction_is_function", "token_is_function", "next", "correct"}]."""
+    import torch
+
+    ids = tok(text, add_special_tokens=False)["input_ids"]
+    bos = tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id
+    x = torch.tensor([[bos, *ids]], device=device)
+    with torch.no_grad():
+        pred = model(x, return_type="logits")[0, 1:].argmax(-1).tolist()
+    fn = set(int(i) for i in function_ids)
+    rows = []
+    for i, t in enumerate(ids):
+        nxt = ids[i + 1] if i + 1 < len(ids) else None
+        rows.append(
+            {
+                "position": i,
+                "token": tok.decode([t]),
+                "prediction": tok.decode([pred[i]]),
+                "prediction_id": int(pred[i]),
+                "prediction_is_function": pred[i] in fn,
+                "token_is_function": t in fn,
+                "next": tok.decode([nxt]) if nxt is not None else None,
+                "correct": nxt is not None and pred[i] == nxt,
+            }
+        )
+    return rows
+
+
+def _local_key(folder: Path) -> str:
+    """A local checkpoint folder's identity for cache keys: path plus weight files' sizes and times."""
+    parts = [relpath(folder)]
+    for f in sorted(folder.glob("*.safetensors")) + sorted(folder.glob("*.bin")):
+        st = f.stat()
+        parts.append(f"{f.name}:{st.st_size}:{int(st.st_mtime)}")
+    return "|".join(parts)
+
+
+def checkpoint_eval(
+    spec: ModelSpec, ck: dict, windows_path: Path, function_ids: list[int], cfg, timings: list | None = None
+) -> dict:
+    """Evaluation of one checkpoint (cached): {"arrays": {...per-window arrays}, "greedy": [...],
+    "next_ids": {...}, "n_layers", "seconds"}. Hub checkpoints are downloaded, evaluated and deleted
+    (unless cfg.keep_checkpoints)."""
+    import time
+
+    if spec.kind == "hub":
+        ident = ck["checkpoint"]
+        local = None
+    else:
+        p = Path(ck["checkpoint"])
+        local = p if p.is_absolute() else ROOT / p
+        ident = _local_key(local)
+    fn_hash = hashlib.sha1(json.dumps(sorted(function_ids)).encode()).hexdigest()[:12]
+    params = {
+        "version": EVAL_VERSION,
+        "checkpoint": ident,
+        "windows": relpath(windows_path),
+        "max_windows": cfg.max_windows,
+        "function_ids": fn_hash,
+        "next_tokens": list(cfg.next_tokens),
+        "prompt": cfg.prompt,
+    }
+
+    def build(tmp: Path) -> None:
+        nonlocal local
+        t0 = time.perf_counter()
+        download = None
+        if spec.kind == "hub":
+            local = download = hub_checkpoint(spec.source, ck["revision"])
+        try:
+            result = _evaluate_folder(local, windows_path, function_ids, cfg)
+        finally:
+            if download is not None and not cfg.keep_checkpoints:
+                shutil.rmtree(download, ignore_errors=True)
+        np.savez_compressed(tmp / "arrays.npz", **result.pop("arrays"))
+        result["seconds"] = round(time.perf_counter() - t0, 3)
+        result["checkpoint_folder"] = relpath(download) if download is not None and cfg.keep_checkpoints else None
+        (tmp / "eval.json").write_text(json.dumps(result, indent=1))
+
+    was_cached = (cache_path("loss_eval", params) / "params.json").exists()
+    d = cached_dir("loss_eval", params, build)
+    out = json.loads((d / "eval.json").read_text())
+    with np.load(d / "arrays.npz") as z:
+        out["arrays"] = {k: z[k] for k in z.files}
+    out["cache"] = relpath(d)
+    if timings is not None:
+        timings.append(
+            {
+                "model": spec.name,
+                "checkpoint": ck["checkpoint"],
+                "seconds": out["seconds"],
+                "cached": was_cached,
+                "evaluation": out["cache"],
+            }
+        )
+    return out
+
+
+def _evaluate_folder(folder: Path, windows_path: Path, function_ids: list[int], cfg) -> dict:
+    import torch
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # "Loading weights" bars at every checkpoint drown the page
+    torch.set_num_threads(n_threads())  # FUNCTOK_THREADS=1 on a busy machine, as for training
+    model = load_model(folder, device=cfg.device)
+    tok = model.tokenizer
+    nid = next_token_ids(tok, list(cfg.next_tokens))
+    x = load_windows(windows_path)
+    if cfg.max_windows:
+        x = x[: cfg.max_windows]
+    specials = sorted(set(tok.all_special_ids))
+    ids = [i for i in nid.values() if i is not None]
+    arrays = evaluate_model(model, x, function_ids, specials, ids, cfg.batch_size, cfg.device)
+    return {
+        "arrays": arrays,
+        "greedy": greedy(model, tok, cfg.prompt, function_ids, cfg.device),
+        "next_ids": nid,
+        "n_layers": int(model.cfg.n_layers),
+        "n_windows": int(x.shape[0]),
+        "context_size": int(x.shape[1]),
+    }

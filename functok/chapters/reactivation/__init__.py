@@ -1,0 +1,1 @@
+"""Chapter reactivation: `analysis.analyze(cfg) -> ChapterResult` and `plots`."""

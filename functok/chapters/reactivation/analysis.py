@@ -1,0 +1,305 @@
+"""Chapter 5: features are re-activated by function tokens, and steering the last function token
+steers the model (paper §4: Fig 6, Fig 7, Fig 11).
+
+The paper shows three Gemma Scope features of Gemma-2-9B-it ("Speak Chinese", "Russia", "UK") at
+layer 26: each fires first on its content token and is re-activated by later function tokens; adding
+a feature's decoder direction to the activation of the prompt's last function token alone makes the
+model answer with that concept. This module measures both on any model with an SAE:
+
+- `select_features`: per concept (a content word, one or more tokens), the SAE feature most selective
+  for it: P(fires | concept) x P(concept | fires) at the concept's last token, over `n_windows` windows;
+  or the feature ids the user gives (the paper's);
+- `reactivation_rates`: after each occurrence of a concept, over the next `horizon` tokens, how often its
+  feature fires on function tokens and on content tokens, against how often it fires on function
+  tokens of windows where the concept does not occur (Fig 6, made a number);
+- `trace`: per-token activations of the features over a prompt (Fig 6);
+- `steer`: greedy continuations of prompts ending in a function token with alpha x (the mean norm of
+  the layer's activations) x the feature's unit decoder direction added to that last position only, at
+  the layer's `hook_resid_post` (Fig 7, Fig 11); success = the concept appears in the continuation.
+
+Run:  functok run reactivation [-p concepts '[" Russia", " Japan"]' -p alphas '[0, 8]']
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from functok.book.cache import cached_dir, relpath, write_json_atomic
+from functok.book.config import ParamError, as_dict
+from functok.book.results import ChapterResult, seed_everything
+from functok.chapters.reactivation.claims import make_claims
+from functok.chapters.reactivation.setup import Setup, setup
+from functok.chapters.reactivation.steering import steer, trace
+from functok.sae.activations import activations_at
+
+# ---------------------------------------------------------------------------------------------
+# Setup: model, tokenizer, function tokens, windows, SAE
+
+
+# ---------------------------------------------------------------------------------------------
+# Measurements
+
+
+def occurrences(x: np.ndarray, ids: list[int]) -> np.ndarray:
+    """Bool [n, ctx]: True at the last token of each occurrence of the token sequence `ids` in x."""
+    n, T = x.shape
+    k = len(ids)
+    hit = np.zeros((n, T), dtype=bool)
+    if k > T:
+        return hit
+    m = np.ones((n, T - k + 1), dtype=bool)
+    for j, t in enumerate(ids):
+        m &= x[:, j : T - k + 1 + j] == t
+    hit[:, k - 1 :] = m
+    return hit
+
+
+def encode_windows(s: Setup, batch_size: int, progress: bool = True, with_acts: bool = False):
+    """Yield (window indices, feature activations [b, ctx, d_sae][, activations [b, ctx, d_model]])."""
+    import torch
+    from tqdm import tqdm
+
+    x = s.windows
+    for i in tqdm(
+        range(0, len(x), batch_size), desc="windows", unit="batch", disable=not progress, file=sys.stderr, mininterval=5
+    ):
+        acts = activations_at(s.model, s.hook, x[i : i + batch_size], batch_size=batch_size)
+        with torch.no_grad():
+            f = s.sae.encode(acts.to(s.sae.W_enc.device, s.sae.W_enc.dtype)).float().cpu()
+        idx = np.arange(i, min(i + batch_size, len(x)))
+        yield (idx, f, acts) if with_acts else (idx, f)
+
+
+def select_features(s: Setup, batch_size: int, progress: bool = True) -> dict[str, dict]:
+    """Per concept: firing rate of every feature on the concept's occurrences and elsewhere, the most
+    selective feature, and its mean activation on the concept (the steering scale)."""
+    x = s.windows.numpy()
+    valid = np.ones_like(x, dtype=bool) if s.bos is None else x != s.bos
+    occ = {c: occurrences(x, ids) & valid for c, ids in s.concept_tokens.items()}
+    d_sae = int(s.sae.cfg.d_sae)
+    on = {c: np.zeros(d_sae) for c in occ}
+    act_on = {c: np.zeros(d_sae) for c in occ}
+    fire_all = np.zeros(d_sae)
+    n_all = int(valid.sum())
+    norms = []
+    for idx, f, acts in encode_windows(s, batch_size, progress, with_acts=True):
+        norms.append(acts.norm(dim=-1).numpy()[valid[idx]])
+        fired = (f > 0).numpy()
+        v = valid[idx]
+        fire_all += fired[v].sum(0)
+        for c, o in occ.items():
+            oc = o[idx]
+            if oc.any():
+                on[c] += fired[oc].sum(0)
+                act_on[c] += f.numpy()[oc].sum(0)
+    out = {}
+    for c, o in occ.items():
+        n_c = int(o.sum())
+        p_on = on[c] / max(n_c, 1)
+        p_off = (fire_all - on[c]) / max(n_all - n_c, 1)
+        # recall x precision: a feature that fires on every country name has full recall on ' Russia'
+        # but low precision; the concept's own feature, if the SAE learned one, scores higher
+        score = p_on * on[c] / np.maximum(fire_all, 1)
+        best = int(np.argmax(score)) if n_c else None
+        out[c] = {
+            "n_occurrences": n_c,
+            "selected": best,
+            "score": score,
+            "p_on": p_on,
+            "p_off": p_off,
+            "mean_act_on": act_on[c] / max(n_c, 1),
+        }
+    out["_resid_norm"] = float(np.concatenate(norms).mean()) if norms else 1.0
+    return out
+
+
+def reactivation_rates(
+    s: Setup, features: dict[str, int], horizon: int, batch_size: int, progress: bool = True
+) -> dict[str, dict]:
+    """Per concept and its feature: firing rate on function / content tokens within `horizon` tokens
+    after an occurrence (the occurrence itself excluded), and on function / content tokens of windows
+    without the concept (the baseline)."""
+    x = s.windows.numpy()
+    n, T = x.shape
+    valid = np.ones_like(x, dtype=bool) if s.bos is None else x != s.bos
+    fn = s.is_function[x] & valid
+    ct = ~s.is_function[x] & valid
+    cnt = {
+        c: dict.fromkeys(
+            (
+                "fn_after",
+                "fn_after_fired",
+                "ct_after",
+                "ct_after_fired",
+                "fn_base",
+                "fn_base_fired",
+                "ct_base",
+                "ct_base_fired",
+            ),
+            0,
+        )
+        for c in features
+    }
+    after, has = {}, {}
+    for c in features:
+        o = occurrences(x, s.concept_tokens[c]) & valid
+        # positions within `horizon` after some occurrence (not the occurrence itself), in the same window
+        a = np.zeros_like(o)
+        for d in range(1, min(horizon, T - 1) + 1):
+            a[:, d:] |= o[:, :-d]
+        # a document boundary (BOS) ends the context the concept belongs to
+        seg = np.cumsum(~valid, axis=1)
+        last_occ_seg = np.where(o, seg, -1)
+        last_occ_seg = np.maximum.accumulate(last_occ_seg, axis=1)
+        a &= last_occ_seg == seg
+        after[c], has[c] = a & ~o, o.any(1)
+    for idx, f in encode_windows(s, batch_size, progress):
+        for c, feat in features.items():
+            fired = (f[:, :, feat] > 0).numpy()
+            a, h = after[c][idx], has[c][idx]
+            fi, ci = fn[idx], ct[idx]
+            k = cnt[c]
+            k["fn_after"] += int((a & fi).sum())
+            k["fn_after_fired"] += int((a & fi & fired).sum())
+            k["ct_after"] += int((a & ci).sum())
+            k["ct_after_fired"] += int((a & ci & fired).sum())
+            base = ~h[:, None]
+            k["fn_base"] += int((base & fi).sum())
+            k["fn_base_fired"] += int((base & fi & fired).sum())
+            k["ct_base"] += int((base & ci).sum())
+            k["ct_base_fired"] += int((base & ci & fired).sum())
+    out = {}
+    for c, k in cnt.items():
+
+        def rate(a, b):
+            return k[b] / k[a] if k[a] else float("nan")
+
+        r = {
+            **k,
+            "fn_after_rate": rate("fn_after", "fn_after_fired"),
+            "ct_after_rate": rate("ct_after", "ct_after_fired"),
+            "fn_base_rate": rate("fn_base", "fn_base_fired"),
+            "ct_base_rate": rate("ct_base", "ct_base_fired"),
+        }
+        r["fn_ratio"] = (
+            r["fn_after_rate"] / r["fn_base_rate"] if r["fn_base_rate"] and r["fn_base_rate"] > 0 else float("nan")
+        )
+        out[c] = r
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# The chapter
+
+
+def analyze(cfg, progress: bool = True) -> ChapterResult:
+    """Everything the chapter shows: {"results", "claims", "data", "artifacts"} (plus traces and steering rows)."""
+    seed_everything(cfg.seed)
+    t0 = time.perf_counter()
+    s = setup(cfg, progress)
+    t_setup = time.perf_counter() - t0
+
+    # the measurements are cached under every parameter, the checkpoint and the SAE: a warm re-run of
+    # the book reads them instead of scanning the windows and generating again
+    def ident(x) -> str:  # local folders relative to the repo; hub names as they are
+        return relpath(x) if Path(str(x)).exists() else str(x)
+
+    key = {
+        "version": ANALYSIS_VERSION,
+        "checkpoint": ident(s.checkpoint),
+        "sae": ident(s.sae_source),
+        "windows": ident(s.windows_path),
+        **{k: v for k, v in as_dict(cfg).items() if k != "out_dir"},
+    }
+    box: dict = {}
+
+    def build(tmp: Path) -> None:
+        box["out"] = _measure(cfg, s, t0, t_setup, progress)
+        write_json_atomic(tmp / "analysis.json", box["out"])
+
+    out = box.get("out") or json.loads((cached_dir("reactivation_analysis", key, build) / "analysis.json").read_text())
+    if "out" not in box:
+        out["results"]["timing"]["cached"] = True
+    return ChapterResult(out["results"], make_claims(out["results"], cfg), out["data"], out["artifacts"])
+
+
+ANALYSIS_VERSION = 1  # bump when a change to the measurements changes their results
+
+
+def _measure(cfg, s: Setup, t0: float, t_setup: float, progress: bool) -> dict:
+
+    sel = select_features(s, cfg.batch_size, progress)
+    resid_norm = sel.pop("_resid_norm")
+    if cfg.features:
+        features = dict(zip(cfg.concepts, [int(f) for f in cfg.features]))
+    else:
+        missing = [c for c, r in sel.items() if r["selected"] is None]
+        if missing:
+            raise ParamError(
+                f"concepts: {missing[0]!r} never occurs in the {len(s.windows)} windows scanned; expected "
+                f"a word of the corpus, or more n_windows"
+            )
+        features = {c: int(r["selected"]) for c, r in sel.items()}
+    scales = dict.fromkeys(features, resid_norm)
+    rates = reactivation_rates(s, features, cfg.horizon, cfg.batch_size, progress)
+    traces = [trace(s, p, features) for p in cfg.trace_prompts]
+    rows = steer(s, cfg.steer_prompts, features, scales, cfg.alphas, cfg.n_new_tokens, progress)
+    success = {
+        c: {
+            a: float(np.mean([r["success"] for r in rows if r["concept"] == c and r["alpha"] == a])) for a in cfg.alphas
+        }
+        for c in features
+    }
+    logprob = {
+        c: {
+            a: float(np.mean([r["concept_logprob"] for r in rows if r["concept"] == c and r["alpha"] == a]))
+            for a in cfg.alphas
+        }
+        for c in features
+    }
+    concepts = {}
+    for c, f in features.items():
+        r = sel[c]
+        concepts[c] = {
+            "tokens": s.concept_tokens[c],
+            "feature": f,
+            "n_occurrences": r["n_occurrences"],
+            "p_fire_on_concept": float(r["p_on"][f]),
+            "p_fire_elsewhere": float(r["p_off"][f]),
+            "selectivity": float(r["score"][f]),
+            "chosen_by": "user" if cfg.features else "selectivity",
+            "mean_activation_on_concept": float(r["mean_act_on"][f]),
+            "reactivation": rates[c],
+            "steering_success": {str(a): v for a, v in success[c].items()},
+            "steering_logprob": {str(a): v for a, v in logprob[c].items()},
+        }
+    results = {
+        "model": s.checkpoint if cfg.model != "embedded" else relpath(s.checkpoint),
+        "n_layers": int(s.model.cfg.n_layers),
+        "layer": s.layer,
+        "hook_name": s.hook,
+        "sae": s.sae_source if cfg.sae != "train" else relpath(s.sae_source),
+        "d_sae": int(s.sae.cfg.d_sae),
+        "n_windows": int(len(s.windows)),
+        "context_size": int(s.windows.shape[1]),
+        "n_function_tokens": int(s.is_function.sum()),
+        "concepts": concepts,
+        "alphas": list(cfg.alphas),
+        "resid_norm": resid_norm,
+        "horizon": cfg.horizon,
+        "traces": traces,
+        "steering": rows,
+        "timing": {"setup_s": round(t_setup, 1), "total_s": round(time.perf_counter() - t0, 1)},
+    }
+    data = {"tokens": relpath(s.windows_path), "n_tokens": int(s.windows.numel())}
+    artifacts = {
+        "checkpoint": results["model"],
+        "sae": results["sae"],
+        "function_tokens": relpath(s.function_token_file) if s.function_token_file else "",
+    }
+    return {"results": results, "data": data, "artifacts": artifacts}

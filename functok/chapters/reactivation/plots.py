@@ -1,0 +1,141 @@
+"""Figures and tables of the reactivation chapter (Fig 6, Fig 7, Fig 11).
+
+Each function takes the dict returned by functok.chapters.reactivation.analysis.analyze and returns a Figure or a
+DataFrame."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from functok.chapters.common import show_token, sns_theme
+
+
+def features_table(analysis: dict) -> pd.DataFrame:
+    """The feature of each concept: how it was chosen and how selective it is."""
+    rows = []
+    for c, v in analysis.results["concepts"].items():
+        rows.append(
+            {
+                "concept": repr(c),
+                "feature": v["feature"],
+                "chosen by": v["chosen_by"],
+                "occurrences": v["n_occurrences"],
+                "P(fires | concept)": round(v["p_fire_on_concept"], 3),
+                "P(fires | other tokens)": round(v["p_fire_elsewhere"], 4),
+                "mean activation on concept": round(v["mean_activation_on_concept"], 3),
+            }
+        )
+    return pd.DataFrame(rows).set_index("concept")
+
+
+def fig6(analysis: dict):
+    """Fig 6: per-token activation of each concept's feature over each trace prompt (function tokens in
+    red on the x axis)."""
+    import matplotlib.pyplot as plt
+
+    sns = sns_theme()
+    traces = analysis.results["traces"]
+    fig, axes = plt.subplots(
+        len(traces),
+        1,
+        figsize=(
+            max(8, 0.45 * max(len(t["tokens"]) for t in traces)),
+            1.2 + 0.45 * len(traces[0]["acts"]) * len(traces),
+        ),
+        squeeze=False,
+    )
+    for ax, t in zip(axes[:, 0], traces):
+        feats = analysis.results["concepts"]
+        m = pd.DataFrame(
+            {f"{c.strip()} (#{feats[c]['feature']})": v for c, v in t["acts"].items()},
+            index=[show_token(x) for x in t["tokens"]],
+        ).T
+        sns.heatmap(m, ax=ax, cmap="Reds", cbar_kws={"label": "activation"}, linewidths=0.5, linecolor="white", vmin=0)
+        for lab, fn in zip(ax.get_xticklabels(), t["function"]):
+            lab.set_color("#d62728" if fn else "black")
+        ax.set_xticklabels(ax.get_xticklabels(), rotation=60, ha="right")
+        ax.set_title(t["prompt"], fontsize=10)
+    fig.suptitle("Fig 6: feature activation per token (function tokens in red)")
+    fig.tight_layout()
+    return fig
+
+
+def reactivation_figure(analysis: dict):
+    """Firing rate of each concept's feature after the concept (function / content tokens) and on
+    function tokens of windows without it."""
+    import matplotlib.pyplot as plt
+
+    sns = sns_theme()
+    rows = []
+    for c, v in analysis.results["concepts"].items():
+        r = v["reactivation"]
+        rows += [
+            {"concept": c.strip(), "where": "function tokens after the concept", "rate": r["fn_after_rate"]},
+            {"concept": c.strip(), "where": "content tokens after the concept", "rate": r["ct_after_rate"]},
+            {"concept": c.strip(), "where": "function tokens, windows without it", "rate": r["fn_base_rate"]},
+        ]
+    fig, ax = plt.subplots(figsize=(7, 3.8))
+    sns.barplot(
+        pd.DataFrame(rows), x="concept", y="rate", hue="where", ax=ax, palette=["#d62728", "#ff7f0e", "#7f7f7f"]
+    )
+    ax.set(
+        ylabel="share of tokens on which the feature fires",
+        title=f"Re-activation within {analysis.results['horizon']} tokens after the concept",
+    )
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def steering_table(analysis: dict) -> pd.DataFrame:
+    """Fig 7 / Fig 11 as numbers: share of prompts whose continuation names the concept, per alpha."""
+    res = analysis.results
+    df = pd.DataFrame(
+        {
+            c.strip(): {f"alpha {a}": v["steering_success"][str(a)] for a in res["alphas"]}
+            for c, v in res["concepts"].items()
+        }
+    ).T
+    return df.style.format("{:.0%}")
+
+
+def steering_probability_figure(analysis: dict):
+    """Mean log-probability of the concept's first token as the next token, against alpha."""
+    import matplotlib.pyplot as plt
+
+    sns_theme()
+    res = analysis.results
+    fig, ax = plt.subplots(figsize=(6, 3.8))
+    for c, v in res["concepts"].items():
+        ax.plot(res["alphas"], [v["steering_logprob"][str(a)] for a in res["alphas"]], "o-", label=c.strip())
+    ax.set(
+        xlabel="alpha (x the layer's mean activation norm)",
+        ylabel="log P(concept next)",
+        title="Steering the last function token: the concept's next-token probability",
+    )
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def steering_examples(analysis: dict, n_prompts: int = 4) -> pd.DataFrame:
+    """Fig 11's layout: a few prompts x (unsteered, each concept at its best alpha) with the continuations."""
+    res = analysis.results
+    rows = res["steering"]
+    prompts = list(dict.fromkeys(r["prompt"] for r in rows))[:n_prompts]
+    steered = [a for a in res["alphas"] if a != 0]
+    out = {}
+    for p in prompts:
+        row = {}
+        base = [r for r in rows if r["prompt"] == p and r["alpha"] == 0]
+        if base:
+            row["unsteered"] = base[0]["continuation"]
+        for c, v in res["concepts"].items():
+            if not steered:
+                continue
+            best = max(steered, key=lambda a: v["steering_success"][str(a)])
+            hit = [r for r in rows if r["prompt"] == p and r["concept"] == c and r["alpha"] == best]
+            if hit:
+                row[f"{c.strip()} (alpha {best})"] = hit[0]["continuation"] + (" ✓" if hit[0]["success"] else "")
+        out[p] = row
+    return pd.DataFrame(out).T

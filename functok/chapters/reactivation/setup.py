@@ -1,0 +1,157 @@
+"""What chapter 5 reads, validated before any window is scanned: the model, its function tokens,
+the concepts' tokens, the steering prompts, the SAE (trained like chapter 2's, or given) and the
+windows (`setup(cfg) -> Setup`)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from functok.book.config import ParamError
+from functok.book.registry import pretrain_config, resolve
+from functok.chapters.common import sae_training_spec
+from functok.sae.loading import load_sae, validate_sae_spec
+from functok.sae.models import hook_name, load_model
+from functok.sae.training import train_sae
+from functok.world.function_tokens import function_token_file, load_function_token_ids
+from functok.world.pretrain import embedded_checkpoint
+from functok.world.windows import load_windows, token_windows
+
+PAPER_LAYER_FRACTION = 26 / 42  # Gemma-2-9B-it, layer 26 of 42
+
+
+def default_layer(n_layers: int) -> int:
+    return min(n_layers - 1, max(0, round(n_layers * PAPER_LAYER_FRACTION)))
+
+
+@dataclass
+class Setup:
+    model: Any  # TransformerLens bridge
+    checkpoint: str
+    layer: int
+    hook: str
+    sae: Any  # sae_lens.SAE
+    sae_source: str
+    is_function: np.ndarray  # bool [vocab]
+    function_token_file: str
+    windows: Any  # LongTensor [n, ctx]
+    windows_path: Path
+    concept_tokens: dict  # concept -> list of token ids
+    bos: int | None
+
+
+def concept_tokens(tok, concepts: list[str]) -> dict[str, list[int]]:
+    """Token ids of each concept (no special tokens); refuses an empty one."""
+    out = {}
+    for c in concepts:
+        ids = tok.encode(c, add_special_tokens=False)
+        if not ids:
+            raise ParamError(f"concepts: {c!r} encodes to no token; expected a word such as ' Russia'")
+        out[c] = [int(i) for i in ids]
+    return out
+
+
+def check_prompts(tok, prompts: list[str], is_function: np.ndarray, name: str = "steer_prompts") -> None:
+    """The paper steers the last function token: every prompt must end in one."""
+    if not prompts:
+        raise ParamError(f"{name}: got []; expected at least one prompt ending in a function token")
+    for p in prompts:
+        ids = tok.encode(p, add_special_tokens=False)
+        if not ids or not is_function[ids[-1]]:
+            last = tok.decode(ids[-1:]) if ids else ""
+            raise ParamError(
+                f"{name}: {p!r} ends in {last!r}, not a function token; expected prompts ending in a "
+                f"function token such as ' of', ' in' or ' the'"
+            )
+
+
+def _windows(cfg, checkpoint: str) -> Path:
+    """The preset's training documents as the model sees them (BOS before each document), in windows of
+    context_size: the embedded models' own training windows, or the documents tokenized by the model's
+    tokenizer (the first n_windows). The chapter scans the first n_windows of them."""
+    ctx = cfg.context_size or pretrain_config(cfg.preset).context_size
+    if cfg.model == "embedded" and ctx == pretrain_config(cfg.preset).context_size:
+        return token_windows(cfg.preset, "train")
+    tokenizer = "embedded" if cfg.model == "embedded" else checkpoint
+    return token_windows(cfg.preset, "train", tokenizer, context_size=ctx, max_windows=cfg.n_windows)
+
+
+def _sae_source(cfg, checkpoint: str, layer: int, d_model: int, progress: bool) -> str:
+    """'train': an SAE trained like chapter 2's (its preset section's SAE parameters) at this layer."""
+    if cfg.sae != "train":
+        spec = cfg.sae.replace("{layer}", str(layer))
+
+        src = validate_sae_spec(spec, "sae")
+        if src.d_in is not None and src.d_in != d_model:
+            raise ParamError(f"sae: '{spec}' reads vectors of width {src.d_in}; the model's d_model is {d_model}")
+        return spec
+    fc = resolve("feature_coverage", cfg.preset)
+    return str(
+        train_sae(
+            checkpoint, hook_name(layer), sae_training_spec(fc), token_windows(cfg.preset, "train"), progress=progress
+        )
+    )
+
+
+def setup(cfg, progress: bool = True) -> Setup:
+    """Everything the chapter reads; bad concepts, prompts, layers or features are refused before the
+    windows are scanned."""
+    import torch
+
+    if cfg.features and len(cfg.features) != len(cfg.concepts):
+        raise ParamError(
+            f"features: got {len(cfg.features)} ids for {len(cfg.concepts)} concepts; expected one per "
+            f"concept, or [] to select them"
+        )
+    if not cfg.concepts:
+        raise ParamError("concepts: got []; expected at least one content word")
+    if cfg.model == "embedded":
+        checkpoint, run = embedded_checkpoint(cfg.preset)
+        fn_ids = json.loads((Path(run) / "function_tokens.json").read_text())["ids"]
+        ft_file = str(Path(run) / "function_tokens.json")
+    else:
+        checkpoint, fn_ids, ft_file = cfg.model, None, ""
+    model = load_model(checkpoint, device=cfg.device, dtype=cfg.model_dtype)
+    tok = model.tokenizer
+    n_layers = model.cfg.n_layers
+    layer = default_layer(n_layers) if cfg.layer < 0 else cfg.layer
+    if layer >= n_layers:
+        raise ParamError(f"layer: got {cfg.layer}; the model has {n_layers} layers (0..{n_layers - 1}, or -1)")
+    if fn_ids is None:
+        path = function_token_file(checkpoint, "embedded", cfg.preset, 0.40)
+        fn_ids, ft_file = load_function_token_ids(path), str(path)
+    vocab = int(model.cfg.d_vocab)
+    is_function = np.zeros(vocab, dtype=bool)
+    is_function[[i for i in fn_ids if i < vocab]] = True
+    concepts = concept_tokens(tok, cfg.concepts)
+    check_prompts(tok, cfg.steer_prompts, is_function)
+    if not cfg.trace_prompts:
+        raise ParamError("trace_prompts: got []; expected at least one prompt")
+    src = _sae_source(cfg, checkpoint, layer, int(model.cfg.d_model), progress)
+
+    sae = load_sae(src, device=cfg.device)
+    d_sae = int(sae.cfg.d_sae)
+    bad = [f for f in cfg.features if f >= d_sae]
+    if bad:
+        raise ParamError(f"features: {bad[0]} is not a feature of this SAE; expected ids below d_sae = {d_sae}")
+    win_path = _windows(cfg, checkpoint)
+    windows = load_windows(win_path)[: cfg.n_windows]
+    torch.manual_seed(cfg.seed)
+    return Setup(
+        model,
+        str(checkpoint),
+        layer,
+        hook_name(layer),
+        sae,
+        str(src),
+        is_function,
+        ft_file,
+        windows,
+        win_path,
+        concepts,
+        tok.bos_token_id,
+    )

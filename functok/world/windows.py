@@ -1,0 +1,189 @@
+"""Token windows, the unit every chapter evaluates: documents tokenized without special tokens, each
+prefixed by BOS (EOS where the tokenizer has no BOS) as the models see them, concatenated, and cut
+into rows of `context_size` tokens; the tail is dropped.
+
+One builder and one cache key recipe for every chapter:
+
+- `token_windows(preset, split, tokenizer="embedded", corpus="embedded", ...) -> Path`: the cached
+  `save_to_disk` folder (column input_ids). The key holds what shapes the windows: the tokenizer (the
+  embedded BPE by its training parameters, any other by the content of its files), the documents
+  (the embedded corpus by its parameters, any other by its spec), the split, the context size and,
+  when set, the caps. The embedded windows keep the key they have always had.
+- `load_windows(path) -> LongTensor [n, context_size]`;
+- `cut(tok, texts, context_size, max_windows=0) -> (windows int32 [n, context_size], stats)` and
+  `save(folder, windows, stats)`, the two halves of a build.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+
+from functok.book.cache import cached_dir, relpath, write_json_atomic
+from functok.book.config import ParamError, PretrainConfig
+from functok.world.corpus import load_corpus, split_documents
+from functok.world.embedded import (
+    as_pretrain_config,
+    corpus_params,
+    documents,
+    tokenizer_dir,
+    tokenizer_params,
+)
+from functok.world.runtime import quiet_hf
+from functok.world.tokenizers import encode, load_tokenizer
+
+SPLITS = ("train", "heldout", "all")
+
+
+def tokenizer_key(tokenizer: str, cfg: PretrainConfig) -> dict:
+    """'embedded': the parameters its BPE was trained with; a folder: its path and the hash of every
+    tokenizer file in it; anything else ('gpt2', a hub name): the name."""
+    if tokenizer == "embedded":
+        return tokenizer_params(cfg)
+    p = Path(tokenizer).expanduser()
+    if not p.is_dir():
+        return {"tokenizer": tokenizer}
+    key = relpath(p)
+    for f in sorted(p.glob("tokenizer*")):
+        key += f":{f.name}:" + hashlib.sha1(f.read_bytes()).hexdigest()[:12]
+    return {"tokenizer": key}
+
+
+def documents_key(corpus: str, cfg: PretrainConfig, max_documents: int) -> dict:
+    """'embedded': the corpus parameters of the preset; otherwise the corpus spec, the cap and the
+    held-out fraction its split uses."""
+    if corpus == "embedded":
+        return corpus_params(cfg)
+    return {"corpus": corpus, "max_documents": max_documents, "heldout_fraction": cfg.heldout_fraction}
+
+
+def split_documents_of(corpus: str, preset: str | PretrainConfig, max_documents: int, split: str):
+    """'embedded': the preset's own split; otherwise the corpus split with the preset's held-out
+    fraction ('all': every document)."""
+    if split not in SPLITS:
+        raise ParamError(f"split: got {split!r}; expected one of {', '.join(SPLITS)}")
+    cfg = as_pretrain_config(preset)
+    if corpus == "embedded":
+        if split == "all":
+            raise ParamError("split: 'all' is for non-embedded corpora; expected 'train' or 'heldout'")
+        return documents(cfg, split)
+    ds = load_corpus(corpus, max_documents)
+    if split == "all":
+        return ds
+    train, held = split_documents(ds, cfg.heldout_fraction)
+    return held if split == "heldout" else train
+
+
+def windows_params(
+    preset: str | PretrainConfig,
+    split: str,
+    tokenizer: str = "embedded",
+    corpus: str = "embedded",
+    context_size: int = 0,
+    max_documents: int = 0,
+    n_documents: int = 0,
+    max_windows: int = 0,
+) -> dict:
+    """The cache key of `token_windows` with the same arguments: everything that shapes the windows."""
+    cfg = as_pretrain_config(preset)
+    params = {
+        **tokenizer_key(tokenizer, cfg),
+        **documents_key(corpus, cfg, max_documents),
+        "split": split,
+        "context_size": context_size or cfg.context_size,
+        "bos": True,
+    }
+    if n_documents or max_windows:
+        params.update(n_documents=n_documents, max_windows=max_windows)
+    return params
+
+
+def token_windows(
+    preset: str | PretrainConfig,
+    split: str,
+    tokenizer: str = "embedded",
+    corpus: str = "embedded",
+    context_size: int = 0,
+    max_documents: int = 0,
+    n_documents: int = 0,
+    max_windows: int = 0,
+) -> Path:
+    """The cached windows folder of `split` documents of `corpus` (first `n_documents` if set), cut by
+    `tokenizer` into windows of `context_size` (0: the preset's), at most `max_windows` (0: all)."""
+    cfg = as_pretrain_config(preset)
+    ctx = context_size or cfg.context_size
+    params = windows_params(cfg, split, tokenizer, corpus, ctx, max_documents, n_documents, max_windows)
+
+    def build(tmp: Path) -> None:
+        tok = load_tokenizer(str(tokenizer_dir(cfg)) if tokenizer == "embedded" else tokenizer, cfg.preset)
+        docs = split_documents_of(corpus, cfg, max_documents, split)
+        texts = docs["text"][:n_documents] if n_documents else docs["text"]
+        save(tmp, *cut(tok, texts, ctx, max_windows, what=f"'{split}' documents"))
+
+    return cached_dir("windows", params, build) / "windows"
+
+
+def cut(tok, texts: Iterable[str], context_size: int, max_windows: int = 0, what: str = "documents"):
+    """(windows [n, context_size] int32, {"n_windows", "n_tokens", "n_documents", "dropped_tail_tokens"}).
+    With max_windows, tokenizing stops once enough tokens are in hand."""
+    bos = tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id
+    texts = list(texts)
+    parts: list[np.ndarray] = []
+    total, need = 0, max_windows * context_size
+    for i in range(0, len(texts), 1024):
+        for ids in encode(tok, texts[i : i + 1024]):
+            parts.append(np.asarray([bos, *ids], dtype=np.int32))
+            total += parts[-1].size
+        if need and total >= need:
+            break
+    flat = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int32)
+    n = flat.size // context_size
+    if max_windows:
+        n = min(n, max_windows)
+    if n == 0:
+        raise ParamError(
+            f"context_size: {context_size} tokens is more than the {flat.size} tokens of the {what}; "
+            f"expected a smaller context_size or more documents"
+        )
+    stats = {
+        "n_windows": int(n),
+        "n_tokens": int(flat.size),
+        "n_documents": len(parts),
+        "dropped_tail_tokens": int(flat.size - n * context_size),
+    }
+    return flat[: n * context_size].reshape(n, context_size), stats
+
+
+def save(folder: Path, windows: np.ndarray, stats: dict) -> Path:
+    """Write `folder/windows` (datasets save_to_disk, column input_ids) and `folder/windows.json`."""
+    import datasets
+
+    feats = datasets.Features({"input_ids": datasets.Sequence(datasets.Value("int32"))})
+    with quiet_hf():
+        datasets.Dataset.from_dict({"input_ids": list(windows)}, features=feats).save_to_disk(
+            str(Path(folder) / "windows")
+        )
+    write_json_atomic(Path(folder) / "windows.json", stats)
+    return Path(folder) / "windows"
+
+
+def load_windows(windows) -> Any:
+    """Token windows as an int64 tensor [n, context]: a `save_to_disk` folder (column input_ids or
+    tokens) or a tensor / array."""
+    import torch
+
+    if isinstance(windows, (str, Path)):
+        import datasets
+
+        ds = datasets.load_from_disk(str(windows))
+        col = "input_ids" if "input_ids" in ds.column_names else "tokens"
+        if not len(ds):
+            return torch.zeros((0, 0), dtype=torch.long)
+        arr = np.asarray(ds.with_format("numpy")[col])
+        if arr.dtype == object:
+            arr = np.stack(list(arr))
+        return torch.from_numpy(arr.astype(np.int64))
+    return torch.as_tensor(np.asarray(windows), dtype=torch.long)

@@ -1,0 +1,83 @@
+"""The chapter registry: one entry per chapter, each naming a config the notebook's `parameters` cell
+mirrors, a notebook whose first heading is the entry's title, and a chapter package; the table of
+contents is generated from it."""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import importlib
+import json
+
+import pytest
+import yaml
+
+from functok.book import config, registry
+from functok.book.run import chapter_source
+from functok.book.site import toc_yaml
+
+
+def parameters_cell(chapter: str) -> dict:
+    """name -> literal value of the notebook's `parameters` cell."""
+    from functok.book.run import chapter_source
+
+    nb = json.loads(chapter_source(chapter).read_text())
+    cells = [c for c in nb["cells"] if "parameters" in c.get("metadata", {}).get("tags", [])]
+    assert len(cells) == 1, f"{chapter}: expected exactly one cell tagged 'parameters'"
+    tree = ast.parse("".join(cells[0]["source"]))
+    out = {}
+    for node in tree.body:
+        assert isinstance(node, ast.Assign), f"{chapter}: parameters cell may only hold assignments"
+        out[node.targets[0].id] = ast.literal_eval(node.value)
+    return out
+
+
+@pytest.mark.parametrize("chapter", registry.chapters())
+def test_parameters_cell_mirrors_config(chapter):
+    cell = parameters_cell(chapter)
+    cls = registry.CONFIGS[chapter]
+    assert list(cell) == [f.name for f in dataclasses.fields(cls)], "names or order drifted"
+    assert cell == config.defaults(cls), "default values drifted"
+
+
+@pytest.mark.parametrize("chapter", registry.chapters())
+def test_every_field_has_one_line_help(chapter):
+    for f in dataclasses.fields(registry.CONFIGS[chapter]):
+        help_ = f.metadata.get("help", "")
+        assert help_ and "\n" not in help_, f"{chapter}.{f.name} needs a one-line help"
+
+
+def notebook(chapter: str) -> dict:
+    return json.loads(chapter_source(chapter).read_text())
+
+
+@pytest.mark.parametrize("entry", registry.CHAPTERS, ids=lambda c: c.name)
+def test_entry_names_its_notebook_title_config_and_package(entry):
+    first = "".join(notebook(entry.name)["cells"][0]["source"]).splitlines()[0]
+    assert first == f"# {entry.title}", "the registry title and the notebook's first heading differ"
+    assert entry.config.chapter == entry.name
+    pkg = importlib.import_module(f"functok.chapters.{entry.name}.analysis")
+    assert callable(pkg.analyze)
+
+
+def test_registry_is_the_one_list_of_chapters():
+    names = [c.name for c in registry.CHAPTERS]
+    assert len(set(names)) == len(names)
+    assert registry.chapters() == names == list(registry.CONFIGS)
+    notebooks = sorted(p.name for p in (config.ROOT / "chapters").glob("*.ipynb"))
+    assert notebooks == sorted(c.notebook for c in registry.CHAPTERS), "a notebook without an entry, or the reverse"
+
+
+def test_toc_is_generated_from_the_registry():
+    toc = yaml.safe_load(toc_yaml())
+    entries = [c for part in toc["parts"] for c in part["chapters"]]
+    chapters = [c for c in entries if c["file"].startswith("book/chapters/")]
+    assert [(c["file"], c["title"]) for c in chapters] == [
+        (f"book/chapters/{c.name}", c.title) for c in registry.CHAPTERS
+    ]
+    assert entries[-1]["file"] == "book/scorecard"
+
+
+def test_unknown_chapter_is_one_line_with_a_suggestion():
+    with pytest.raises(config.ParamError, match="did you mean 'loss_split'"):
+        registry.chapter("loss_splt")

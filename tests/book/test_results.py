@@ -1,0 +1,68 @@
+"""Results files: schema, atomic write, provenance, reproduce command."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from functok.book import registry, results
+
+
+def test_write_produces_the_documented_schema(tmp_path):
+    cfg = registry.resolve("function_tokens", "smoke", {"out_dir": str(tmp_path), "n_bins": 7, "seed": 3})
+    run = results.Run(cfg)
+    c = results.claim("x", "a statement", 0.2258, 0.25, "holds", "why")
+    path = run.write(results.ChapterResult({"n": 1}, [c], {"tokens": "somewhere"}, {"model": tmp_path / "ckpt"}))
+    doc = json.loads(path.read_text())
+    assert path == tmp_path / "function_tokens.json"
+    assert set(doc) == {"chapter", "params", "results", "claims", "provenance"}
+    assert doc["chapter"] == "function_tokens"
+    assert doc["params"]["n_bins"] == 7 and doc["params"]["seed"] == 3
+    prov = doc["provenance"]
+    for key in ("git_commit", "versions", "seed", "started", "seconds", "data", "artifacts", "command"):
+        assert key in prov
+    assert prov["seed"] == 3 and prov["versions"]["torch"].startswith("2.")
+    assert "-p n_bins 7" in prov["command"] and "--preset smoke" in prov["command"]
+    assert doc["claims"][0]["verdict"] == "holds"
+    assert not [p for p in os.listdir(tmp_path) if p.startswith(".")], "temporary files left behind"
+
+
+def test_claim_refuses_unknown_verdict():
+    with pytest.raises(ValueError, match="verdict"):
+        results.claim("x", "s", 1, 2, "mostly")
+
+
+def test_atomic_write_keeps_the_old_file_when_serialization_fails(tmp_path):
+    from functok.book.cache import write_json_atomic
+
+    path = tmp_path / "r.json"
+    write_json_atomic(path, {"ok": 1})
+
+    class Boom:
+        def __str__(self):
+            raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError):
+        write_json_atomic(path, {"bad": Boom()})
+    assert json.loads(path.read_text()) == {"ok": 1}
+    assert sorted(os.listdir(tmp_path)) == ["r.json"]
+
+
+def test_numbers_are_json_safe():
+    import numpy as np
+
+    c = results.claim("x", "s", np.float32(0.5), float("nan"), "inconclusive")
+    assert c["paper"] == 0.5 and isinstance(c["paper"], float) and c["ours"] is None
+
+
+def test_reproduce_command_lists_only_changed_parameters():
+    cfg = registry.resolve("function_tokens", "embedded", {"tokenizers": ["gpt2"], "top_n": 20})
+    cmd = results.reproduce_command(cfg)
+    assert cmd.startswith("functok run function_tokens --preset embedded")
+    assert "-p top_n 20" in cmd and "-p tokenizers '[\"gpt2\"]'" in cmd
+    assert "n_bins" not in cmd
+    from functok.book.cli import parse_value
+
+    assert parse_value('["gpt2"]') == ["gpt2"]

@@ -1,0 +1,98 @@
+"""The whole book on the smoke preset: every chapter runs, the site builds with warnings as errors,
+and headless Chromium opens every page (screenshots saved under test-artifacts/screens/)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from functok.book import config, registry
+
+ARTIFACTS = config.ROOT / "test-artifacts"
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.fixture(scope="module")
+def smoke_book(tmp_path_factory):
+    from functok.book.site import build_book
+
+    root = tmp_path_factory.mktemp("book")
+    site = build_book("smoke", root=root)
+    return root, site
+
+
+@pytest.mark.slow
+def test_every_chapter_writes_results_with_claims(smoke_book):
+    root, _ = smoke_book
+    for chapter in registry.chapters():
+        doc = json.loads((root / "book" / "chapters" / f"{chapter}.json").read_text())
+        assert doc["chapter"] == chapter
+        assert doc["params"]["preset"] == "smoke"
+        assert doc["claims"], f"{chapter} makes no claims"
+        assert {c["verdict"] for c in doc["claims"]} <= {"holds", "fails", "inconclusive"}
+        for key in ("tokens",):
+            tokens = doc["provenance"]["data"][key]
+            assert (config.ROOT / tokens).exists() or Path(tokens).exists(), f"{chapter}: {key} not on disk"
+        nb = json.loads((root / "book" / "chapters" / f"{chapter}.ipynb").read_text())
+        errors = [o for c in nb["cells"] for o in c.get("outputs", []) if o.get("output_type") == "error"]
+        assert not errors
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (make test installs it)")
+def test_every_page_renders_in_a_browser(smoke_book):
+    from playwright.sync_api import sync_playwright
+
+    root, site = smoke_book
+    pages = {
+        "index": site / "index.html",
+        "intro": site / "book" / "intro.html",
+        "scorecard": site / "book" / "scorecard.html",
+    }
+    pages.update({c: site / "book" / "chapters" / f"{c}.html" for c in registry.chapters()})
+    shots = ARTIFACTS / "screens"
+    shots.mkdir(parents=True, exist_ok=True)
+    external: list[str] = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+                "--disable-quic",
+            ],
+        )
+        page = browser.new_page(viewport={"width": 1280, "height": 1000})
+        page.on(
+            "request", lambda r: external.append(r.url) if not r.url.startswith(("file:", "data:", "about:")) else None
+        )
+        for name, path in pages.items():
+            assert path.exists(), f"page {name} missing from the site"
+            page.goto(path.as_uri(), wait_until="load")
+            page.wait_for_timeout(300)
+            broken = page.evaluate(
+                "Array.from(document.images).filter(i => !i.complete || i.naturalWidth === 0).map(i => i.src)"
+            )
+            assert not broken, f"{name}: images that did not load: {broken}"
+            page.screenshot(path=str(shots / f"{name}.png"), full_page=True)
+            if name in registry.chapters():
+                assert page.locator("img").count() > 0, f"{name}: no figures"
+                assert "functok run " + name in page.inner_text("body"), f"{name}: no reproduce command"
+                assert page.locator("a.btn-download-source-button, a[href$='.ipynb']").count() > 0, (
+                    f"{name}: no download"
+                )
+        page.goto(pages["scorecard"].as_uri(), wait_until="load")
+        rows = page.locator("table tbody tr").count()
+        assert rows >= len(registry.chapters()), "the scorecard is empty"
+        page.goto(pages["intro"].as_uri(), wait_until="load")
+        page.wait_for_function("document.querySelectorAll('mjx-container').length > 0", timeout=15000)
+        browser.close()
+    assert not external, f"pages fetched from the network: {external[:5]}"

@@ -1,0 +1,383 @@
+"""Feature coverage (Fig 5, Table 1): the whole chapter on a tiny random Llama with tiny SAEs in
+SAELens's format, checked against a brute-force graph built from the SAEs' dense encodings; the
+statistics on hand-made arrays; validation refusals; the paper preset's path on a tiny Gemma-2."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from functok.book.config import ParamError, validate
+from functok.book.registry import FeatureCoverageConfig as C
+from functok.chapters.feature_coverage import analysis as fc
+from functok.chapters.feature_coverage import stats
+
+WORDS = (
+    "the of and to a in is that for it as with was on be by this are from at or an have not they "
+    "cat dog house river mountain city water music science history garden window paper light story "
+    "runs jumps sings writes reads builds opens grows falls moves green quick old bright silent"
+).split()
+
+
+@pytest.fixture(autouse=True)
+def _offline(monkeypatch, tmp_cache):
+    monkeypatch.delenv("FUNCTOK_ONLINE", raising=False)
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    """40 documents of words drawn with Zipf-like weights, one .txt file each."""
+    d = tmp_path_factory.mktemp("docs")
+    rng = np.random.default_rng(0)
+    p = 1.0 / np.arange(1, len(WORDS) + 1)
+    p /= p.sum()
+    for i in range(40):
+        words = rng.choice(WORDS, size=int(rng.integers(30, 60)), p=p)
+        (d / f"doc{i:02d}.txt").write_text(" ".join(words).capitalize() + ".")
+    return d
+
+
+@pytest.fixture(scope="module")
+def tiny_llama(tmp_path_factory):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from functok.world.tokenizers import gpt2_tokenizer
+
+    tok = gpt2_tokenizer()
+    cfg = LlamaConfig(
+        vocab_size=len(tok),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=3,
+        num_attention_heads=4,
+        num_key_value_heads=4,
+        max_position_embeddings=64,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+    )
+    torch.manual_seed(0)
+    folder = tmp_path_factory.mktemp("llama") / "ckpt"
+    LlamaForCausalLM(cfg).eval().save_pretrained(folder)
+    tok.save_pretrained(folder)
+    return folder
+
+
+def make_sae(folder, d_in, d_sae, layer, seed, context_size=16, apply_b_dec=True):
+    """A random JumpReLU SAE in SAELens's format (thresholds spread so that some features never fire)."""
+    from sae_lens.saes.jumprelu_sae import JumpReLUSAE, JumpReLUSAEConfig
+    from sae_lens.saes.sae import SAEMetadata
+
+    md = SAEMetadata(hook_name=f"blocks.{layer}.hook_resid_post", model_name="tiny", context_size=context_size)
+    sae = JumpReLUSAE(JumpReLUSAEConfig(d_in=d_in, d_sae=d_sae, apply_b_dec_to_input=apply_b_dec, metadata=md))
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        sae.W_enc.copy_(torch.randn(d_in, d_sae, generator=g) / d_in**0.5)
+        sae.W_dec.copy_(torch.randn(d_sae, d_in, generator=g) / d_sae**0.5)
+        sae.b_enc.copy_(torch.randn(d_sae, generator=g) * 0.3)
+        sae.threshold.copy_(torch.rand(d_sae, generator=g) * 3.0)
+    sae.save_model(str(folder))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def llama_saes(tmp_path_factory, tiny_llama):
+    root = tmp_path_factory.mktemp("saes")
+    for L in range(3):
+        make_sae(root / f"layer_{L}", 32, 96, L, seed=L)
+    return root
+
+
+def cfg_for(model, saes_root, corpus, **kw):
+    values = dict(
+        model=str(model),
+        sae=str(saes_root / "layer_{layer}"),
+        corpus=str(corpus),
+        layers=[0, 1, 2],
+        top_k=5,
+        batch_size=3,
+        eval_windows=2,
+        out_dir="/tmp",
+    )
+    values.update(kw)
+    return validate(C, values)
+
+
+# ---------------------------------------------------------------------------------------------
+# The chapter against brute force
+
+
+@pytest.fixture(scope="module")
+def analyzed(tiny_llama, llama_saes, corpus, tmp_path_factory):
+
+    mp = pytest.MonkeyPatch()
+    mp.setenv("FUNCTOK_CACHE", str(tmp_path_factory.mktemp("cache")))
+    mp.delenv("FUNCTOK_ONLINE", raising=False)
+    try:
+        cfg = cfg_for(tiny_llama, llama_saes, corpus)
+        yield cfg, fc.analyze(cfg, progress=False)
+    finally:
+        mp.undo()
+
+
+def brute_force(tiny_llama, llama_saes, windows_path, layer, is_function):
+    """Edges, counts and firing counts from a full forward and SAELens's dense `sae.encode`."""
+    import datasets
+    from sae_lens import SAE
+
+    from functok.sae.models import load_model
+
+    model = load_model(tiny_llama)
+    x = torch.tensor(np.stack(datasets.load_from_disk(str(windows_path))["input_ids"]), dtype=torch.long)
+    sae = SAE.load_from_disk(str(llama_saes / f"layer_{layer}"))
+    bos = model.tokenizer.bos_token_id
+    hook = f"blocks.{layer}.hook_resid_post"
+    with torch.no_grad():
+        _, cache = model.run_with_cache(x, names_filter=[hook])  # the full forward, no stop
+        acts = sae.encode(cache[hook].reshape(-1, 32)).numpy()
+    toks = x.reshape(-1).numpy()
+    edges, counts = set(), {}
+    fn, ct = np.zeros(96, np.int64), np.zeros(96, np.int64)
+    for t, a in zip(toks, acts):
+        if t == bos:
+            continue
+        counts[int(t)] = counts.get(int(t), 0) + 1
+        on = np.flatnonzero(a > 0)
+        edges.update((int(t), int(f)) for f in on)
+        (fn if is_function[t] else ct)[on] += 1
+    return edges, counts, fn, ct, toks
+
+
+def test_graph_results_match_brute_force(analyzed, tiny_llama, llama_saes):
+    cfg, out = analyzed
+    res = out.results
+    win = Path(out.data["tokens"])
+    win = win if win.is_absolute() else fc.__file__ and Path(fc.__file__).parent.parent / win
+    assert res["layer_order"] == [0, 1, 2]
+    for L in (0, 1, 2):
+        edges, counts, fn, ct, toks = brute_force(tiny_llama, llama_saes, win, L, out.detail["is_function"])
+        v = res["layers"][L]
+        assert v["hook_name"] == f"blocks.{L}.hook_resid_post" and v["d_sae"] == 96
+        assert v["n_tokens"] == sum(counts.values()) == int((toks != 50256).sum()) < toks.size  # BOS dropped
+        feats = {f for _, f in edges}
+        assert v["connected_features"] == len(feats) and 0 < len(feats) < 96
+        assert v["connected_share"] == pytest.approx(len(feats) / 96)
+        deg = out.detail["per_layer"][L]["_degree"]
+        for t in counts:
+            assert deg[t] == sum(1 for (u, _) in edges if u == t)
+        # top-k by occurrences in the sample (ties: lower id), cumulative share of d_sae
+        ranked = sorted(counts, key=lambda t: (-counts[t], t))[: cfg.top_k]
+        assert v["topk_token_ids"] == ranked
+        covered, cov = set(), []
+        for t in ranked:
+            covered |= {f for (u, f) in edges if u == t}
+            cov.append(len(covered) / 96)
+        assert v["coverage_topk"] == pytest.approx(cov)
+        assert v["coverage_topk_connected"] == pytest.approx([c * 96 / len(feats) for c in cov])
+        assert np.array_equal(out.detail["per_layer"][L]["_fire_function"], fn)
+        assert np.array_equal(out.detail["per_layer"][L]["_fire_content"], ct)
+        assert v["features_only_function"] == int(((fn > 0) & (ct == 0)).sum())
+        assert v["topk_tokens"] == [out.detail["tokenizer"].decode([t]) for t in ranked]
+        q = v["quality"]
+        assert 0 < q["l0"] < 96 and np.isfinite(q["explained_variance"]) and np.isfinite(q["ce_reconstruction_score"])
+
+
+def test_results_file_provenance_and_claims(analyzed, tmp_path):
+    from functok.book.config import ROOT
+    from functok.book.results import Run, load_results
+    from functok.sae.graph import TokenFeatureGraph
+
+    cfg, out = analyzed
+    art = out.artifacts
+    for key in ("model_checkpoint", "function_tokens", "sae[0]", "sae[1]", "sae[2]", "graph[1]"):
+        p = Path(art[key])
+        assert (p if p.is_absolute() else ROOT / p).exists(), key
+    g = TokenFeatureGraph.load(Path(art["graph[1]"]) if Path(art["graph[1]"]).is_absolute() else ROOT / art["graph[1]"])
+    assert g.connected_features() == out.results["layers"][1]["connected_features"]
+    cfg.out_dir = str(tmp_path)
+    doc = load_results(Run(cfg).write(out))
+    lay = doc["results"]["layers"]["1"]
+    assert {"hook_name", "sae", "d_sae", "connected_features", "coverage_topk", "topk_tokens", "n_tokens"} <= set(lay)
+    ids = {c["id"]: c for c in doc["claims"]}
+    assert set(ids) >= {"top10_coverage_middle", "middle_layer_highest", "frequency_matched"}
+    cov = {L: out.results["layers"][L]["coverage_topk"][-1] for L in (0, 1, 2)}
+    expect = "holds" if cov[1] > max(cov[0], cov[2]) else "fails"
+    assert ids["middle_layer_highest"]["verdict"] == expect
+    assert ids["top10_coverage_middle"]["verdict"] == ("holds" if cov[1] >= 0.7 else "fails")
+    assert doc["provenance"]["data"]["tokens"] == out.data["tokens"]
+
+
+def test_plots_render(analyzed):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from functok.chapters.feature_coverage import plots as P
+
+    _, out = analyzed
+    for f in (P.fig5, P.matched_figure, P.degree_occurrence_figure):
+        assert f(out).axes
+    t1 = P.table1(out)
+    assert len(t1) == 5 and "paper L20" in t1.columns
+    assert len(P.connected_table(out)) == 3 and len(P.quality_table(out)) == 3
+    assert len(P.top_tokens_table(out)) == 5 and len(P.firing_table(out)) == 3 and len(P.matched_table(out))
+
+
+# ---------------------------------------------------------------------------------------------
+# Statistics on hand-made arrays
+
+
+def test_default_layers_are_the_papers_relative_depths():
+    assert fc.default_layers(42) == [9, 20, 31]
+    assert fc.default_layers(8) == [2, 4, 6]
+    assert fc.default_layers(2) == [0, 1]
+    assert fc.default_layers(1) == [0]
+
+
+def test_matched_comparison_by_hand():
+    # tokens 0-3 function, 4-11 content. Occurrence bins (ratio 2): 1 -> 0, 2-3 -> 1, 4-7 -> 2, 8-15 -> 3
+    counts = np.array([8, 5, 2, 40, 9, 12, 6, 4, 3, 2, 0, 1])
+    degree = np.array([30, 1, 7, 50, 10, 20, 3, 5, 2, 6, 0, 1])
+    isf = np.zeros(12, bool)
+    isf[:4] = True
+    m = stats.matched_comparison(degree, counts, isf, ratio=2.0)
+    rows = {r["token_id"]: r for r in m["rows"]}
+    assert rows[0]["n_matched"] == 2 and rows[0]["matched_median"] == 15.0  # content 4, 5 (counts 9, 12)
+    assert rows[1]["n_matched"] == 2 and rows[1]["matched_median"] == 4.0  # content 6, 7 (counts 6, 4)
+    assert rows[2]["n_matched"] == 2 and rows[2]["matched_median"] == 4.0  # content 8, 9 (counts 3, 2)
+    assert rows[3]["n_matched"] == 0  # nothing as frequent as 40
+    assert (m["n_matched"], m["n_above"], m["n_below"]) == (3, 2, 1)
+    assert m["median_ratio"] == pytest.approx(sorted([31 / 16, 2 / 5, 8 / 5])[1])
+    assert m["p_greater"] == pytest.approx(0.5) and m["p_less"] == pytest.approx(0.875)
+
+
+def test_degree_fit_recovers_a_power_law():
+    counts = np.arange(1, 400)
+    degree = np.round(3 * counts**0.5).astype(int)
+    isf = np.zeros(counts.size, bool)
+    isf[-5:] = True
+    degree[-5:] *= 4  # function tokens: four times what frequency predicts
+    fit = stats.degree_vs_occurrences(degree, counts, isf)
+    assert fit["slope"] == pytest.approx(0.5, abs=0.02) and fit["r2_content"] > 0.99
+    assert fit["function_factor"] == pytest.approx(4.0, rel=0.05)
+
+
+# ---------------------------------------------------------------------------------------------
+# Validation (no weights loaded)
+
+
+def test_refusals(tiny_llama, llama_saes, corpus, tmp_path):
+    ok = dict(model=str(tiny_llama), sae=str(llama_saes / "layer_{layer}"), corpus=str(corpus))
+    with pytest.raises(ParamError, match=r"^layers: layer 3 requested; the model has 3 layers"):
+        fc.plan(validate(C, {**ok, "layers": [1, 3]}))
+    with pytest.raises(ParamError, match=r"^sae: .* placeholder \{width\}"):
+        validate(C, {**ok, "sae": "x/layer_{width}"})
+    with pytest.raises(ParamError, match=r"^sae: .*would be downloaded from the Hugging Face hub .*offline"):
+        fc.plan(validate(C, {**ok, "layers": [1], "sae": "gemma-scope-9b-pt-res-canonical/layer_9/width_1m/canonical"}))
+    with pytest.raises(ParamError, match=r"did you mean 'gemma-scope-9b-pt-res-canonical'"):
+        fc.plan(validate(C, {**ok, "layers": [1], "sae": "gemma-scope-9b-pt-res-canonicl/layer_1/width_1m/canonical"}))
+    make_sae(tmp_path / "wide", 64, 96, 1, seed=0)
+    with pytest.raises(ParamError, match=r"^sae: .* reads d_in=64; the model has d_model=32"):
+        fc.plan(validate(C, {**ok, "layers": [1], "sae": str(tmp_path / "wide")}))
+    with pytest.raises(ParamError, match=r"reads blocks.0.hook_resid_post; expected blocks.2.hook_resid_post"):
+        fc.plan(validate(C, {**ok, "layers": [2], "sae": str(llama_saes / "layer_0")}))
+    with pytest.raises(ParamError, match=r"^sae: 'train' trains SAEs on the embedded model only"):
+        fc.plan(validate(C, {**ok, "sae": "train"}))
+    with pytest.raises(ParamError, match=r"^average_l0: .* one value per layer"):
+        fc.plan(
+            validate(C, {**ok, "layers": [1], "sae": "x/layer_{layer}/average_l0_{average_l0}", "average_l0": [1, 2]})
+        )
+    with pytest.raises(ParamError, match=r"^gpu_memory_gb: this configuration needs about"):
+        fc.plan(validate(C, {**ok, "device": "cuda", "gpu_memory_gb": 1.0}))
+    with pytest.raises(ParamError, match=r"^model: '.*' is no local path"):
+        validate(C, {**ok, "model": "google/gemma-2-9b"})
+    with pytest.raises(ParamError, match=r"^top_k: got 0"):
+        validate(C, {**ok, "top_k": 0})
+
+
+def test_paper_preset_validates_online_without_downloading_and_fits_80_gb(monkeypatch):
+    """With FUNCTOK_ONLINE=1 the gemma-2-9b preset passes validation from SAELens's bundled registry
+    alone (no network), and its memory plan fits one 80 GB GPU; fp32 encoders do not."""
+    from functok.book.registry import resolve
+
+    monkeypatch.setenv("FUNCTOK_ONLINE", "1")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    import huggingface_hub
+
+    def no_network(*a, **k):
+        raise AssertionError("validation touched the network")
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", no_network)
+    cfg = resolve("feature_coverage", "gemma-2-9b")
+    p = fc.plan(cfg)
+    assert p.layers == [9, 20, 31] and p.context_size == 1024 and cfg.n_documents == 10_000
+    assert [s.sae_id for s in p.saes] == [f"layer_{L}/width_1m/canonical" for L in (9, 20, 31)]
+    assert all(s.d_sae == 2**20 and s.d_in == 3584 for s in p.saes)
+    assert 40e9 < sum(p.memory.values()) <= 80e9
+    with pytest.raises(ParamError, match=r"^gpu_memory_gb: .* needs about"):
+        fc.plan(resolve("feature_coverage", "gemma-2-9b", {"encoder_dtype": "float32"}))
+    # any average_l0 of the non-canonical release, by parameter
+    p2 = fc.plan(
+        resolve(
+            "feature_coverage",
+            "gemma-2-9b",
+            {
+                "sae": "gemma-scope-9b-pt-res/layer_{layer}/width_1m/average_l0_{average_l0}",
+                "layers": [20],
+                "average_l0": [57],
+            },
+        )
+    )
+    assert p2.saes[0].sae_id == "layer_20/width_1m/average_l0_57"
+    with pytest.raises(ParamError, match=r"is not an SAE id .*did you mean"):
+        fc.plan(
+            resolve(
+                "feature_coverage",
+                "gemma-2-9b",
+                {
+                    "sae": "gemma-scope-9b-pt-res/layer_{layer}/width_1m/average_l0_{average_l0}",
+                    "layers": [20],
+                    "average_l0": [58],
+                },
+            )
+        )
+
+
+# ---------------------------------------------------------------------------------------------
+# The paper's path (Gemma-2 architecture, bf16 encoders, Gemma Scope's SAE format) on a tiny model
+
+
+def test_paper_path_on_a_tiny_gemma2(tmp_path, corpus):
+    from functok.sae.activations import save_tiny_gemma2
+
+    ckpt = save_tiny_gemma2(tmp_path / "gemma", n_layers=5, d_model=64)
+    for L in fc.default_layers(5):
+        make_sae(tmp_path / "scope" / f"layer_{L}", 64, 128, L, seed=L, context_size=32, apply_b_dec=False)
+    cfg = validate(
+        C,
+        dict(
+            model=str(ckpt),
+            sae=str(tmp_path / "scope" / "layer_{layer}"),
+            corpus=str(corpus),
+            n_documents=30,
+            max_tokens=200,
+            model_dtype="bfloat16",
+            encoder_dtype="bfloat16",
+            eval_windows=0,
+            batch_size=2,
+            out_dir=str(tmp_path),
+        ),
+    )
+    out = fc.analyze(cfg, progress=False)
+    res = out.results
+    assert res["layer_order"] == [1, 2, 4] == fc.default_layers(5)
+    assert res["context_size"] == 32 and res["n_windows"] == 7  # ceil(200 / 32)
+    assert res["encoder_dtype"] == "bfloat16"
+    for L in res["layer_order"]:
+        v = res["layers"][L]
+        assert v["d_sae"] == 128 and 0 < v["connected_features"] <= 128
+        assert len(v["coverage_topk"]) == 10 and np.all(np.diff(v["coverage_topk"]) >= 0)
+        assert v["n_tokens"] < 7 * 32  # BOS positions left out
+    assert json.loads((Path(ckpt) / "config.json").read_text())["model_type"] == "gemma2"

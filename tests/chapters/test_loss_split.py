@@ -1,0 +1,303 @@
+"""The loss-split chapter on tiny models: grouped held-out losses through TransformerLens against a
+plain Hugging Face recomputation, bootstrap and convergence rules, the hub checkpoint path (a tiny
+random GPT-NeoX standing in for Pythia, 'downloaded' by copying a local folder), offline refusal."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from tiny import PRETRAIN, tiny_preset
+
+import functok.book.cache
+import functok.book.config
+import functok.book.registry
+import functok.sae.models
+import functok.world.embedded
+from functok.book.config import ParamError
+from functok.book.registry import LossSplitConfig
+from functok.chapters.loss_split import analysis as L
+from functok.chapters.loss_split import evaluation, stats
+from functok.sae import models as sae_models
+from functok.world import pretrain as P
+from functok.world import runs, windows
+from functok.world.loss_groups import GROUPS
+
+TINY = PRETRAIN
+
+
+@pytest.fixture(scope="module")
+def env():
+    """A temporary cache and a 'tiny' preset with both tiny models trained."""
+    with tiny_preset() as d:
+        yield {"dir": d, "runs": P.models("tiny")}
+
+
+def tiny_cfg(**kw) -> LossSplitConfig:
+    """A config without validation (hub names must pass here even offline)."""
+    base = functok.book.config.defaults(LossSplitConfig) | {
+        "preset": "tiny",
+        "n_bootstrap": 200,
+        "log_smoothing": 3,
+        "next_tokens": [" the", ",", " xqzv"],
+    }
+    return LossSplitConfig(**(base | kw))
+
+
+def hf_per_token(checkpoint, x):
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(str(checkpoint))
+    model.eval()
+    with torch.no_grad():
+        logits = model(input_ids=x).logits[:, :-1]
+    per = torch.nn.functional.cross_entropy(
+        logits.reshape(-1, logits.shape[-1]), x[:, 1:].reshape(-1), reduction="none"
+    ).view(x.shape[0], -1)
+    return per.double(), logits.argmax(-1)
+
+
+@pytest.fixture(scope="module")
+def analysis(env):
+    return L.analyze(tiny_cfg(), progress=False)
+
+
+def test_grouped_losses_equal_a_plain_hf_recomputation(env, analysis):
+    """Every group mean, count and next-token mean equals a loop over HF per-token losses."""
+    name = "llama-2L"
+    run = env["runs"][name]
+    ids = json.loads((run / "function_tokens.json").read_text())["ids"]
+    fn = set(ids)
+    x = windows.load_windows(windows.token_windows("tiny", "heldout"))
+    from transformers import AutoTokenizer
+
+    ck = runs.checkpoints(run)[-1]["checkpoint"]
+    tok = AutoTokenizer.from_pretrained(ck)
+    bos = tok.bos_token_id
+    per, pred = hf_per_token(ck, x)
+    vals = {g: [] for g in (*GROUPS, "all")}
+    the = tok.encode(" the", add_special_tokens=False)[0]
+    the_vals = []
+    for b in range(x.shape[0]):
+        for t in range(x.shape[1] - 1):
+            cur, nxt = int(x[b, t]), int(x[b, t + 1])
+            v = per[b, t].item()
+            vals["all"].append(v)
+            if nxt == the:
+                the_vals.append(v)
+            if bos in (cur, nxt):
+                continue
+            vals[GROUPS[2 * (cur not in fn) + (nxt not in fn)]].append(v)
+    got = analysis.results["models"][name]["checkpoints"][-1]
+    assert got["checkpoint"] == functok.book.cache.relpath(ck)
+    for g, v in vals.items():
+        assert got["counts"][g] == len(v) and len(v) > 0, g
+        assert abs(got["groups"][g] - sum(v) / len(v)) < 1e-4, g
+        lo, hi = got["ci"][g]
+        assert lo <= got["groups"][g] <= hi
+    assert sum(got["counts"][g] for g in GROUPS) < got["counts"]["all"]  # BOS pairs are in "all" only
+    assert got["next_counts"][" the"] == len(the_vals) and abs(got["next_tokens"][" the"] - np.mean(the_vals)) < 1e-4
+    assert " xqzv" not in got["next_tokens"]  # not a single token: left out, not crashed
+    share = np.isin(pred.numpy(), list(fn)).mean()
+    assert abs(got["greedy_function_share"] - share) < 1e-9
+    assert abs(got["greedy_accuracy"] - (pred == x[:, 1:]).double().mean().item()) < 1e-9
+    assert analysis.results["function_token_ids"][name] == ids
+
+
+def test_results_layout_and_cache(env, analysis):
+    res = analysis.results
+    assert set(res["models"]) == {"llama-1L", "llama-2L"}
+    for name, m in res["models"].items():
+        steps = [c["step"] for c in m["checkpoints"]]
+        assert steps == [c["step"] for c in runs.checkpoints(env["runs"][name])]
+        for c in m["checkpoints"]:
+            assert set(c["groups"]) == set(c["counts"]) == {*GROUPS, "all"}
+            assert c["tokens_seen"] == c["step"] * TINY["batch_size"] * TINY["context_size"]
+        init = m["checkpoints"][0]["groups"]["all"]
+        assert abs(init - math.log(TINY["vocab_size"])) < 0.3  # an untrained model is near uniform
+        assert m["checkpoints"][-1]["groups"]["all"] < init - 0.5
+    assert {r["group"] for r in res["scaling"]} == {*GROUPS, "all"}
+    assert res["scaling_models"] == {
+        "shallow": "llama-1L",
+        "deep": "llama-2L",
+        "shallow_layers": 1,
+        "deep_layers": 2,
+        "paired": True,
+    }
+    ids = {c["id"].split("[")[0] for c in analysis.claims}
+    assert {"function_content_highest", "function_tokens_converge_first", "deeper_gain_on_content_next"} <= ids
+    assert all(c["verdict"] in ("holds", "fails", "inconclusive") for c in analysis.claims)
+    assert (functok.book.config.ROOT / analysis.data["tokens"]).exists() or Path(analysis.data["tokens"]).exists()
+    assert analysis.artifacts["checkpoints[llama-1L]"] == [
+        c["checkpoint"] for c in res["models"]["llama-1L"]["checkpoints"]
+    ]
+    # a second run reads every evaluation back from the cache, with the same numbers
+    again = L.analyze(tiny_cfg(), progress=False)
+    assert again.detail["timings"]["cached"].all()
+    assert again.results["models"] == res["models"]
+    # a changed next-token list is a different evaluation
+    other = L.analyze(tiny_cfg(next_tokens=[" of"]), progress=False)
+    assert not other.detail["timings"]["cached"].any()
+
+
+def test_bridge_loss_equals_hf_loss_on_tiny_gpt_neox(tmp_path):
+    """The TransformerLens path (functok.sae.models.load_model) on a GPT-NeoX (Pythia's architecture)
+    checkpoint folder with GPT-2's tokenizer: per-token losses equal HF's."""
+    from functok.sae.models import load_model
+
+    folder = tiny_neox(tmp_path / "neox")
+    x = torch.randint(0, 50257, (2, 12))
+    per, _ = hf_per_token(folder, x)
+    bridge = load_model(folder)
+    out = evaluation.evaluate_model(bridge, x, function_ids=[11, 13, 262], special_ids=[50256], next_ids=[262])
+    assert abs(out["sums"][:, 4].sum() / out["counts"][:, 4].sum() - per.mean().item()) < 1e-4
+    tl = bridge(x, return_type="loss", loss_per_token=True)
+    assert (tl.double() - per).abs().max().item() < 1e-4
+
+
+def tiny_neox(folder: Path, seed: int = 0) -> Path:
+    from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
+
+    from functok.world.tokenizers import gpt2_tokenizer
+
+    tok = gpt2_tokenizer()
+    conf = GPTNeoXConfig(
+        vocab_size=len(tok),
+        hidden_size=16,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=32,
+        max_position_embeddings=64,
+        rotary_pct=0.25,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+    )
+    torch.manual_seed(seed)
+    model = GPTNeoXForCausalLM(conf)
+    model.save_pretrained(str(folder))
+    tok.save_pretrained(str(folder))
+    return folder
+
+
+def test_hub_checkpoints_download_evaluate_delete(env, tmp_path, monkeypatch):
+    """A hub model by Pythia steps: each revision 'downloaded' (here: copied from a tiny local GPT-NeoX),
+    evaluated through the local-folder path, deleted afterwards unless keep_checkpoints."""
+    src = {0: tiny_neox(tmp_path / "s0", seed=0), 4: tiny_neox(tmp_path / "s4", seed=1)}
+    calls = []
+
+    def fake_download(name, revision, dest, what):
+        calls.append((name, revision, what))
+        shutil.copytree(src[int(revision.removeprefix("step"))], dest)
+        return dest
+
+    monkeypatch.setattr(functok.sae.models, "DOWNLOAD", fake_download)
+    cfg = tiny_cfg(
+        models=["EleutherAI/pythia-tiny-test"],
+        checkpoint_steps=[4],
+        checkpoint_index=[0],
+        context_size=16,
+        max_windows=6,
+    )
+    a = L.analyze(cfg, progress=False)
+    m = a.results["models"]["pythia-tiny-test"]
+    assert [c["step"] for c in m["checkpoints"]] == [0, 4]
+    assert [c["checkpoint"] for c in m["checkpoints"]] == [
+        "EleutherAI/pythia-tiny-test@step0",
+        "EleutherAI/pythia-tiny-test@step4",
+    ]
+    assert m["checkpoints"][1]["tokens_seen"] == 4 * 1024 * 2048
+    assert ("EleutherAI/pythia-tiny-test", "step0", "model") in calls and (
+        "EleutherAI/pythia-tiny-test",
+        "step4",
+        "model",
+    ) in calls
+    hub = functok.book.cache.cache_dir() / "hub"
+    assert not list(hub.glob("*")) if hub.exists() else True  # deleted after use
+    assert m["n_windows"] == 6 and m["context_size"] == 16
+    # the two revisions differ, so their losses do
+    assert m["checkpoints"][0]["groups"]["all"] != m["checkpoints"][1]["groups"]["all"]
+    # function tokens come from the GPT-2 tokenizer's counts on the tiny preset's training documents
+    ft = (
+        json.loads((functok.book.config.ROOT / m["function_token_file"]).read_text())
+        if not Path(m["function_token_file"]).is_absolute()
+        else json.loads(Path(m["function_token_file"]).read_text())
+    )
+    assert (
+        ft["vocab_size"] == 50257
+        and [r["id"] for r in ft["function_tokens"]] == a.results["function_token_ids"]["pythia-tiny-test"]
+    )
+    # keep_checkpoints keeps them (new evaluations: another window count)
+    kept = L.analyze(dataclasses.replace(cfg, keep_checkpoints=True, max_windows=5), progress=False)
+    assert sorted(p.name for p in hub.iterdir()) == [
+        "EleutherAI--pythia-tiny-test@step0",
+        "EleutherAI--pythia-tiny-test@step4",
+    ]
+    assert kept.results["models"]["pythia-tiny-test"]["n_windows"] == 5
+
+
+def test_pythia_revisions():
+    from transformer_lens.loading_from_pretrained import PYTHIA_CHECKPOINTS
+
+    assert sae_models.PYTHIA_STEPS == list(PYTHIA_CHECKPOINTS)
+    revs = L.hub_revisions("EleutherAI/pythia-160m-deduped", [0, 153], [1000])
+    assert [r["revision"] for r in revs] == ["step0", "step1000", "step143000"]
+    assert L.hub_revisions("EleutherAI/pythia-160m", [], [])[0]["revision"] == "main"
+    for args, fragment in [(([154], []), "checkpoint_index"), (([], [1500]), "no checkpoint at step 1500")]:
+        with pytest.raises(ParamError, match=fragment):
+            L.hub_revisions("EleutherAI/pythia-160m", *args)
+    with pytest.raises(ParamError, match="^checkpoint_steps: hub model 'gpt2-medium'"):
+        L.hub_revisions("gpt2-medium", [], [1000])
+
+
+def test_hub_models_refused_offline_in_one_line(monkeypatch):
+    monkeypatch.delenv("FUNCTOK_ONLINE", raising=False)
+    monkeypatch.delenv("FUNCTOK_PRESETS", raising=False)  # the env fixture may have swapped it
+    with pytest.raises(ParamError) as e:
+        functok.book.registry.resolve("loss_split", "pythia")
+    msg = str(e.value)
+    assert msg.startswith("models: 'EleutherAI/pythia-160m-deduped'") and "offline" in msg and "\n" not in msg
+    from functok.book.cli import main
+
+    assert main(["run", "loss_split", "--preset", "pythia"]) == 2
+    for bad, frag in [
+        ({"models": []}, "non-empty"),
+        ({"models": ["./nope"]}, "does not exist"),
+        ({"checkpoint_steps": [-1]}, "non-negative"),
+        ({"device": "tpu"}, "expected one of"),
+    ]:
+        with pytest.raises(ParamError, match=f"^{next(iter(bad))}:.*{frag}"):
+            functok.book.config.validate(LossSplitConfig, bad)
+
+
+def test_convergence_rule():
+    steps = [0, 1, 2, 4, 8, 16]
+    # drop 10 -> 0; within 10% of the drop (<= 1.0) from step 8 on, after a bump at 4
+    assert stats.convergence_step(steps, [10, 5, 0.9, 1.5, 0.5, 0.0], 0.1) == 8
+    assert stats.convergence_step(steps, [10, 0.5, 0.4, 0.3, 0.2, 0.0], 0.1) == 1
+    assert stats.convergence_step(steps, [1, 1, 1, 1, 1, 1], 0.1) is None  # no decrease
+    assert (
+        stats.convergence_step(steps, [10, 9, 8, 7, 6, 5], 0.5) == 4
+    )  # 7 - 5 = 2 <= 2.5 at step 4, 8 - 5 = 3 > 2.5 at 2
+    assert (
+        stats.convergence_step(steps, [10, 9, 8, 7, 6, 5], 0.3) == 8
+    )  # 6 - 5 = 1 <= 1.5 at step 8, 7 - 5 = 2 > 1.5 at 4
+
+
+def test_bootstrap_is_paired_and_covers_the_mean():
+    rng = np.random.default_rng(0)
+    sums = rng.normal(5.0, 1.0, (400, 2)) * 10
+    counts = np.full((400, 2), 10.0)
+    idx = L.bootstrap_index(400, 500, seed=3)
+    assert (idx == L.bootstrap_index(400, 500, seed=3)).all() and idx.shape == (500, 400)
+    bs = L.ratio_means(sums, counts, idx)
+    lo, hi = L.interval(bs, 0.95)
+    mean = L.ratio_means(sums, counts)
+    assert (lo < mean).all() and (mean < hi).all()
+    se = sums.std(0) / 10 / math.sqrt(400)  # per-window means have sd 1
+    assert np.allclose(hi - lo, 2 * 1.96 * se, rtol=0.2)

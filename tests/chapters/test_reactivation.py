@@ -1,0 +1,249 @@
+"""Chapter 5 (reactivation and steering): occurrence matching, rates and selection against brute force
+on synthetic activations, the steering edit, and the chapter end to end on a tiny preset."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from tiny import tiny_preset
+
+from functok.book.config import ParamError, defaults
+from functok.book.registry import ReactivationConfig
+from functok.chapters.reactivation import analysis as R
+from functok.chapters.reactivation import setup, steering
+
+# SAEs small enough to train in seconds on the tiny models
+FEATURE_COVERAGE = {"training_tokens": 2000, "sae_batch_size": 64, "expansion_factor": 4, "eval_windows": 2}
+
+
+def test_occurrences_match_brute_force():
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 4, size=(30, 25))
+    for ids in ([1], [2, 3], [0, 1, 2]):
+        got = R.occurrences(x, ids)
+        want = np.zeros_like(got)
+        for i in range(x.shape[0]):
+            for t in range(len(ids) - 1, x.shape[1]):
+                want[i, t] = list(x[i, t - len(ids) + 1 : t + 1]) == ids
+        assert np.array_equal(got, want) and want.any()
+
+
+class _Sae:
+    class cfg:
+        d_sae = 5
+
+
+def fake_setup(x: np.ndarray, is_function: np.ndarray, concepts: dict, bos: int | None = 0):
+    return R.Setup(
+        model=None,
+        checkpoint="",
+        layer=0,
+        hook="",
+        sae=_Sae(),
+        sae_source="",
+        is_function=is_function,
+        function_token_file="",
+        windows=torch.as_tensor(x),
+        windows_path=None,
+        concept_tokens=concepts,
+        bos=bos,
+    )
+
+
+@pytest.fixture
+def synthetic(monkeypatch):
+    """Random windows over 8 token ids (0 = BOS, 1-3 function tokens, 7 the concept) and random firing."""
+    rng = np.random.default_rng(1)
+    x = rng.integers(1, 8, size=(40, 30))
+    x[:, 0] = 0
+    x[::3, 15] = 0  # a document boundary inside some windows
+    f = torch.as_tensor(rng.random((40, 30, 5)) * (rng.random((40, 30, 5)) < 0.3), dtype=torch.float32)
+    f[:, :, 4] += torch.as_tensor(x == 7, dtype=torch.float32) * 3  # feature 4 fires on the concept
+    is_fn = np.zeros(8, dtype=bool)
+    is_fn[1:4] = True
+    monkeypatch.setattr(
+        R,
+        "encode_windows",
+        lambda s, bs, progress=True, with_acts=False: (
+            (np.arange(i, min(i + bs, 40)), f[i : i + bs], torch.ones(min(bs, 40 - i), 30, 2))
+            if with_acts
+            else (np.arange(i, min(i + bs, 40)), f[i : i + bs])
+            for i in range(0, 40, bs)
+        ),
+    )
+    return x, f.numpy(), is_fn
+
+
+@pytest.mark.parametrize("horizon", [4, 100])  # 100: longer than a window
+def test_reactivation_rates_match_brute_force(synthetic, horizon):
+    x, f, is_fn = synthetic
+    s = fake_setup(x, is_fn, {"c": [7]})
+    feat = 2
+    got = R.reactivation_rates(s, {"c": feat}, horizon, batch_size=7, progress=False)["c"]
+    k = dict.fromkeys(("fn_after", "fn_after_fired", "ct_after", "ct_after_fired", "fn_base", "fn_base_fired"), 0)
+    for i in range(x.shape[0]):
+        has = (x[i] == 7).any()
+        for t in range(x.shape[1]):
+            tokn = x[i, t]
+            if tokn == 0:
+                continue
+            kind = "fn" if is_fn[tokn] else "ct"
+            fired = f[i, t, feat] > 0
+            if not has and kind == "fn":
+                k["fn_base"] += 1
+                k["fn_base_fired"] += fired
+            if tokn == 7:
+                continue
+            # an occurrence of the concept within `horizon` before t, with no BOS in between
+            after = any(x[i, u] == 7 and not (x[i, u + 1 : t + 1] == 0).any() for u in range(max(0, t - horizon), t))
+            if after:
+                k[f"{kind}_after"] += 1
+                k[f"{kind}_after_fired"] += fired
+    for key, v in k.items():
+        assert got[key] == v, key
+    assert got["fn_after"] > 0 and got["fn_base"] > 0
+    assert got["fn_after_rate"] == pytest.approx(k["fn_after_fired"] / k["fn_after"])
+
+
+def test_select_features_finds_the_planted_feature(synthetic):
+    x, f, is_fn = synthetic
+    sel = R.select_features(fake_setup(x, is_fn, {"c": [7], "pair": [3, 7]}), batch_size=9, progress=False)
+    assert sel["c"]["selected"] == 4 and sel["pair"]["selected"] == 4
+    occ = x == 7
+    assert sel["c"]["n_occurrences"] == int(occ.sum())
+    assert sel["c"]["p_on"][4] == 1.0
+    assert sel["c"]["mean_act_on"][4] == pytest.approx(f[occ][:, 4].mean())
+
+
+# ---------------------------------------------------------------------------------------------
+# The chapter on a tiny preset
+
+
+@pytest.fixture(scope="module")
+def env():
+    with tiny_preset(feature_coverage=FEATURE_COVERAGE) as d:
+        yield d
+
+
+PROMPT: list[str] = []  # a prompt ending in one of the tiny model's function tokens, found in `env`
+
+
+def tiny_cfg(**kw) -> ReactivationConfig:
+    base = defaults(ReactivationConfig) | {
+        "preset": "tiny",
+        "concepts": [" the", " of"],
+        "n_windows": 20,
+        "horizon": 8,
+        "trace_prompts": ["The history of the"],
+        "steer_prompts": PROMPT,
+        "alphas": [0, 50],
+        "n_new_tokens": 3,
+    }
+    return ReactivationConfig(**(base | kw))
+
+
+def _prompt_ending_in_a_function_token() -> str:
+    import json
+
+    from transformers import AutoTokenizer
+
+    from functok.world.embedded import tokenizer_dir
+    from functok.world.pretrain import embedded_checkpoint
+
+    _, run = embedded_checkpoint("tiny")
+    tok = AutoTokenizer.from_pretrained(str(tokenizer_dir("tiny")))
+    for i in json.loads((run / "function_tokens.json").read_text())["ids"]:
+        text = "The history" + tok.decode([i])
+        if tok.encode(text, add_special_tokens=False)[-1] == i:
+            return text
+    raise AssertionError("no prompt ends in a function token")
+
+
+@pytest.fixture(scope="module")
+def analysis(env):
+    PROMPT[:] = [_prompt_ending_in_a_function_token()]
+    return R.analyze(tiny_cfg(), progress=False)
+
+
+def test_chapter_end_to_end(analysis):
+    res = analysis.results
+    assert res["layer"] == setup.default_layer(res["n_layers"]) and res["d_sae"] == 4 * 16
+    assert {c["id"] for c in analysis.claims} == {
+        "reactivation",
+        "reactivation_function_vs_content",
+        "steering_probability",
+        "steering",
+    }
+    assert all(c["verdict"] in ("holds", "fails", "inconclusive") for c in analysis.claims)
+    for c, v in res["concepts"].items():
+        assert v["n_occurrences"] > 0 and 0 <= v["feature"] < res["d_sae"]
+        assert set(v["steering_success"]) == {"0", "50"}
+    t = res["traces"][0]
+    assert len(t["tokens"]) == len(t["function"]) == len(next(iter(t["acts"].values())))
+    # alpha 0 is the unsteered model: the same continuation for every concept
+    base = {r["continuation"] for r in res["steering"] if r["alpha"] == 0}
+    assert len(base) == 1
+    for r in res["steering"]:
+        assert r["concept_logprob"] <= 0 and r["concept_rank"] >= 1
+
+
+def test_steering_edits_only_the_last_prompt_position(env, analysis):
+    s = R.setup(tiny_cfg(), progress=False)
+    ids = torch.tensor([steering._prompt_ids(s, PROMPT[0])])
+    pos = ids.shape[1] - 1
+    v = steering.steering_vector(s, 0, 1.0, 100.0)
+    assert float(v.norm()) == pytest.approx(100.0, rel=1e-4)
+    caught = {}
+
+    def add(act, hook):
+        act[:, pos, :] += v
+        return act
+
+    def grab(act, hook):
+        caught["x"] = act.clone()
+
+    with torch.no_grad():
+        s.model.run_with_hooks(ids, fwd_hooks=[(s.hook, grab)])
+        plain = caught["x"]
+        s.model.run_with_hooks(ids, fwd_hooks=[(s.hook, add), (s.hook, grab)])
+        edited = caught["x"]
+    assert torch.allclose(edited[:, :pos], plain[:, :pos])
+    assert torch.allclose(edited[:, pos] - plain[:, pos], v, atol=1e-4)
+    assert steering.generate(s, PROMPT[0], 3) == steering.generate(s, PROMPT[0], 3, torch.zeros_like(v))
+    lp: list = []
+    steering.generate(s, PROMPT[0], 1, first_logprobs=lp)
+    with torch.no_grad():
+        want = torch.log_softmax(s.model(ids)[0, -1].float(), -1)
+    assert torch.allclose(lp[0], want, atol=1e-5)
+    assert steering.generate(s, PROMPT[0], 3) != steering.generate(s, PROMPT[0], 3, v * 10)
+
+
+def test_warm_rerun_reads_the_cache(env, analysis, monkeypatch):
+    monkeypatch.setattr(R, "select_features", lambda *a, **k: pytest.fail("a warm re-run scanned the windows"))
+    again = R.analyze(tiny_cfg(), progress=False)
+    assert again.results["timing"].get("cached") is True
+    strip = [{k: v for k, v in a.results.items() if k != "timing"} for a in (again, analysis)]
+    assert strip[0] == strip[1] and again.claims == analysis.claims
+
+
+def test_given_features_are_used(env, analysis):
+    a = R.analyze(tiny_cfg(features=[3, 5]), progress=False)
+    assert [v["feature"] for v in a.results["concepts"].values()] == [3, 5]
+    assert all(v["chosen_by"] == "user" for v in a.results["concepts"].values())
+
+
+@pytest.mark.parametrize(
+    "kw, fragment",
+    [
+        ({"features": [1]}, "^features: got 1 ids for 2 concepts"),
+        ({"features": [1, 10_000]}, "^features: 10000 is not a feature"),
+        ({"steer_prompts": ["The history xqz"]}, "^steer_prompts: 'The history xqz' ends in"),
+        ({"concepts": [" xqzvjk"]}, "^concepts: ' xqzvjk' never occurs"),
+        ({"layer": 7}, "^layer: got 7; the model has 2 layers"),
+    ],
+)
+def test_bad_input_is_refused_with_one_line(env, analysis, kw, fragment):
+    with pytest.raises(ParamError, match=fragment) as e:
+        R.analyze(tiny_cfg(**kw), progress=False)
+    assert "\n" not in str(e.value)

@@ -1,0 +1,130 @@
+"""The coverage rule, streaming counts, the function-token file, and the chapter's statistics."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+
+import numpy as np
+import pytest
+
+from functok.chapters.function_tokens import analysis
+from functok.world import function_tokens as ft
+from functok.world.tokenizers import gpt2_tokenizer
+
+
+@pytest.fixture(scope="module")
+def gpt2():
+    return gpt2_tokenizer()
+
+
+def brute_force_rule(counts, threshold):
+    """The rule as the issue states it, written the slow obvious way."""
+    order = sorted(range(len(counts)), key=lambda i: (-counts[i], i))
+    total, cum, out = sum(counts), 0, []
+    for i in order:
+        if (cum + counts[i]) / total > threshold:
+            break
+        cum += counts[i]
+        out.append(i)
+    return out
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_rule_matches_brute_force_including_ties(seed):
+    rng = np.random.default_rng(seed)
+    counts = rng.integers(0, 6, size=60)  # many ties
+    for threshold in (0.1, 0.25, 0.4, 0.6):
+        assert ft.select_function_tokens(counts, threshold).tolist() == brute_force_rule(counts.tolist(), threshold)
+
+
+def test_rule_keeps_prefix_that_reaches_threshold_exactly():
+    counts = np.array([4, 3, 2, 1])  # cumulative 0.4, 0.7, 0.9, 1.0
+    assert ft.select_function_tokens(counts, 0.4).tolist() == [0]
+    assert ft.select_function_tokens(counts, 0.39).tolist() == []
+
+
+def test_counts_match_a_plain_counter_and_skip_special_tokens(gpt2):
+    texts = ["The cat, the dog<|endoftext|> and the bird.", "Of the people, by the people.", "the"]
+    tc = ft.count_tokens(gpt2, texts, batch_size=2, progress=False)
+    expected, docs = Counter(), Counter()
+    eos = gpt2.eos_token_id
+    for t in texts:
+        ids = [i for i in gpt2.encode(t, add_special_tokens=False) if i != eos]
+        expected.update(ids)
+        docs.update(set(ids))
+    assert tc.counts[eos] == 0
+    assert {i: int(c) for i, c in enumerate(tc.counts) if c} == dict(expected)
+    assert {i: int(c) for i, c in enumerate(tc.doc_counts) if c} == dict(docs)
+    assert tc.n_documents == 3 and tc.n_tokens == sum(expected.values())
+
+
+def test_function_token_file_on_a_users_folder(text_folder, tmp_cache):
+    import datasets
+
+    path = ft.function_token_file("gpt2", str(text_folder), coverage_threshold=0.4)
+    doc = json.loads(path.read_text())
+    assert doc["n_documents"] == 4 and doc["tokenizer"] == "gpt2"
+    rows = doc["function_tokens"]
+    assert rows[0]["token"] == " the"
+    assert rows[-1]["cumulative"] <= 0.4 and [r["rank"] for r in rows] == list(range(1, len(rows) + 1))
+    # Anyone can recount from the saved token ids.
+    tokens = datasets.load_from_disk(str(path.parent / "tokens"))
+    recount = Counter(t for ids in tokens["input_ids"] for t in ids)
+    assert all(recount[r["id"]] == r["count"] for r in rows)
+    assert sum(recount.values()) == doc["n_tokens"]
+    # Cached: the same call returns the same folder without rebuilding.
+    mtime = path.stat().st_mtime_ns
+    assert ft.function_token_file("gpt2", str(text_folder), coverage_threshold=0.4).stat().st_mtime_ns == mtime
+    assert ft.function_token_file("gpt2", str(text_folder), coverage_threshold=0.3) != path
+
+
+def test_zipf_fit_recovers_a_known_exponent():
+    ranks = np.arange(1, 5001)
+    counts = np.round(1e7 * ranks**-1.3).astype(np.int64)
+    assert analysis.zipf_fit(counts, lo_rank=10, hi_rank=1000)["exponent"] == pytest.approx(1.3, abs=0.01)
+
+
+def test_threshold_sweep_is_monotone():
+    counts = np.random.default_rng(0).permutation((1e6 / np.arange(1, 2001)).astype(np.int64))
+    n = [r["n_function_tokens"] for r in analysis.threshold_sweep(counts, [0.2, 0.4, 0.6])]
+    assert n == sorted(n) and n[0] < n[-1]
+
+
+def test_occurrences_by_bin(gpt2):
+    docs = [[5, 7, 5], [1], [5, 2], [3, 3, 5, 5]]
+    flat = np.array([t for d in docs for t in d])
+    offsets = np.cumsum([0] + [len(d) for d in docs])
+    b = analysis.occurrences_by_bin(flat, offsets, 5, 2)
+    assert b["bins"] == [2, 3] and b["tokens_per_bin"] == [4, 6]
+    assert b["rate_per_1k"] == pytest.approx([500, 500]) and b["cv"] == pytest.approx(0)
+    assert analysis.token_id(gpt2, " of") == gpt2.encode(" of")[0]
+    with pytest.raises(ValueError, match="burst_tokens"):
+        analysis.token_id(gpt2, " antidisestablishmentarianism")
+
+
+@pytest.mark.parametrize(
+    "token, cls",
+    [
+        (" the", "determiners"),
+        (",", "punctuation/symbol"),
+        ("\n", "punctuation/symbol"),
+        (" Tokyo", "content"),
+        (" Of", "prepositions"),
+        ("1", "punctuation/symbol"),
+        (" on", "prepositions"),
+        (" no", "determiners"),
+    ],
+)
+def test_word_class(token, cls):
+    assert analysis.word_class(token, analysis.closed_class_words()) == cls
+
+
+def test_closed_class_list_holds_only_strings():
+    """YAML reads bare on/off/no/yes as booleans; every entry must stay a word."""
+    import yaml
+
+    from functok.book.config import ROOT
+
+    raw = yaml.safe_load((ROOT / "data" / "closed_class_words.yaml").read_text())
+    assert all(isinstance(w, str) for words in raw.values() for w in words)
