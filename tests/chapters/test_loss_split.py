@@ -24,7 +24,6 @@ from functok.book.config import ParamError
 from functok.book.registry import LossSplitConfig
 from functok.chapters.loss_split import analysis as L
 from functok.chapters.loss_split import evaluation, stats
-from functok.sae import models as sae_models
 from functok.world import pretrain as P
 from functok.world import runs, windows
 from functok.world.loss_groups import GROUPS
@@ -239,20 +238,6 @@ def test_hub_checkpoints_download_evaluate_delete(env, tmp_path, monkeypatch):
         "EleutherAI--pythia-tiny-test@step4",
     ]
     assert kept.results["models"]["pythia-tiny-test"]["n_windows"] == 5
-
-
-def test_pythia_revisions():
-    from transformer_lens.loading_from_pretrained import PYTHIA_CHECKPOINTS
-
-    assert sae_models.PYTHIA_STEPS == list(PYTHIA_CHECKPOINTS)
-    revs = L.hub_revisions("EleutherAI/pythia-160m-deduped", [0, 153], [1000])
-    assert [r["revision"] for r in revs] == ["step0", "step1000", "step143000"]
-    assert L.hub_revisions("EleutherAI/pythia-160m", [], [])[0]["revision"] == "main"
-    for args, fragment in [(([154], []), "checkpoint_index"), (([], [1500]), "no checkpoint at step 1500")]:
-        with pytest.raises(ParamError, match=fragment):
-            L.hub_revisions("EleutherAI/pythia-160m", *args)
-    with pytest.raises(ParamError, match="^checkpoint_steps: hub model 'gpt2-medium'"):
-        L.hub_revisions("gpt2-medium", [], [1000])
 
 
 def test_hub_models_refused_offline_in_one_line(monkeypatch):
