@@ -57,6 +57,26 @@ def _local_files(spec: str) -> list[Path]:
     return files
 
 
+def is_local(spec: str) -> bool:
+    """A local file, folder or glob (not 'embedded', not a hub name)."""
+    p = Path(spec).expanduser()
+    return spec != "embedded" and (p.exists() or bool(glob.glob(str(p))))
+
+
+def corpus_key(spec: str) -> str:
+    """The corpus as it enters cache keys. 'embedded' and hub names: the spec itself. Local files: the
+    path as the document ids spell it (a trailing '/' makes no difference) and a fingerprint of the
+    files read (sorted paths, sizes and modification times), so adding, removing or editing a file
+    changes the key."""
+    if not is_local(spec):
+        return spec
+    h = hashlib.sha1()
+    for f in _local_files(spec):
+        st = f.stat()
+        h.update(f"{f}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return f"{Path(spec).expanduser()}@{h.hexdigest()[:16]}"
+
+
 def _local_records(spec: str):
     for path in _local_files(spec):
         if path.suffix == ".txt":
@@ -73,7 +93,7 @@ def iter_documents(spec: str = "embedded", max_documents: int = 0):
     """Documents {"id", "text"} one at a time, in a stable order; a hub data set is streamed."""
     if spec == "embedded":
         records = _embedded_records()
-    elif Path(spec).expanduser().exists() or glob.glob(str(Path(spec).expanduser())):
+    elif is_local(spec):
         records = _local_records(spec)
     else:  # hub data set, streamed so that a large corpus never lands on disk whole
         name, _, split = spec.partition(":")

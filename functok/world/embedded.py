@@ -17,7 +17,7 @@ import datasets
 from functok.book.cache import cached_dir
 from functok.book.config import ParamError, PretrainConfig
 from functok.book.registry import pretrain_config
-from functok.world.corpus import load_corpus, split_documents
+from functok.world.corpus import corpus_key, load_corpus, split_documents
 
 BOS, EOS = "<|bos|>", "<|endoftext|>"  # the embedded BPE's special tokens
 
@@ -28,7 +28,12 @@ def as_pretrain_config(spec: str | PretrainConfig) -> PretrainConfig:
 
 
 def corpus_params(cfg: PretrainConfig) -> dict:
-    return {"corpus": cfg.corpus, "max_documents": cfg.max_documents, "heldout_fraction": cfg.heldout_fraction}
+    """The corpus split's cache key: 'embedded' as it always was; local files by their content."""
+    return {
+        "corpus": corpus_key(cfg.corpus),
+        "max_documents": cfg.max_documents,
+        "heldout_fraction": cfg.heldout_fraction,
+    }
 
 
 def tokenizer_params(cfg: PretrainConfig) -> dict:

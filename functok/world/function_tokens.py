@@ -15,9 +15,9 @@ import numpy as np
 
 from functok.book.cache import cached_dir, relpath, write_json_atomic
 from functok.book.config import looks_local
-from functok.world.corpus import iter_documents, load_corpus
+from functok.world.corpus import corpus_key, iter_documents, load_corpus
 from functok.world.embedded import corpus_dir, documents
-from functok.world.tokenizers import encode, load_tokenizer, tokenizer_name
+from functok.world.tokenizers import encode, load_tokenizer, local_tokenizer, tokenizer_files_key, tokenizer_name
 
 
 @dataclass
@@ -147,6 +147,29 @@ def function_mask(vocab_size: int, ids: Iterable[int]):
 # The function-token file other chapters load
 
 
+def function_token_params(
+    tokenizer: str,
+    corpus: str = "embedded",
+    preset: str = "embedded",
+    coverage_threshold: float = 0.40,
+    max_documents: int = 0,
+) -> dict:
+    """The cache key of `function_token_file` with the same arguments. The embedded tokenizer, 'gpt2'
+    and a hub name enter as their name, a local tokenizer folder by the content of its tokenizer files;
+    the embedded corpus as 'embedded' and its training documents' folder, local files by their content."""
+    folder = local_tokenizer(tokenizer)
+    params = {
+        "format": 2,
+        "tokenizer": tokenizer_files_key(folder) if folder else tokenizer_name(tokenizer, preset),
+        "corpus": corpus_key(corpus),
+        "coverage_threshold": coverage_threshold,
+        "max_documents": max_documents,
+    }
+    if corpus == "embedded":
+        params["documents"] = _rel(corpus_dir(preset) / "train")
+    return params
+
+
 def function_token_file(
     tokenizer: str,
     corpus: str = "embedded",
@@ -159,15 +182,7 @@ def function_token_file(
     For tokenizer='embedded' and corpus='embedded' the counts come from the preset's training
     documents (what the models are trained on); otherwise from the whole named corpus.
     """
-    params = {
-        "format": 2,
-        "tokenizer": tokenizer_name(tokenizer, preset),
-        "corpus": corpus,
-        "coverage_threshold": coverage_threshold,
-        "max_documents": max_documents,
-    }
-    if corpus == "embedded":
-        params["documents"] = _rel(corpus_dir(preset) / "train")
+    params = function_token_params(tokenizer, corpus, preset, coverage_threshold, max_documents)
 
     def build(tmp: Path) -> None:
         import hashlib

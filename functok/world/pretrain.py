@@ -66,7 +66,7 @@ from functok.world.llama import (
     use_compile,
 )
 from functok.world.loss_groups import GROUPS, grouped_sums, prediction_groups
-from functok.world.runs import checkpoint_name, checkpoints, model_name, read_log
+from functok.world.runs import checkpoint_name, checkpoints, model_name, read_log, total_steps
 from functok.world.runtime import n_threads, quiet_hf
 from functok.world.windows import load_windows, token_windows
 
@@ -90,7 +90,7 @@ def checkpoint_schedule(n_steps: int, n_checkpoints: int) -> list[int]:
 
 
 def n_steps(cfg: PretrainConfig) -> int:
-    return max(1, cfg.train_tokens // (cfg.batch_size * cfg.context_size))
+    return total_steps(cfg.train_tokens, cfg.batch_size, cfg.context_size)
 
 
 def batch_indices(seed: int, step: int, batch_size: int, n_windows: int, _perms: dict | None = None) -> np.ndarray:

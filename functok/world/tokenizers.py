@@ -5,6 +5,7 @@ Every tokenizer is a `transformers.PreTrainedTokenizerFast`.
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Sequence
 
@@ -13,6 +14,16 @@ from functok.world.corpus import package_dir
 from functok.world.embedded import tokenizer_dir
 
 GPT2_EOS = "<|endoftext|>"
+# the files a tokenizer folder is read from (save_pretrained writes tokenizer.json and tokenizer_config.json)
+TOKENIZER_FILES = (
+    "tokenizer*",
+    "vocab*",
+    "merges*",
+    "special_tokens_map.json",
+    "added_tokens.json",
+    "*.model",
+    "*.tiktoken",
+)
 
 
 def gpt2_dir() -> Path:
@@ -49,6 +60,24 @@ def tokenizer_name(spec: str, preset: str = "embedded") -> str:
     if spec == "embedded":
         return relpath(tokenizer_dir(preset))
     return spec
+
+
+def local_tokenizer(spec: str) -> Path | None:
+    """The folder of a local tokenizer ('embedded' and 'gpt2' are none, whatever the current folder holds)."""
+    if spec in ("embedded", "gpt2"):
+        return None
+    p = Path(spec).expanduser()
+    return p if p.is_dir() else None
+
+
+def tokenizer_files_key(folder: str | Path) -> str:
+    """A local tokenizer folder as it enters cache keys: its path and the hash of each tokenizer file in
+    it, so that editing a file changes the key."""
+    p = Path(folder).expanduser()
+    key = relpath(p)
+    for f in sorted({f for pattern in TOKENIZER_FILES for f in p.glob(pattern) if f.is_file()}):
+        key += f":{f.name}:" + hashlib.sha1(f.read_bytes()).hexdigest()[:12]
+    return key
 
 
 def special_ids(tok) -> set[int]:

@@ -7,8 +7,9 @@ One builder and one cache key recipe for every chapter:
 - `token_windows(preset, split, tokenizer="embedded", corpus="embedded", ...) -> Path`: the cached
   `save_to_disk` folder (column input_ids). The key holds what shapes the windows: the tokenizer (the
   embedded BPE by its training parameters, any other by the content of its files), the documents
-  (the embedded corpus by its parameters, any other by its spec), the split, the context size and,
-  when set, the caps. The embedded windows keep the key they have always had.
+  (the embedded corpus by its parameters, local files by their content, a hub data set by its name),
+  the split, the context size and, when set, the caps. The embedded windows keep the key they have
+  always had.
 - `load_windows(path) -> LongTensor [n, context_size]`;
 - `cut(tok, texts, context_size, max_windows=0) -> (windows int32 [n, context_size], stats)` and
   `save(folder, windows, stats)`, the two halves of a build.
@@ -16,15 +17,14 @@ One builder and one cache key recipe for every chapter:
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Any, Iterable
 
 import numpy as np
 
-from functok.book.cache import cached_dir, relpath, write_json_atomic
+from functok.book.cache import cached_dir, write_json_atomic
 from functok.book.config import ParamError, PretrainConfig
-from functok.world.corpus import load_corpus, split_documents
+from functok.world.corpus import corpus_key, load_corpus, split_documents
 from functok.world.embedded import (
     as_pretrain_config,
     corpus_params,
@@ -33,31 +33,26 @@ from functok.world.embedded import (
     tokenizer_params,
 )
 from functok.world.runtime import quiet_hf
-from functok.world.tokenizers import encode, load_tokenizer
+from functok.world.tokenizers import encode, load_tokenizer, local_tokenizer, tokenizer_files_key
 
 SPLITS = ("train", "heldout", "all")
 
 
 def tokenizer_key(tokenizer: str, cfg: PretrainConfig) -> dict:
     """'embedded': the parameters its BPE was trained with; a folder: its path and the hash of every
-    tokenizer file in it; anything else ('gpt2', a hub name): the name."""
+    tokenizer file in it (`tokenizer_files_key`); anything else ('gpt2', a hub name): the name."""
     if tokenizer == "embedded":
         return tokenizer_params(cfg)
-    p = Path(tokenizer).expanduser()
-    if not p.is_dir():
-        return {"tokenizer": tokenizer}
-    key = relpath(p)
-    for f in sorted(p.glob("tokenizer*")):
-        key += f":{f.name}:" + hashlib.sha1(f.read_bytes()).hexdigest()[:12]
-    return {"tokenizer": key}
+    folder = local_tokenizer(tokenizer)
+    return {"tokenizer": tokenizer_files_key(folder) if folder else tokenizer}
 
 
 def documents_key(corpus: str, cfg: PretrainConfig, max_documents: int) -> dict:
-    """'embedded': the corpus parameters of the preset; otherwise the corpus spec, the cap and the
-    held-out fraction its split uses."""
+    """'embedded': the corpus parameters of the preset; otherwise the corpus (local files by their
+    content, `corpus_key`), the cap and the held-out fraction its split uses."""
     if corpus == "embedded":
         return corpus_params(cfg)
-    return {"corpus": corpus, "max_documents": max_documents, "heldout_fraction": cfg.heldout_fraction}
+    return {"corpus": corpus_key(corpus), "max_documents": max_documents, "heldout_fraction": cfg.heldout_fraction}
 
 
 def split_documents_of(corpus: str, preset: str | PretrainConfig, max_documents: int, split: str):

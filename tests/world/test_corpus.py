@@ -43,3 +43,59 @@ def test_split_is_deterministic_and_disjoint():
     assert not set(train["id"]) & set(held["id"])
     assert len(train) + len(held) == 400 and 10 < len(held) < 80
     assert corpus.fingerprint(held) == corpus.fingerprint(corpus.split_documents(ds, 0.1)[1])
+
+
+def test_a_local_corpus_is_keyed_by_its_content(text_folder):
+    """Every key a corpus enters follows its files: a file added or edited gives a new key, a trailing
+    '/' does not; the embedded corpus and the 'gpt2' tokenizer keep exactly the keys they had."""
+    import dataclasses
+
+    from functok.book.registry import pretrain_config
+    from functok.world.embedded import corpus_params, tokenizer_params
+    from functok.world.function_tokens import function_token_params
+    from functok.world.windows import windows_params
+
+    smoke = pretrain_config("smoke")
+
+    def keys(spec: str) -> list:
+        return [
+            corpus.corpus_key(spec),
+            corpus_params(dataclasses.replace(smoke, corpus=spec)),
+            windows_params("smoke", "all", "gpt2", spec, context_size=8),
+            function_token_params("gpt2", spec, "smoke"),
+        ]
+
+    folder, glob = str(text_folder), str(text_folder / "*.txt")
+    before, before_glob = keys(folder), keys(glob)
+    assert keys(folder + "/") == before
+    assert before[0].startswith(folder + "@") and before[0] != before_glob[0]
+    (text_folder / "e.txt").write_text("A fifth document, added after the first run.")
+    added = keys(folder)
+    assert all(a != b for a, b in zip(added, before)), "a file added to the folder must change every key"
+    assert all(a != b for a, b in zip(keys(glob), before_glob))
+    (text_folder / "a.txt").write_text("The cat sat on the mat, edited.")
+    assert all(a != b for a, b in zip(keys(folder), added))
+    assert keys(folder) == keys(folder + "/")
+
+    # only local paths changed their keys: the embedded ones are the fields they have always been
+    fields = {"max_documents": smoke.max_documents, "heldout_fraction": smoke.heldout_fraction}
+    assert corpus.corpus_key("embedded") == "embedded"
+    assert corpus_params(smoke) == {"corpus": "embedded", **fields}
+    assert tokenizer_params(smoke) == {"corpus": "embedded", **fields, "vocab_size": smoke.vocab_size}
+    for split in ("train", "heldout"):
+        assert windows_params("smoke", split) == {
+            "corpus": "embedded",
+            **fields,
+            "vocab_size": smoke.vocab_size,
+            "split": split,
+            "context_size": smoke.context_size,
+            "bos": True,
+        }
+    assert windows_params("smoke", "train", "gpt2") == {
+        "tokenizer": "gpt2",
+        "corpus": "embedded",
+        **fields,
+        "split": "train",
+        "context_size": smoke.context_size,
+        "bos": True,
+    }

@@ -128,3 +128,22 @@ def test_closed_class_list_holds_only_strings():
 
     raw = yaml.safe_load((ROOT / "data" / "closed_class_words.yaml").read_text())
     assert all(isinstance(w, str) for words in raw.values() for w in words)
+
+
+def test_function_token_file_follows_the_folders_content(text_folder, tmp_cache, tmp_path):
+    """A re-run after a file was added to the corpus folder counts the new document; a local tokenizer
+    folder enters the key by its files' content."""
+    first = json.loads(ft.function_token_file("gpt2", str(text_folder)).read_text())
+    assert first["n_documents"] == 4
+    (text_folder / "e.txt").write_text("The fifth document of the folder, added after the first run.")
+    path = ft.function_token_file("gpt2", str(text_folder))
+    assert json.loads(path.read_text())["n_documents"] == 5
+    assert ft.function_token_file("gpt2", str(text_folder) + "/") == path
+
+    tok_dir = tmp_path / "tok"
+    gpt2_tokenizer().save_pretrained(str(tok_dir))
+    key = ft.function_token_params(str(tok_dir), str(text_folder))
+    assert key["tokenizer"].startswith(str(tok_dir)) and ":tokenizer.json:" in key["tokenizer"]
+    cfg = tok_dir / "tokenizer_config.json"
+    cfg.write_text(cfg.read_text().replace("}", " }"))
+    assert ft.function_token_params(str(tok_dir), str(text_folder))["tokenizer"] != key["tokenizer"]
