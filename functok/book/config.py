@@ -8,6 +8,7 @@ same way. This module imports nothing heavy: validation must answer in well unde
 
 from __future__ import annotations
 
+import ast
 import codecs
 import dataclasses
 import difflib
@@ -344,6 +345,53 @@ def unknown_parameter(name: str, cls: type[ChapterConfig]) -> str:
     close = difflib.get_close_matches(name, [f.name for f in fields(cls)], n=1)
     hint = f"; did you mean '{close[0]}'?" if close else ""
     return f"{name}: unknown parameter for chapter '{cls.chapter}'{hint}"
+
+
+# ---------------------------------------------------------------------------------------------
+# A notebook's namespace
+
+PLAIN = (int, float, str, bool, list, tuple, dict, type(None))  # what a parameters cell or papermill's -p assigns
+NOTEBOOK_NAMES = frozenset({"In", "Out", "get_ipython", "exit", "quit", "open", "display"})
+
+
+def parameter_cells(history: list) -> list[str]:
+    """The sources of the latest parameters cells in IPython's input history `In`: the notebook's own
+    parameters cell and papermill's injected one, both starting with '# Parameters'."""
+    marks = [i for i, src in enumerate(history) if isinstance(src, str) and src.lstrip().startswith("# Parameters")]
+    if not marks:
+        return []
+    first = marks[-1]
+    while first - 1 in marks:
+        first -= 1
+    return history[first : marks[-1] + 1]
+
+
+def assigned_names(sources: list[str]) -> set[str]:
+    names: set[str] = set()
+    for src in sources:
+        try:
+            tree = ast.parse(src)
+        except SyntaxError:
+            continue
+        for node in tree.body:
+            targets = node.targets if isinstance(node, ast.Assign) else [getattr(node, "target", None)]
+            names |= {t.id for t in targets if isinstance(t, ast.Name)}
+    return names
+
+
+def notebook_values(cls: type[ChapterConfig], namespace: dict[str, Any]) -> dict[str, Any]:
+    """The parameter values in a notebook's namespace (its globals()). A plain value (number, string, list,
+    dict, None) that is no parameter is refused like a misspelled `-p`: papermill would inject it unused and
+    the chapter run on defaults. Inside IPython only the names the latest parameters cells assign count, so
+    the variables of later cells are no parameters when the notebook is run again in the same kernel."""
+    known = {f.name for f in fields(cls)}
+    history = namespace.get("In")
+    candidates = assigned_names(parameter_cells(history)) if isinstance(history, list) else set(namespace)
+    for name in sorted(candidates):
+        if name in namespace and name not in known and not name.startswith("_") and name not in NOTEBOOK_NAMES:
+            if isinstance(namespace[name], PLAIN):
+                raise ParamError(unknown_parameter(name, cls))
+    return {name: namespace[name] for name in known if name in namespace}
 
 
 def as_dict(cfg: ChapterConfig) -> dict[str, Any]:

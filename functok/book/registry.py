@@ -10,10 +10,10 @@ This module imports nothing heavy: validation must answer in well under a second
 from __future__ import annotations
 
 import difflib
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from functok.book.config import ChapterConfig, ParamError, PretrainConfig, load_preset, param, validate
+from functok.book.config import ChapterConfig, ParamError, PretrainConfig, load_preset, notebook_values, param, validate
 
 
 @dataclass
@@ -471,6 +471,7 @@ def pretrain_config(preset: str) -> PretrainConfig:
 
 
 def from_notebook(chapter: str, namespace: dict[str, Any]) -> ChapterConfig:
-    """Validate the values of a notebook's parameters cell (the same checks as the CLI)."""
+    """Validate the values of a notebook's parameters cell (the same checks as the CLI); a plain value
+    that is no parameter (a misspelled papermill -p) is refused (functok.book.config.notebook_values)."""
     cls = ALL_CONFIGS[chapter]
-    return validate(cls, {f.name: namespace[f.name] for f in fields(cls) if f.name in namespace})
+    return validate(cls, notebook_values(cls, namespace))

@@ -157,3 +157,31 @@ def test_non_utf8_text_file_is_refused_naming_the_file(text_folder):
     (text_folder / "latin1.txt").write_bytes("Caf\xe9 au lait, na\xefve.".encode("latin-1"))
     with pytest.raises(ParamError, match=r"^corpus: '.*latin1\.txt' is not UTF-8 text \(byte 3\)"):
         config.validate(registry.FunctionTokensConfig, {"corpus": str(text_folder)})
+
+
+def test_from_notebook_refuses_unknown_names():
+    """A papermill -p with a misspelled name is injected into the notebook unused; it must not run on defaults."""
+    ns = config.defaults(registry.FunctionTokensConfig) | {"coverage_treshold": 0.3}
+    with pytest.raises(ParamError, match="^coverage_treshold: unknown parameter.*did you mean 'coverage_threshold'"):
+        registry.from_notebook("function_tokens", ns)
+
+
+def test_from_notebook_ignores_notebook_internals():
+    ns = config.defaults(registry.FunctionTokensConfig) | {"n_bins": 7}
+    ns |= {"_": 1, "__name__": "__main__", "_oh": {}, "Out": {}, "exit": print, "np": dataclasses, "Run": object}
+    assert registry.from_notebook("function_tokens", ns).n_bins == 7
+
+
+def test_from_notebook_in_ipython_checks_the_latest_parameters_cells():
+    """In a kernel, the names the parameters cells assign count: a misspelled injected name is refused, the
+    variables later cells defined are not parameters when the notebook is run again in the same kernel."""
+    params_cell = "# Parameters of `function_tokens`\npreset = 'embedded'\nn_bins = 50\n"
+    validation = 'cfg = from_notebook("function_tokens", globals())'
+    ns = config.defaults(registry.FunctionTokensConfig)
+    injected = "# Parameters\nn_bins = 7\ncoverage_treshold = 0.3\n"
+    bad = ns | {"n_bins": 7, "coverage_treshold": 0.3, "In": ["", params_cell, injected, validation]}
+    with pytest.raises(ParamError, match="^coverage_treshold: unknown parameter"):
+        registry.from_notebook("function_tokens", bad)
+    history = ["", params_cell, validation, "per = {}\nspec = 'gpt2'", params_cell, validation]
+    rerun = ns | {"per": {}, "spec": "gpt2", "In": history}
+    assert registry.from_notebook("function_tokens", rerun).n_bins == 50
