@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import importlib.metadata
 import math
+import os
 import platform
 import subprocess
 import time
@@ -119,6 +120,17 @@ def reproduce_command(cfg: ChapterConfig) -> str:
     return " ".join(parts)
 
 
+STAGING_ENV = "FUNCTOK_STAGING_DIR"  # set by functok.book.run.run_chapter for the kernel it starts
+
+
+def results_dir(cfg: ChapterConfig) -> Path:
+    """Where `Run.write` puts the results file: cfg.out_dir, or the private staging folder of the
+    `functok run` executing this notebook (moved into cfg.out_dir with the notebook once it succeeded)."""
+    staging = os.environ.get(STAGING_ENV)
+    path = Path(staging or cfg.out_dir)
+    return path if path.is_absolute() else ROOT / path
+
+
 class Run:
     """Timing and seeding of one chapter run; `write()` produces the results file."""
 
@@ -149,9 +161,7 @@ class Run:
         for c in claims:
             if c.get("verdict") not in VERDICTS:
                 raise ValueError(f"claim {c.get('id')}: verdict must be one of {VERDICTS}")
-        path = Path(self.cfg.out_dir) / f"{self.cfg.chapter}.json"
-        if not path.is_absolute():
-            path = ROOT / path
+        path = results_dir(self.cfg) / f"{self.cfg.chapter}.json"
         write_json_atomic(path, doc)
         return path
 
