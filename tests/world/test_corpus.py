@@ -80,3 +80,20 @@ def test_split_is_deterministic_and_disjoint():
     assert not set(train["id"]) & set(held["id"])
     assert len(train) + len(held) == 400 and 10 < len(held) < 80
     assert corpus.fingerprint(held) == corpus.fingerprint(corpus.split_documents(ds, 0.1)[1])
+
+
+def test_parquet_needs_a_text_column(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    good, bad = tmp_path / "good.parquet", tmp_path / "bad.parquet"
+    pq.write_table(pa.table({"id": ["a", "b"], "text": ["one", "two"]}), good)
+    pq.write_table(pa.table({"id": ["a"], "body": ["one"]}), bad)
+    config.validate(config.PretrainConfig, {"corpus": str(good)})
+    assert list(corpus.load_corpus(str(good))["text"]) == ["one", "two"]
+    for check in (
+        lambda: config.validate(config.PretrainConfig, {"corpus": str(bad)}),
+        lambda: corpus.load_corpus(str(bad)),
+    ):
+        with pytest.raises(ParamError, match=r"^corpus: '.*bad\.parquet' has no column 'text' \(columns: id, body\)"):
+            check()
