@@ -102,6 +102,8 @@ def cmd_params(chapter: str) -> None:
             rng = f">= {m['lo']}"
         elif m.get("hi") is not None:
             rng = f"<= {m['hi']}"
+        if m.get("min_items"):
+            rng = "non-empty" if m["min_items"] == 1 else f">= {m['min_items']} values"
         default = config.defaults(type(cfg))[f.name]
         print(f"  {f.name:<20} {hints[f.name].__name__:<6} default={default!r:<24} {rng:<18} {m.get('help', '')}")
 
@@ -135,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
             cmd_presets()
         elif args.cmd == "run":
             overrides = _overrides(args.param)
-            if args.out:
+            if args.out is not None:  # --out '' is refused by validation, not taken for the default
                 overrides["out_dir"] = args.out
             cfg = registry.resolve(args.chapter, args.preset, overrides)
             from functok.book.run import (

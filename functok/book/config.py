@@ -8,9 +8,15 @@ same way. This module imports nothing heavy: validation must answer in well unde
 
 from __future__ import annotations
 
+import ast
+import codecs
 import dataclasses
 import difflib
+import glob
+import json
+import math
 import os
+import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, ClassVar, get_type_hints
@@ -34,9 +40,11 @@ def param(
     hi: float | None = None,
     choices: tuple | None = None,
     kind: str | None = None,
+    min_items: int = 0,
 ) -> Any:
-    """A config field. `kind` adds a check: 'corpus', 'tokenizer', 'models', 'path', 'sae'."""
-    meta = {"help": help, "lo": lo, "hi": hi, "choices": choices, "kind": kind}
+    """A config field. `kind` adds a check: 'corpus', 'tokenizer', 'models', 'path', 'sae'. A list field
+    with `min_items=1` needs at least one value (an empty list is refused), `min_items=2` two, ..."""
+    meta = {"help": help, "lo": lo, "hi": hi, "choices": choices, "kind": kind, "min_items": min_items}
     if isinstance(default, (list, dict)):
         return field(default_factory=lambda d=default: type(d)(d), metadata=meta)
     return field(default=default, metadata=meta)
@@ -120,13 +128,34 @@ def _coerce(name: str, value: Any, typ: type) -> Any:
     return value
 
 
+def _check_finite(name: str, value: Any) -> None:
+    """nan and inf are no parameter values: every comparison with them is false, so ranges would let them pass."""
+    values = value if isinstance(value, list) else [value]
+    if any(isinstance(v, float) and not math.isfinite(v) for v in values):
+        raise ParamError(f"{name}: got {value!r}; expected finite numbers (no nan or inf)")
+
+
+def _check_items(name: str, value: Any, min_items: int) -> None:
+    if isinstance(value, list) and len(value) < min_items:
+        need = "at least one value" if min_items == 1 else f"at least {min_items} values"
+        raise ParamError(f"{name}: got {value!r}; expected {need}")
+
+
+PATH_KINDS = ("dir", "corpus", "model", "tokenizer", "path", "sae_template")  # a string naming something
+LIST_KINDS = ("strings", "tokenizers", "models")  # lists of strings naming something
+
+
 def _check_kind(name: str, value: Any, kind: str | None) -> None:
     if kind is None:
         return
+    if kind in PATH_KINDS and value == "":
+        raise ParamError(f"{name}: got ''; expected a non-empty name or path")
+    if kind in LIST_KINDS and not all(isinstance(v, str) and v for v in value):
+        raise ParamError(f"{name}: got {value!r}; expected a list of non-empty strings")
     if kind == "dir":
+        if Path(value).expanduser().is_file():
+            raise ParamError(f"{name}: '{value}' is a file; expected a folder")
         return
-    if kind in ("strings", "tokenizers") and not all(isinstance(v, str) for v in value):
-        raise ParamError(f"{name}: got {value!r}; expected a list of strings")
     if kind == "fractions" and not all(isinstance(v, (int, float)) and 0 < v < 1 for v in value):
         raise ParamError(f"{name}: got {value!r}; expected a list of numbers between 0 and 1")
     if kind == "depths" and (len(value) != 2 or not all(isinstance(v, int) and v >= 1 for v in value)):
@@ -138,7 +167,7 @@ def _check_kind(name: str, value: Any, kind: str | None) -> None:
     if kind == "ints" and not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value):
         raise ParamError(f"{name}: got {value!r}; expected a list of non-negative integers")
     if kind == "models":
-        if not value or not all(isinstance(v, str) for v in value):
+        if not value:
             raise ParamError(f"{name}: got {value!r}; expected a non-empty list of strings")
         for v in value:
             if v != "embedded":
@@ -146,13 +175,16 @@ def _check_kind(name: str, value: Any, kind: str | None) -> None:
     if kind == "sae_template":
         if not isinstance(value, str) or not value:
             raise ParamError(f"{name}: got {value!r}; expected 'train', a local SAE folder or 'release/sae_id'")
-        bad = [k for k in __import__("re").findall(r"{([^}]*)}", value) if k not in ("layer", "average_l0")]
+        bad = [k for k in re.findall(r"{([^}]*)}", value) if k not in ("layer", "average_l0")]
         if bad:
             raise ParamError(
                 f"{name}: '{value}' has the placeholder {{{bad[0]}}}; expected only {{layer}} and {{average_l0}}"
             )
     if kind == "corpus":
-        check_source(name, value, what="data set")
+        if value != "embedded" and is_local(value):
+            check_local_corpus(name, value)
+        else:
+            check_source(name, value, what="data set")
     if kind == "tokenizers":
         for v in value:
             if v not in ("embedded", "gpt2"):
@@ -171,14 +203,19 @@ def looks_local(value: str) -> bool:
     )
 
 
+def is_local(value: str) -> bool:
+    """An existing file or folder, or a glob matching something ('' is no path, not the current folder)."""
+    p = Path(value).expanduser()
+    return bool(value) and (p.exists() or bool(glob.glob(str(p))))
+
+
 def check_source(name: str, value: str, what: str) -> None:
     """A local path must exist; a hub name is refused while offline, saying what would be fetched."""
     if value == "embedded":
         return
-    import glob as _glob
-
-    p = Path(value).expanduser()
-    if p.exists() or _glob.glob(str(p)):
+    if not value:
+        raise ParamError(f"{name}: got ''; expected a non-empty name or path")
+    if is_local(value):
         return
     if looks_local(value):
         raise ParamError(f"{name}: '{value}' does not exist; expected an existing file, folder or glob")
@@ -190,19 +227,98 @@ def check_source(name: str, value: str, what: str) -> None:
         )
 
 
+# ---------------------------------------------------------------------------------------------
+# Local corpora: which files, and how each is read. functok.world.corpus reads documents with these
+# same rules (it may import this module; this one may not import it), so validation and the loader
+# refuse the same things with the same one-line messages.
+
+CORPUS_SUFFIXES = (".txt", ".jsonl", ".parquet")
+JSONL_RULE = "expected one JSON object per line with a string field 'text'"
+HEAD_BYTES = 1 << 16  # validation reads this much of each file; the loader checks every byte as it reads
+
+
+def corpus_files(spec: str, name: str = "corpus") -> list[Path]:
+    """The files of a local corpus: a folder's .txt/.jsonl/.parquet files (recursively), or the files with
+    those suffixes a path or glob matches. ParamError when there are none."""
+    p = Path(spec).expanduser()
+    if p.is_dir():
+        files = sorted(x for x in p.rglob("*") if x.suffix in CORPUS_SUFFIXES and x.is_file())
+    else:
+        files = sorted(x for x in map(Path, glob.glob(str(p))) if x.suffix in CORPUS_SUFFIXES and x.is_file())
+    if not files:
+        raise ParamError(
+            f"{name}: '{spec}' holds no .txt, .jsonl or .parquet files; expected a folder, file or glob of "
+            f"UTF-8 .txt (one document each), .jsonl or .parquet files with a 'text' field"
+        )
+    return files
+
+
+def decode_utf8(name: str, path: Path, data: bytes, final: bool = True, where: str = "") -> str:
+    """Strict UTF-8 (no silent replacement characters); `final=False` for a prefix cut anywhere."""
+    try:
+        return codecs.getincrementaldecoder("utf-8")().decode(data, final=final)
+    except UnicodeDecodeError as e:
+        at = f"{where}, byte {e.start}" if where else f"byte {e.start}"
+        raise ParamError(f"{name}: '{path}' is not UTF-8 text ({at}); expected UTF-8 encoded files") from None
+
+
+def jsonl_row(name: str, path: Path, lineno: int, line: str) -> dict:
+    """One document of a .jsonl file: a JSON object with a string 'text' (ParamError otherwise)."""
+    try:
+        row = json.loads(line)
+    except json.JSONDecodeError:
+        raise ParamError(f"{name}: '{path}' line {lineno} is not JSON; {JSONL_RULE}") from None
+    if not isinstance(row, dict) or not isinstance(row.get("text"), str):
+        raise ParamError(f"{name}: '{path}' line {lineno} has no string field 'text'; {JSONL_RULE}")
+    return row
+
+
+def parquet_needs_text(name: str, path: Path, columns: list[str]) -> None:
+    if "text" not in columns:
+        raise ParamError(
+            f"{name}: '{path}' has no column 'text' (columns: {', '.join(columns)}); expected a string column 'text'"
+        )
+
+
+def check_local_corpus(name: str, spec: str) -> list[Path]:
+    """A local corpus, checked before any work: it holds readable files, each .txt starts as UTF-8, each
+    .jsonl's first lines are objects with a 'text' string, each .parquet has a 'text' column. The loader
+    checks the rest of every file with the same rules."""
+    files = corpus_files(spec, name)
+    for path in files:
+        if path.suffix == ".parquet":
+            import pyarrow.parquet as pq  # only for a parquet corpus
+
+            try:
+                columns = pq.read_schema(path).names
+            except Exception as e:  # noqa: BLE001  pyarrow raises several kinds for a file that is no parquet
+                raise ParamError(f"{name}: '{path}' is not a readable parquet file ({type(e).__name__})") from None
+            parquet_needs_text(name, path, columns)
+            continue
+        with open(path, "rb") as f:
+            head = f.read(HEAD_BYTES)
+            whole = not f.read(1)
+        text = decode_utf8(name, path, head, final=whole)
+        if path.suffix == ".jsonl":
+            lines = text.split("\n") if whole else text.split("\n")[:-1]  # the last line may be cut
+            for lineno, line in enumerate(lines, 1):
+                if line.strip():
+                    jsonl_row(name, path, lineno, line)
+    return files
+
+
 def validate(cls: type[ChapterConfig], values: dict[str, Any]) -> ChapterConfig:
     """Build a config from user values, refusing bad input with a one-line ParamError."""
     known = {f.name: f for f in fields(cls)}
     hints = get_type_hints(cls)
     for name in values:
         if name not in known:
-            close = difflib.get_close_matches(name, list(known), n=1)
-            hint = f"; did you mean '{close[0]}'?" if close else ""
-            raise ParamError(f"{name}: unknown parameter for chapter '{cls.chapter}'{hint}")
+            raise ParamError(unknown_parameter(name, cls))
     out = defaults(cls)
     for name, value in values.items():
         f, typ = known[name], hints[name]
         value = _coerce(name, value, typ)
+        _check_finite(name, value)
         meta = f.metadata
         if meta.get("choices") and value not in meta["choices"]:
             raise ParamError(f"{name}: got {value!r}; expected one of {', '.join(map(str, meta['choices']))}")
@@ -217,10 +333,65 @@ def validate(cls: type[ChapterConfig], values: dict[str, Any]) -> ChapterConfig:
                 raise ParamError(f"{name}: got {value!r}; expected a number {rng}")
         out[name] = value
     for name, f in known.items():
+        _check_items(name, out[name], f.metadata.get("min_items", 0))
         _check_kind(name, out[name], f.metadata.get("kind"))
     if "preset" in values:
         load_preset(out["preset"])
     return cls(**out)
+
+
+def unknown_parameter(name: str, cls: type[ChapterConfig]) -> str:
+    """The one-line refusal of a name that is no field of `cls`, with the closest field if any."""
+    close = difflib.get_close_matches(name, [f.name for f in fields(cls)], n=1)
+    hint = f"; did you mean '{close[0]}'?" if close else ""
+    return f"{name}: unknown parameter for chapter '{cls.chapter}'{hint}"
+
+
+# ---------------------------------------------------------------------------------------------
+# A notebook's namespace
+
+PLAIN = (int, float, str, bool, list, tuple, dict, type(None))  # what a parameters cell or papermill's -p assigns
+NOTEBOOK_NAMES = frozenset({"In", "Out", "get_ipython", "exit", "quit", "open", "display"})
+
+
+def parameter_cells(history: list) -> list[str]:
+    """The sources of the latest parameters cells in IPython's input history `In`: the notebook's own
+    parameters cell and papermill's injected one, both starting with '# Parameters'."""
+    marks = [i for i, src in enumerate(history) if isinstance(src, str) and src.lstrip().startswith("# Parameters")]
+    if not marks:
+        return []
+    first = marks[-1]
+    while first - 1 in marks:
+        first -= 1
+    return history[first : marks[-1] + 1]
+
+
+def assigned_names(sources: list[str]) -> set[str]:
+    names: set[str] = set()
+    for src in sources:
+        try:
+            tree = ast.parse(src)
+        except SyntaxError:
+            continue
+        for node in tree.body:
+            targets = node.targets if isinstance(node, ast.Assign) else [getattr(node, "target", None)]
+            names |= {t.id for t in targets if isinstance(t, ast.Name)}
+    return names
+
+
+def notebook_values(cls: type[ChapterConfig], namespace: dict[str, Any]) -> dict[str, Any]:
+    """The parameter values in a notebook's namespace (its globals()). A plain value (number, string, list,
+    dict, None) that is no parameter is refused like a misspelled `-p`: papermill would inject it unused and
+    the chapter run on defaults. Inside IPython only the names the latest parameters cells assign count, so
+    the variables of later cells are no parameters when the notebook is run again in the same kernel."""
+    known = {f.name for f in fields(cls)}
+    history = namespace.get("In")
+    candidates = assigned_names(parameter_cells(history)) if isinstance(history, list) else set(namespace)
+    for name in sorted(candidates):
+        if name in namespace and name not in known and not name.startswith("_") and name not in NOTEBOOK_NAMES:
+            if isinstance(namespace[name], PLAIN):
+                raise ParamError(unknown_parameter(name, cls))
+    return {name: namespace[name] for name in known if name in namespace}
 
 
 def as_dict(cfg: ChapterConfig) -> dict[str, Any]:
@@ -249,7 +420,9 @@ class PretrainConfig(ChapterConfig):
     d_model: int = param(128, "model width (both depths)", lo=8, hi=8192)
     n_heads: int = param(4, "attention heads", lo=1, hi=128)
     d_mlp: int = param(352, "SwiGLU hidden width", lo=8, hi=65536)
-    depths: list = param([2, 8], "number of layers of each model: the shallow and the deep one", kind="depths")
+    depths: list = param(
+        [2, 8], "number of layers of each model: the shallow and the deep one", kind="depths", min_items=2
+    )
     context_size: int = param(256, "training context in tokens", lo=8, hi=8192)
     batch_size: int = param(8, "sequences per optimizer step", lo=1, hi=4096)
     train_tokens: int = param(

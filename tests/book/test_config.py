@@ -45,3 +45,143 @@ def test_from_notebook_runs_the_same_checks():
     ns = config.defaults(registry.FunctionTokensConfig) | {"n_bins": 1}
     with pytest.raises(ParamError, match="^n_bins:"):
         registry.from_notebook("function_tokens", ns)
+
+
+def float_fields() -> list[tuple[str, str]]:
+    return [
+        (chapter, f.name)
+        for chapter, cls in registry.ALL_CONFIGS.items()
+        for f in dataclasses.fields(cls)
+        if f.type in (float, "float")
+    ]
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")])
+def test_every_float_parameter_refuses_non_finite_numbers(value):
+    assert float_fields(), "no float parameters found"
+    for chapter, name in float_fields():
+        with pytest.raises(ParamError, match=f"^{name}: .*finite"):
+            config.validate(registry.ALL_CONFIGS[chapter], {name: value})
+
+
+def test_nan_inside_a_list_is_refused():
+    with pytest.raises(ParamError, match="^sweep_thresholds: .*finite"):
+        config.validate(registry.FunctionTokensConfig, {"sweep_thresholds": [0.2, float("nan")]})
+
+
+def test_empty_lists_are_refused_only_where_values_are_needed():
+    needs = set()
+    for chapter, cls in registry.ALL_CONFIGS.items():
+        for f in dataclasses.fields(cls):
+            if f.type not in (list, "list"):
+                continue
+            if f.metadata.get("min_items"):
+                needs.add(f"{chapter}.{f.name}")
+                with pytest.raises(ParamError, match=f"^{f.name}: got \\[\\]; expected at least"):
+                    config.validate(cls, {f.name: []})
+            elif f.metadata.get("kind") != "depths":
+                assert getattr(config.validate(cls, {f.name: []}), f.name) == []  # [] means something here
+    assert {
+        "function_tokens.tokenizers",
+        "function_tokens.burst_tokens",
+        "function_tokens.sweep_thresholds",
+        "loss_split.models",
+        "loss_split.next_tokens",
+        "feature_growth.checkpoint_fractions",
+        "reactivation.concepts",
+        "reactivation.trace_prompts",
+        "reactivation.steer_prompts",
+        "reactivation.alphas",
+    } <= needs
+    assert not needs & {
+        "feature_coverage.layers",
+        "feature_coverage.average_l0",
+        "reactivation.features",
+        "loss_split.checkpoint_index",
+        "loss_split.checkpoint_steps",
+        "feature_growth.checkpoint_steps",
+    }
+
+
+def test_burst_tokens_need_a_function_and_a_content_token():
+    with pytest.raises(ParamError, match="^burst_tokens: .*at least 2 values"):
+        config.validate(registry.FunctionTokensConfig, {"burst_tokens": [" of"]})
+
+
+@pytest.mark.parametrize("name", ["out_dir", "corpus"])
+def test_empty_paths_are_refused(name):
+    """'' is no folder: Path('') is the current folder, so an empty out_dir or corpus used to pass."""
+    with pytest.raises(ParamError, match=f"^{name}: got ''"):
+        config.validate(registry.FunctionTokensConfig, {name: ""})
+
+
+def test_empty_strings_in_lists_are_refused():
+    with pytest.raises(ParamError, match="^concepts: .*non-empty strings"):
+        config.validate(registry.ReactivationConfig, {"concepts": [" Russia", ""]})
+
+
+def corpus_case(tmp_path, case: str) -> str:
+    d = tmp_path / "corpus"
+    d.mkdir()
+    if case == "csv only":
+        (d / "docs.csv").write_text("text\nThe cat sat.\n")
+    elif case == "folders only":
+        (d / "a").mkdir()
+        (d / "b.txt").mkdir()  # a folder named like a text file
+    elif case == "glob of folders":
+        (d / "a").mkdir()
+        (d / "b").mkdir()
+        return str(d / "*")
+    elif case == "a csv file":
+        (d / "docs.csv").write_text("text\nThe cat sat.\n")
+        return str(d / "docs.csv")
+    return str(d)
+
+
+@pytest.mark.parametrize("case", ["csv only", "folders only", "empty", "glob of folders", "a csv file"])
+def test_local_corpus_without_readable_files_is_refused(tmp_path, case):
+    spec = corpus_case(tmp_path, case)
+    with pytest.raises(ParamError, match="^corpus: .*holds no .txt, .jsonl or .parquet files") as e:
+        config.validate(registry.FunctionTokensConfig, {"corpus": spec})
+    assert "\n" not in str(e.value)
+
+
+def test_jsonl_without_text_field_is_refused(tmp_path):
+    path = tmp_path / "docs.jsonl"
+    path.write_text('{"id": "a", "body": "The cat sat."}\n{"id": "b", "body": "The dog sat."}\n')
+    with pytest.raises(ParamError, match=r"^corpus: '.*docs\.jsonl' line 1 has no string field 'text'"):
+        config.validate(registry.PretrainConfig, {"corpus": str(path)})
+
+
+def test_non_utf8_text_file_is_refused_naming_the_file(text_folder):
+    (text_folder / "latin1.txt").write_bytes("Caf\xe9 au lait, na\xefve.".encode("latin-1"))
+    with pytest.raises(ParamError, match=r"^corpus: '.*latin1\.txt' is not UTF-8 text \(byte 3\)"):
+        config.validate(registry.FunctionTokensConfig, {"corpus": str(text_folder)})
+
+
+def test_from_notebook_refuses_unknown_names():
+    """A papermill -p with a misspelled name is injected into the notebook unused; it must not run on defaults."""
+    ns = config.defaults(registry.FunctionTokensConfig) | {"coverage_treshold": 0.3}
+    with pytest.raises(ParamError, match="^coverage_treshold: unknown parameter.*did you mean 'coverage_threshold'"):
+        registry.from_notebook("function_tokens", ns)
+
+
+def test_from_notebook_ignores_notebook_internals():
+    ns = config.defaults(registry.FunctionTokensConfig) | {"n_bins": 7}
+    ns |= {"_": 1, "__name__": "__main__", "_oh": {}, "Out": {}, "exit": print, "np": dataclasses, "Run": object}
+    assert registry.from_notebook("function_tokens", ns).n_bins == 7
+
+
+def test_from_notebook_in_ipython_checks_the_latest_parameters_cells():
+    """In a kernel, the names the parameters cells assign count: a misspelled injected name is refused, the
+    variables later cells defined are not parameters when the notebook is run again in the same kernel."""
+    params_cell = "# Parameters of `function_tokens`\npreset = 'embedded'\nn_bins = 50\n"
+    validation = 'cfg = from_notebook("function_tokens", globals())'
+    ns = config.defaults(registry.FunctionTokensConfig)
+    injected = "# Parameters\nn_bins = 7\ncoverage_treshold = 0.3\n"
+    bad = ns | {"n_bins": 7, "coverage_treshold": 0.3, "In": ["", params_cell, injected, validation]}
+    with pytest.raises(ParamError, match="^coverage_treshold: unknown parameter"):
+        registry.from_notebook("function_tokens", bad)
+    history = ["", params_cell, validation, "per = {}\nspec = 'gpt2'", params_cell, validation]
+    rerun = ns | {"per": {}, "spec": "gpt2", "In": history}
+    assert registry.from_notebook("function_tokens", rerun).n_bins == 50

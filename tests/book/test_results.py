@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 
+import numpy as np
 import pytest
 
 from functok.book import registry, results
@@ -66,3 +67,34 @@ def test_reproduce_command_lists_only_changed_parameters():
     from functok.book.cli import parse_value
 
     assert parse_value('["gpt2"]') == ["gpt2"]
+
+
+@pytest.mark.parametrize(
+    "ours",
+    [float("nan"), float("inf"), None, "R2 = nan, slope 0.10", "L4: 48.5%, L9: nan%", "CV inf vs 1.20", [0.5, np.nan]],
+)
+def test_undefined_measurement_makes_a_claim_inconclusive(ours):
+    c = results.claim("x", "a statement", 0.5, ours, "holds", "holds if above 0.4")
+    assert c["verdict"] == "inconclusive"
+    assert c["note"].startswith("holds if above 0.4; inconclusive: the measured value is undefined")
+
+
+@pytest.mark.parametrize("ours", [0.25, "information flows to 12 infinitives", "0.70 (15 of 20 tokens)", [1, 2]])
+def test_defined_measurement_keeps_its_verdict(ours):
+    c = results.claim("x", "a statement", 0.5, ours, "fails", "why")
+    assert c["verdict"] == "fails" and c["note"] == "why"
+
+
+def test_reproduce_command_round_trips_a_path_with_a_quote(tmp_path):
+    import shlex
+
+    from functok.book.cli import _overrides, build_parser
+
+    folder = tmp_path / 'it\'s a "corpus" $HOME'
+    folder.mkdir()
+    (folder / "a.txt").write_text("The cat sat on the mat.")
+    cfg = registry.resolve("function_tokens", "smoke", {"corpus": str(folder), "burst_tokens": [" it's", " of"]})
+    argv = shlex.split(results.reproduce_command(cfg))
+    assert argv[:2] == ["functok", "run"]
+    args = build_parser().parse_args(argv[1:])
+    assert registry.resolve(args.chapter, args.preset, _overrides(args.param)) == cfg

@@ -6,6 +6,8 @@ import json
 
 import pytest
 
+from functok.book import config
+from functok.book.config import ParamError
 from functok.world import corpus
 
 
@@ -31,8 +33,43 @@ def test_users_folder_and_jsonl(text_folder, tmp_path):
     jl.write_text("\n".join(json.dumps({"id": f"d{i}", "text": f"document {i}"}) for i in range(3)))
     ds = corpus.load_corpus(str(jl))
     assert list(ds["id"]) == ["d0", "d1", "d2"]
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(ParamError, match="holds no .txt, .jsonl or .parquet files"):
         corpus.load_corpus(str(tmp_path / "*.nothing"))
+
+
+def test_jsonl_rows_need_a_text_field(tmp_path):
+    """Not the first column, not silently dropped: a row without 'text' is refused, naming file and line."""
+    jl = tmp_path / "docs.jsonl"
+    rows = [{"id": "a", "text": "one"}, {"id": "b", "text": "two"}, {"id": "c", "body": "three"}]
+    jl.write_text("\n".join(json.dumps(r) for r in rows))
+    with pytest.raises(ParamError, match=r"^corpus: '.*docs\.jsonl' line 3 has no string field 'text'"):
+        config.validate(config.PretrainConfig, {"corpus": str(jl)})
+    with pytest.raises(ParamError, match=r"^corpus: '.*docs\.jsonl' line 3 has no string field 'text'"):
+        corpus.load_corpus(str(jl))
+    rows = [{"text": "a" * config.HEAD_BYTES}, {"id": "c", "body": "three"}]  # beyond what validation reads
+    jl.write_text("\n".join(json.dumps(r) for r in rows))
+    config.validate(config.PretrainConfig, {"corpus": str(jl)})
+    with pytest.raises(ParamError, match=r"^corpus: '.*docs\.jsonl' line 2 has no string field 'text'"):
+        corpus.load_corpus(str(jl))
+
+
+def test_non_utf8_text_is_refused_also_past_what_validation_reads(tmp_path):
+    d = tmp_path / "texts"
+    d.mkdir()
+    (d / "long.txt").write_bytes(b"a" * (config.HEAD_BYTES + 10) + "caf\xe9".encode("latin-1"))
+    config.validate(config.PretrainConfig, {"corpus": str(d)})
+    with pytest.raises(
+        ParamError, match=rf"^corpus: '.*long\.txt' is not UTF-8 text \(byte {config.HEAD_BYTES + 13}\)"
+    ):
+        corpus.load_corpus(str(d))
+
+
+def test_skipped_empty_documents_are_counted(tmp_path, capsys):
+    jl = tmp_path / "docs.jsonl"
+    jl.write_text("\n".join(json.dumps({"text": t}) for t in ["one", "", "three", ""]))
+    ds = corpus.load_corpus(str(jl))
+    assert list(ds["text"]) == ["one", "three"] and list(ds["id"]) == [f"{jl}#0", f"{jl}#2"]
+    assert f"corpus: skipped 2 empty document(s) of '{jl}'" in capsys.readouterr().err
 
 
 def test_split_is_deterministic_and_disjoint():
@@ -99,3 +136,20 @@ def test_a_local_corpus_is_keyed_by_its_content(text_folder):
         "context_size": smoke.context_size,
         "bos": True,
     }
+
+
+def test_parquet_needs_a_text_column(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    good, bad = tmp_path / "good.parquet", tmp_path / "bad.parquet"
+    pq.write_table(pa.table({"id": ["a", "b"], "text": ["one", "two"]}), good)
+    pq.write_table(pa.table({"id": ["a"], "body": ["one"]}), bad)
+    config.validate(config.PretrainConfig, {"corpus": str(good)})
+    assert list(corpus.load_corpus(str(good))["text"]) == ["one", "two"]
+    for check in (
+        lambda: config.validate(config.PretrainConfig, {"corpus": str(bad)}),
+        lambda: corpus.load_corpus(str(bad)),
+    ):
+        with pytest.raises(ParamError, match=r"^corpus: '.*bad\.parquet' has no column 'text' \(columns: id, body\)"):
+            check()
