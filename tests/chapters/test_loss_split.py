@@ -251,7 +251,7 @@ def test_hub_models_refused_offline_in_one_line(monkeypatch):
 
     assert main(["run", "loss_split", "--preset", "pythia"]) == 2
     for bad, frag in [
-        ({"models": []}, "non-empty"),
+        ({"models": []}, "at least one value"),
         ({"models": ["./nope"]}, "does not exist"),
         ({"checkpoint_steps": [-1]}, "non-negative"),
         ({"device": "tpu"}, "expected one of"),
