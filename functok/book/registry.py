@@ -163,7 +163,7 @@ class FeatureCoverageConfig(ChapterConfig):
     context_size: int = param(
         0, "window length (0: the SAEs' context size from their cfg.json; trained SAEs: the preset's)", lo=0, hi=65536
     )
-    top_k: int = param(10, "cumulative coverage of the k = 1..top_k most frequent tokens (Table 1)", lo=1, hi=10_000)
+    top_k: int = param(10, "cumulative coverage of the 1 to top_k most frequent tokens (Table 1)", lo=1, hi=10_000)
     batch_size: int = param(8, "windows per forward pass", lo=1, hi=4096)
     device: str = param("cpu", "where the model, the SAE encoders and the graphs run", choices=("cpu", "cuda"))
     model_dtype: str = param(

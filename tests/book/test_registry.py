@@ -81,3 +81,16 @@ def test_toc_is_generated_from_the_registry():
 def test_unknown_chapter_is_one_line_with_a_suggestion():
     with pytest.raises(config.ParamError, match="did you mean 'loss_split'"):
         registry.chapter("loss_splt")
+
+
+@pytest.mark.parametrize("chapter", registry.chapters())
+def test_papermill_reads_every_parameter(chapter):
+    """papermill parses the parameters cell itself (to warn about unknown -p names): a help comment it
+    cannot parse would make it report real parameters as unknown on every run."""
+    import nbformat
+    from papermill.translators import PythonTranslator
+
+    nb = nbformat.read(str(chapter_source(chapter)), as_version=4)
+    cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
+    names = [p.name for p in PythonTranslator.inspect(cell)]
+    assert names == [f.name for f in dataclasses.fields(registry.CONFIGS[chapter])]
