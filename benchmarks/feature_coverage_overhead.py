@@ -1,8 +1,8 @@
 """Target (issue 5): graph accumulation adds at most 10% to the time of forward + SAE encoding on the
 embedded model.
 
-Runs the chapter's streaming pass (`functok.chapters.feature_coverage.analysis.stream`: one forward per batch capturing
-every layer, SparseEncoder per layer, TokenFeatureGraph.update_sparse) over the preset's held-out
+Runs the chapter's streaming pass (`functok.chapters.feature_coverage.streaming.stream`: one forward per batch
+capturing every layer, SparseEncoder per layer, TokenFeatureGraph.update_sparse) over the preset's held-out
 windows with the chapter's SAEs (trained and cached on first use), timing the two parts separately
 (the final flush counts as graph time), `--repeats` times; prints each run and the median ratio.
 

@@ -164,6 +164,9 @@ class FeatureCoverageConfig(ChapterConfig):
         0, "window length (0: the SAEs' context size from their cfg.json; trained SAEs: the preset's)", lo=0, hi=65536
     )
     top_k: int = param(10, "cumulative coverage of the 1 to top_k most frequent tokens (Table 1)", lo=1, hi=10_000)
+    null_draws: int = param(
+        20, "coverage null model: seeded draws of as many random positions as the top tokens occupy", lo=20, hi=1000
+    )
     batch_size: int = param(8, "windows per forward pass", lo=1, hi=4096)
     device: str = param("cpu", "where the model, the SAE encoders and the graphs run", choices=("cpu", "cuda"))
     model_dtype: str = param(

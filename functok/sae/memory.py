@@ -20,6 +20,7 @@ PAPER_SETUP = dict(
     vocab_size=256_000,
     n_tokens=5_000_000,
     l0=128,
+    null_draws=20,
 )
 
 
@@ -43,6 +44,7 @@ def memory_plan(
     n_tokens: int = 5_000_000,
     vocab_size: int = 256_000,
     graph_buffer_keys: int = 2**24,
+    null_draws: int = 0,
     overhead_bytes: int = 2 * GiB,
 ) -> dict[str, int]:
     """Bytes on the accelerator for one streaming pass (forward + SAE encoding + graph), by item.
@@ -52,6 +54,8 @@ def memory_plan(
     graph_on_device: the graphs live on the device; their size is bounded by every firing being a
     distinct edge (n_tokens * l0, at most vocab_size * d_sae) at 12 bytes an edge (int64 key + int32
     count), plus a flush buffer and the largest merge (bounded here by a quarter of the edges).
+    null_draws: draws of the coverage null model (functok.chapters.feature_coverage.null): int32 min_rank
+    [null_draws, d_sae] per SAE, one batch's int32 ranks, and a batch's non-zeros as int64 indices.
     """
     d_mlp = d_mlp or 4 * d_model
     plan = {
@@ -73,6 +77,10 @@ def memory_plan(
     if graph_on_device:
         edges = min(int(n_tokens * l0), vocab_size * d_sae)
         plan["token-feature graphs (bound)"] = n_saes * edges * 12 + edges * 12 // 4 + graph_buffer_keys * 25
+    if null_draws:
+        plan["coverage null (min ranks, a batch's ranks)"] = (
+            n_saes * null_draws * d_sae * 4 + null_draws * batch_tokens * 4 + int(batch_tokens * l0) * (8 + 8 + 4)
+        )
     plan["CUDA context and allocator slack"] = overhead_bytes
     return plan
 

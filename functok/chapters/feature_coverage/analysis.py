@@ -7,6 +7,12 @@ JumpReLU threshold on a GPU), and accumulation of one token <-> feature bipartit
 (`functok.sae.graph.TokenFeatureGraph`). Positions holding BOS are fed to the model (it sees them) but
 left out of the graphs. Windows have the SAEs' context size.
 
+Positions are also ranked at random for the coverage null model (`null.CoverageNull`: the coverage
+of as many random positions as the top-k tokens occupy, per k, over `null_draws` seeded draws), in the
+same pass. The graphs and the null's min ranks are cached per layer (`feature_coverage_graphs`,
+`feature_coverage_null`, keyed by the model, the SAE, the windows, BOS, the encoder dtype, and for the
+null also null_draws and the seed); a run that finds them all does not stream again.
+
 Per layer the chapter reads off the graph: connected features (fired by at least one token) and
 their share of d_sae, the degree of every token (distinct features it activates in any context),
 the cumulative coverage of the k = 1..top_k most frequent tokens of the sample (over all d_sae
@@ -28,7 +34,6 @@ with the device-memory plan of `functok.sae.loading` checked before anything is 
 from __future__ import annotations
 
 import json
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,16 +41,17 @@ from typing import Any
 
 import numpy as np
 
-from functok.book.cache import cached_dir, relpath
+from functok.book.cache import relpath
 from functok.book.config import ParamError
 from functok.book.registry import pretrain_config
 from functok.book.results import ChapterResult
 from functok.chapters.common import sae_training_spec
 from functok.chapters.feature_coverage.claims import _paper, make_claims
+from functok.chapters.feature_coverage.null import CoverageNull
 from functok.chapters.feature_coverage.stats import layer_stats
-from functok.sae.activations import excluded_ids, resid_activations
+from functok.chapters.feature_coverage.streaming import cached_pass, n_positions, save_pass, stream
+from functok.sae.activations import excluded_ids
 from functok.sae.encoding import load_encoder
-from functok.sae.graph import TokenFeatureGraph
 from functok.sae.loading import validate_sae_spec
 from functok.sae.memory import check_memory
 from functok.sae.models import hook_name, load_model
@@ -194,6 +200,7 @@ def plan(cfg) -> Plan:
             weight_bytes=4 if encoder_dtype(cfg) == "float32" else 2,
             n_tokens=cfg.max_tokens or (cfg.n_documents or 10_000) * 500,
             vocab_size=m.vocab_size,
+            null_draws=cfg.null_draws,
         )
     return p
 
@@ -262,83 +269,6 @@ def sae_folders(cfg, p: Plan, checkpoint: str, progress: bool = True) -> list[st
 
 
 # ---------------------------------------------------------------------------------------------
-# The streaming pass
-
-
-@dataclass
-class Pass:
-    graphs: dict  # layer -> TokenFeatureGraph
-    encoders: dict  # layer -> SparseEncoder
-    n_windows: int
-    forward_encode_s: float
-    graph_s: float
-    excluded: list[int]
-
-
-def _sync(device: str) -> None:
-    if device == "cuda":
-        import torch
-
-        torch.cuda.synchronize()
-
-
-def stream(
-    model,
-    encoders: dict,
-    windows,
-    excluded: list[int],
-    batch_size: int,
-    device: str = "cpu",
-    graph_device: str | None = None,
-    progress: bool = True,
-) -> Pass:
-    """One pass over windows (LongTensor [n, ctx]): forward (all layers at once), SAE encoding per
-    layer of the non-excluded positions, graph accumulation. Times the two parts separately."""
-    import torch
-    from tqdm import tqdm
-
-    graph_device = graph_device or device
-    V = int(model.cfg.d_vocab)
-    graphs = {L: TokenFeatureGraph(V, e.d_sae, graph_device) for L, e in encoders.items()}
-    hooks = [hook_name(L) for L in encoders]
-    excl = torch.tensor(excluded, dtype=torch.long)
-    t_fe = t_g = 0.0
-    n = int(windows.shape[0])
-    bar = tqdm(total=n, desc="windows", unit=" win", mininterval=5, disable=not progress, file=sys.stderr)
-    with torch.no_grad():
-        for i in range(0, n, batch_size):
-            xb = windows[i : i + batch_size]
-            keep = ~torch.isin(xb, excl).reshape(-1)
-            tok = xb.reshape(-1)[keep]
-            t0 = time.perf_counter()
-            acts = resid_activations(model, xb, hooks)
-            codes = {}
-            for L, enc in encoders.items():
-                a = acts[hook_name(L)]
-                a = a.reshape(-1, a.shape[-1])[keep.to(a.device)]
-                codes[L] = enc.encode(a)
-            _sync(device)
-            t1 = time.perf_counter()
-            for L, c in codes.items():
-                graphs[L].update_sparse(tok.to(c.rows.device), c.rows, c.features)
-            _sync(graph_device)
-            t_fe += t1 - t0
-            t_g += time.perf_counter() - t1
-            bar.update(int(xb.shape[0]))
-    t1 = time.perf_counter()
-    for g in graphs.values():
-        g.flush()
-    _sync(graph_device)
-    t_g += time.perf_counter() - t1
-    bar.close()
-    return Pass(graphs, encoders, n, t_fe, t_g, list(excluded))
-
-
-# ---------------------------------------------------------------------------------------------
-# Per-layer statistics (pure numpy; tests compare them with brute force)
-
-
-# ---------------------------------------------------------------------------------------------
 # The chapter
 
 
@@ -368,18 +298,34 @@ def _analyze(cfg, progress: bool = True) -> ChapterResult:
     V = int(model.cfg.d_vocab)
     is_function = np.zeros(V, dtype=bool)
     is_function[[i for i in load_function_token_ids(ft_path) if i < V]] = True
-    wdt = getattr(torch, encoder_dtype(cfg))
-    encoders = {L: load_encoder(s, device=cfg.device, weight_dtype=wdt) for L, s in zip(p.layers, specs)}
-    x = load_windows(win_path)
     excluded = excluded_ids(model)
-    ps = stream(model, encoders, x, excluded, cfg.batch_size, cfg.device, progress=progress)
+    names = [relpath(s) if isinstance(s, str) else f"{s[0]}/{s[1]}" for s in specs]
+    keys = {
+        L: {
+            "checkpoint": relpath(checkpoint) if Path(checkpoint).exists() else checkpoint,
+            "sae": name,
+            "windows": relpath(win_path),
+            "exclude": excluded,
+            "encoder_dtype": encoder_dtype(cfg),
+        }
+        for L, name in zip(p.layers, names)
+    }
+    ps = cached_pass(keys, cfg)
+    if ps is None:
+        wdt = getattr(torch, encoder_dtype(cfg))
+        encoders = {L: load_encoder(s, device=cfg.device, weight_dtype=wdt) for L, s in zip(p.layers, specs)}
+        x = load_windows(win_path)
+        d_sae = {L: e.d_sae for L, e in encoders.items()}
+        null = CoverageNull(n_positions(x, excluded), d_sae, cfg.null_draws, cfg.seed, cfg.device)
+        ps = stream(model, encoders, x, excluded, cfg.batch_size, cfg.device, progress=progress, null=null)
+        del null, encoders
+    graph_files = save_pass(ps, keys, cfg)
 
     tok = model.tokenizer
     layers, per = {}, {}
     for i, L in enumerate(p.layers):
-        st = layer_stats(ps.graphs[L], is_function, cfg.top_k, cfg.match_ratio)
-        spec = specs[i]
-        sae_name = relpath(spec) if isinstance(spec, str) else f"{spec[0]}/{spec[1]}"
+        st = layer_stats(ps.graphs[L], is_function, cfg.top_k, cfg.match_ratio, ps.null[L])
+        spec, sae_name = specs[i], names[i]
         quality = {}
         if cfg.eval_windows and isinstance(spec, str):
             q = evaluate_sae(spec, checkpoint, win_path, max_windows=cfg.eval_windows)
@@ -396,25 +342,11 @@ def _analyze(cfg, progress: bool = True) -> ChapterResult:
             }
         elif not isinstance(spec, str) and p.saes[i].l0 is not None:
             quality = {"l0_registry": p.saes[i].l0}
-        graph_file = (
-            cached_dir(
-                "feature_coverage_graphs",
-                {
-                    "checkpoint": relpath(checkpoint) if Path(checkpoint).exists() else checkpoint,
-                    "sae": sae_name,
-                    "windows": relpath(win_path),
-                    "exclude": excluded,
-                    "encoder_dtype": encoder_dtype(cfg),
-                },
-                lambda tmp, g=ps.graphs[L]: g.save(tmp / "graph.npz", {"hook_name": hook_name(L), "sae": sae_name}),
-            )
-            / "graph.npz"
-        )
         per[L] = st
         layers[L] = {
             "hook_name": hook_name(L),
             "sae": sae_name,
-            "graph": relpath(graph_file),
+            "graph": relpath(graph_files[L]),
             "quality": quality,
             "topk_tokens": [tok.decode([t]) for t in st["topk_token_ids"]],
             **{k: v for k, v in st.items() if not k.startswith("_") and k != "matched"},
@@ -439,6 +371,8 @@ def _analyze(cfg, progress: bool = True) -> ChapterResult:
             "forward_encode_s": round(ps.forward_encode_s, 3),
             "graph_s": round(ps.graph_s, 3),
             "graph_overhead": ps.graph_s / max(ps.forward_encode_s, 1e-9),
+            "null_s": round(ps.null_s, 3),
+            "pass_from_cache": ps.from_cache,  # the pass's timings are then those of the run that cached it
             "sae_training_s": round(t_sae, 2),
             "total_s": round(seconds, 2),
         },

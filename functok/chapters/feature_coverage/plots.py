@@ -1,6 +1,6 @@
-"""Figures and tables of the feature-coverage chapter (Fig 5, Table 1, connected features, the
-frequency-matched comparison, degree vs occurrences). Each takes the dict `feature_coverage.analyze`
-returns."""
+"""Figures and tables of the feature-coverage chapter (Fig 5, Table 1 with its null model, the SAEs'
+density, connected features, the frequency-matched comparison, degree vs occurrences). Each takes the
+ChapterResult `feature_coverage.analyze` returns."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import pandas as pd
 
 from functok.book.results import ChapterResult
 from functok.chapters.common import show_token, sns_theme
+from functok.chapters.feature_coverage.claims import MAX_DENSITY
 
 FUNCTION_COLOR, CONTENT_COLOR = "#d62728", "#7f7f7f"
 
@@ -53,22 +54,29 @@ def fig5(out: ChapterResult):
 
 
 def table1(out: ChapterResult) -> pd.DataFrame:
-    """Cumulative coverage (share of d_sae) of the k most frequent tokens, ours beside the paper's."""
+    """Cumulative coverage (share of d_sae) of the k most frequent tokens, ours beside the paper's; per
+    layer also the null model's: as many random positions as those tokens' occurrences (column
+    'positions'), mean coverage over the draws and its 95% interval [2.5, 97.5 percentiles]."""
     layers = _layers(out)
     lay = out.results["layers"]
+    mid = lay[layers[len(layers) // 2]]
     pc = out.detail["paper"]["coverage_topk"]
     K = max(len(lay[L]["coverage_topk"]) for L in layers)
     rows = []
     for k in range(K):
+        null_n = (mid.get("null_coverage_topk") or {}).get("n_positions", [])
         row = {
             "k": k + 1,
-            "token (middle layer)": show_token(lay[layers[len(layers) // 2]]["topk_tokens"][k])
-            if k < len(lay[layers[len(layers) // 2]]["topk_tokens"])
-            else "",
+            "token (middle layer)": show_token(mid["topk_tokens"][k]) if k < len(mid["topk_tokens"]) else "",
+            "positions": f"{null_n[k]:,}" if k < len(null_n) else "",
         }
         for i, L in enumerate(layers):
             c = lay[L]["coverage_topk"]
             row[f"ours L{L}"] = f"{c[k]:.2%}" if k < len(c) else ""
+            n = lay[L].get("null_coverage_topk") or {}
+            row[f"null L{L}"] = (
+                f"{n['mean'][k]:.2%} [{n['lo'][k]:.2%}, {n['hi'][k]:.2%}]" if k < len(n.get("mean", [])) else ""
+            )
         for i, L in enumerate(layers):
             pl = _paper_layer(out, i)
             if pl is not None and k < len(pc[pl]):
@@ -122,6 +130,27 @@ def quality_table(out: ChapterResult) -> pd.DataFrame:
             }
         )
     return pd.DataFrame(rows).set_index("layer").round(3)
+
+
+def density_table(out: ChapterResult) -> pd.DataFrame:
+    """Per layer: the SAE's density (L0 in this pass / d_sae; the coverage claims need <= 1%), and the
+    features fired per occurrence of function and of content tokens."""
+    rows = []
+    for L in _layers(out):
+        v = out.results["layers"][L]
+        fpo = v["features_per_occurrence"]
+        rows.append(
+            {
+                "layer": L,
+                "d_sae": v["d_sae"],
+                "L0 in this pass": round(v["l0_in_pass"], 1),
+                "density (L0 / d_sae)": f"{v['density']:.3%}",
+                f"sparse enough (<= {MAX_DENSITY:.0%})": "yes" if v["density"] <= MAX_DENSITY else "no",
+                "features per function-token occurrence": round(fpo["function"], 1),
+                "features per content-token occurrence": round(fpo["content"], 1),
+            }
+        )
+    return pd.DataFrame(rows).set_index("layer")
 
 
 def top_tokens_table(out: ChapterResult) -> pd.DataFrame:

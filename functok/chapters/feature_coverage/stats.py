@@ -1,11 +1,14 @@
-"""Chapter 2's statistics on a token-feature graph: per-layer coverage and firing counts
-(`layer_stats`), the frequency-matched comparison and the degree-vs-occurrences fit."""
+"""Chapter 2's statistics on a token-feature graph: per-layer coverage, firing counts, SAE density and
+features fired per occurrence of function and content tokens (`layer_stats`), the frequency-matched
+comparison and the degree-vs-occurrences fit."""
 
 from __future__ import annotations
 
 import math
 
 import numpy as np
+
+from functok.chapters.feature_coverage.null import null_summary, topk_positions
 
 
 def matched_comparison(degree: np.ndarray, counts: np.ndarray, is_function: np.ndarray, ratio: float = 2.0) -> dict:
@@ -93,8 +96,9 @@ def degree_vs_occurrences(degree: np.ndarray, counts: np.ndarray, is_function: n
     }
 
 
-def layer_stats(g, is_function: np.ndarray, top_k: int, match_ratio: float) -> dict:
-    """Everything one layer reports, from its graph."""
+def layer_stats(g, is_function: np.ndarray, top_k: int, match_ratio: float, null_min_rank=None) -> dict:
+    """Everything one layer reports, from its graph, and the coverage null model's summary for Table 1's
+    rows when `null_min_rank` (`null.CoverageNull.min_rank`, positions ranked as the graph's) is given."""
     counts = g.token_counts()
     ranking = g.ranking()
     seen = ranking[counts[ranking] > 0]
@@ -106,17 +110,25 @@ def layer_stats(g, is_function: np.ndarray, top_k: int, match_ratio: float) -> d
     cov_c = cov * g.d_sae / connected if connected else cov * 0
     fn, ct = g.feature_fire_counts(is_function)
     fired = (fn + ct) > 0
+    occ_f, occ_c = int(counts[is_function].sum()), int(counts[~is_function].sum())
+    null = (
+        {}
+        if null_min_rank is None
+        else {"null_coverage_topk": null_summary(null_min_rank, topk_positions(counts, seen, k))}
+    )
     return {
         "d_sae": int(g.d_sae),
         "n_tokens": int(counts.sum()),
         "n_distinct_tokens": int(seen.size),
         "n_firings": int(g.n_firings),
         "l0_in_pass": g.n_firings / max(int(counts.sum()), 1),
+        "density": g.n_firings / max(int(counts.sum()), 1) / g.d_sae,  # L0 / d_sae: share of features per position
         "n_edges": int(g.n_edges),
         "connected_features": connected,
         "connected_share": connected / g.d_sae,
         "coverage_topk": [float(v) for v in cov],
         "coverage_topk_connected": [float(v) for v in cov_c],
+        **null,
         "topk_token_ids": [int(t) for t in seen[:k]],
         "topk_is_function": [bool(is_function[t]) for t in seen[:k]],
         "function_firing_share": float(fn.sum() / max(fn.sum() + ct.sum(), 1)),
@@ -125,6 +137,10 @@ def layer_stats(g, is_function: np.ndarray, top_k: int, match_ratio: float) -> d
         "features_only_content": int(np.count_nonzero((ct > 0) & (fn == 0))),
         "features_mostly_function": int(np.count_nonzero(fired & (fn > ct))),
         "function_token_share_of_occurrences": float(counts[is_function].sum() / max(counts.sum(), 1)),
+        "features_per_occurrence": {  # firings by the group's occurrences / its occurrences (its mean L0)
+            "function": float(fn.sum() / occ_f) if occ_f else float("nan"),
+            "content": float(ct.sum() / occ_c) if occ_c else float("nan"),
+        },
         "matched": matched_comparison(degree, counts, is_function, match_ratio),
         "degree_fit": degree_vs_occurrences(degree, counts, is_function),
         "_degree": degree,
