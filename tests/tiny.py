@@ -51,3 +51,29 @@ def tiny_preset(pretrain: dict = PRETRAIN, **sections):
             yield d
         finally:
             functok.world.embedded.documents.cache_clear()
+
+
+def tiny_neox(folder: Path, seed: int = 0) -> Path:
+    """A random 2-layer GPT-NeoX (Pythia's architecture) with GPT-2's tokenizer, saved in `folder`."""
+    import torch
+    from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
+
+    from functok.world.tokenizers import gpt2_tokenizer
+
+    tok = gpt2_tokenizer()
+    conf = GPTNeoXConfig(
+        vocab_size=len(tok),
+        hidden_size=16,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=32,
+        max_position_embeddings=64,
+        rotary_pct=0.25,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+    )
+    torch.manual_seed(seed)
+    model = GPTNeoXForCausalLM(conf)
+    model.save_pretrained(str(folder))
+    tok.save_pretrained(str(folder))
+    return folder

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from tiny import PRETRAIN, tiny_preset
+from tiny import PRETRAIN, tiny_neox, tiny_preset
 from transformer_lens.model_bridge import TransformerBridge
 
 import functok.book.cache
@@ -262,28 +262,7 @@ def test_cached_rerun_and_checks(env, analysis, monkeypatch):
 def test_hub_checkpoints_are_downloaded_used_and_deleted(env, tmp_path, monkeypatch):
     """A Pythia-like hub model by steps: revisions 'downloaded' (copies of tiny random GPT-NeoX folders),
     SAEs keyed by 'name@stepN', downloads deleted after use unless keep_checkpoints."""
-    from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
-
-    from functok.world.tokenizers import gpt2_tokenizer
-
-    tok = gpt2_tokenizer()
-    src = {}
-    for step, seed in [(1000, 0), (2000, 1)]:
-        conf = GPTNeoXConfig(
-            vocab_size=len(tok),
-            hidden_size=16,
-            num_hidden_layers=2,
-            num_attention_heads=2,
-            intermediate_size=32,
-            max_position_embeddings=64,
-            rotary_pct=0.25,
-            bos_token_id=tok.bos_token_id,
-            eos_token_id=tok.eos_token_id,
-        )
-        torch.manual_seed(seed)
-        src[step] = tmp_path / f"s{step}"
-        GPTNeoXForCausalLM(conf).save_pretrained(str(src[step]))
-        tok.save_pretrained(str(src[step]))
+    src = {step: tiny_neox(tmp_path / f"s{step}", seed) for step, seed in [(1000, 0), (2000, 1)]}
     calls = []
 
     def fake_download(name, revision, dest, what):

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from tiny import PRETRAIN, tiny_preset
+from tiny import PRETRAIN, tiny_neox, tiny_preset
 
 import functok.book.cache
 import functok.book.config
@@ -158,30 +158,6 @@ def test_bridge_loss_equals_hf_loss_on_tiny_gpt_neox(tmp_path):
     assert abs(out["sums"][:, 4].sum() / out["counts"][:, 4].sum() - per.mean().item()) < 1e-4
     tl = bridge(x, return_type="loss", loss_per_token=True)
     assert (tl.double() - per).abs().max().item() < 1e-4
-
-
-def tiny_neox(folder: Path, seed: int = 0) -> Path:
-    from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
-
-    from functok.world.tokenizers import gpt2_tokenizer
-
-    tok = gpt2_tokenizer()
-    conf = GPTNeoXConfig(
-        vocab_size=len(tok),
-        hidden_size=16,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=32,
-        max_position_embeddings=64,
-        rotary_pct=0.25,
-        bos_token_id=tok.bos_token_id,
-        eos_token_id=tok.eos_token_id,
-    )
-    torch.manual_seed(seed)
-    model = GPTNeoXForCausalLM(conf)
-    model.save_pretrained(str(folder))
-    tok.save_pretrained(str(folder))
-    return folder
 
 
 def test_hub_checkpoints_download_evaluate_delete(env, tmp_path, monkeypatch):

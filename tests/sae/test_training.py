@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from tiny import tiny_neox
 
 from functok.book.config import ParamError
 from functok.sae import activations as sae_activations
@@ -18,6 +19,7 @@ from functok.sae import quality
 from functok.sae import training as S
 from functok.sae.loading import load_sae
 from functok.sae.models import load_model
+from functok.world.tokenizers import gpt2_tokenizer
 
 HOOK = "blocks.1.hook_resid_post"
 TEXTS = [
@@ -234,26 +236,8 @@ def test_bad_input_is_refused_in_one_line(env):
 
 def test_gpt_neox_checkpoint_trains_through_the_same_path(env, tmp_path):
     """Pythia's architecture (GPT-NeoX), random and tiny, through load_model / train / evaluate."""
-    from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
-
-    from functok.world.tokenizers import gpt2_tokenizer
-
+    folder = tiny_neox(tmp_path / "neox")
     tok = gpt2_tokenizer()
-    conf = GPTNeoXConfig(
-        vocab_size=len(tok),
-        hidden_size=16,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=32,
-        max_position_embeddings=64,
-        rotary_pct=0.25,
-        bos_token_id=tok.bos_token_id,
-        eos_token_id=tok.eos_token_id,
-    )
-    torch.manual_seed(0)
-    folder = tmp_path / "neox"
-    GPTNeoXForCausalLM(conf).save_pretrained(str(folder))
-    tok.save_pretrained(str(folder))
     ids = [tok.encode(t, add_special_tokens=False) for t in TEXTS]
     win = _save_windows(tmp_path / "win", ids, tok.bos_token_id, 16)
     sae = S.train_sae(folder, HOOK, S.SAESpec(**{**SPEC.__dict__, "training_tokens": 512}), win, progress=False)
