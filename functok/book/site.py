@@ -71,6 +71,46 @@ def _md(s: str) -> str:
 
 
 # ---------------------------------------------------------------------------------------------
+# The world the book ran in (intro page)
+
+
+def world_markdown(results_dir: Path) -> str:
+    """The corpus composition and model table of the intro page, from chapter 1's results file
+    (`results.world`, written when chapter 1 runs on the embedded corpus with the embedded tokenizer)."""
+    path = results_dir / "function_tokens.json"
+    world = json.loads(path.read_text())["results"].get("world") if path.exists() else None
+    if not world:
+        return "*The composition table appears once chapter 1 has run on the embedded corpus.*\n"
+    lines = [
+        "The corpus as this build used it, counted in the embedded tokenizer's tokens "
+        f"(vocabulary {world['tokenizer_vocab_size']:,}):",
+        "",
+        "| split | source | documents | tokens | share of the split's tokens |",
+        "|---|---|---:|---:|---:|",
+    ]
+    lines += [
+        f"| {r['split']} | {r['source']} | {r['documents']:,} | {r['tokens']:,} | {r['share']:.1%} |"
+        for r in world["composition"]
+    ]
+    big = world["largest_source"]
+    lines += [
+        "",
+        f"The largest source, {big['source']}, is {big['share']:.1%} of the training tokens.",
+        "",
+        "| model | parameters | d_model | heads | d_mlp | context | batch | steps | training tokens | passes | "
+        "checkpoints |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    lines += [
+        f"| Llama, {m['n_layers']} layers | {m['parameters']:,} | {m['d_model']} | {m['n_heads']} | {m['d_mlp']} | "
+        f"{m['context_size']} | {m['batch_size']} | {m['steps']:,} | {m['train_tokens']:,} | {m['passes']:.2f} | "
+        f"{m['n_checkpoints']} |"
+        for m in world["models"]
+    ]
+    return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------------------------------------
 # Site
 
 
@@ -103,6 +143,7 @@ def build_site(root: Path = ROOT) -> Path:
     results_dir = root / "book" / "chapters"
     (root / "_toc.yml").write_text(toc_yaml())
     (root / "book" / "scorecard.md").write_text(scorecard_markdown(results_dir))
+    (root / "book" / "world.md").write_text(world_markdown(results_dir))
     missing = [c for c in chapters() if not (results_dir / f"{c}.ipynb").exists()]
     if missing:
         raise FileNotFoundError(f"chapters not yet run into {results_dir}: {', '.join(missing)}")

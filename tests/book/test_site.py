@@ -43,6 +43,20 @@ def test_every_chapter_writes_results_with_claims(smoke_book):
 
 
 @pytest.mark.slow
+def test_intro_shows_the_worlds_composition(smoke_book):
+    """The intro page's composition table is chapter 1's `results.world`, row for row."""
+    root, site = smoke_book
+    world = json.loads((root / "book" / "chapters" / "function_tokens.json").read_text())["results"]["world"]
+    html = (site / "book" / "intro.html").read_text()
+    assert {r["split"] for r in world["composition"]} == {"train", "heldout"}
+    for r in world["composition"]:
+        assert f"{r['documents']:,}" in html and f"{r['tokens']:,}" in html
+    for m in world["models"]:
+        assert f"{m['parameters']:,}" in html
+    assert f"{world['largest_source']['share']:.1%}" in html
+
+
+@pytest.mark.slow
 @pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (make test installs it)")
 def test_every_page_renders_in_a_browser(smoke_book):
     from playwright.sync_api import sync_playwright

@@ -11,13 +11,37 @@ from functok.book.config import ParamError
 from functok.world import corpus
 
 
-def test_embedded_corpus_reads_both_wheels():
+def test_embedded_corpus_is_three_sources_none_above_half():
+    """The recipe of issue 13: Wikipedia intros, speech passages and book passages, each of the capped
+    sources within one passage of the intros' characters, none above half, in a mixed order."""
     ds = corpus.load_corpus("embedded")
     ids = list(ds["id"])
-    assert sum(i.startswith("wiki/") for i in ids) > 9000
-    assert sum(i.startswith("sotu/") for i in ids) > 200
     assert len(set(ids)) == len(ids), "document ids must be unique"
-    assert all(len(t) > 0 for t in ds["text"][:100])
+    assert all(len(t) > 0 for t in ds["text"])
+    chars = {"wiki": 0, "sotu": 0, "gutenberg": 0}
+    for i, t in zip(ids, ds["text"]):
+        chars[corpus.source_of(i)] += len(t)
+    assert sum(i.startswith("wiki/") for i in ids) > 9000
+    assert len({i.split("/")[1] for i in ids if i.startswith("sotu/")}) > 150, "the cap samples across speeches"
+    assert len({i.split("/")[1] for i in ids if i.startswith("gutenberg/")}) == 18, "every book contributes"
+    total = sum(chars.values())
+    assert max(chars.values()) / total < 0.5
+    for s in ("sotu", "gutenberg"):
+        assert chars["wiki"] <= chars[s] < chars["wiki"] + 20 * corpus.PASSAGE_CHARS
+    # hash order: each tenth of the corpus holds every source
+    for part in range(10):
+        chunk = ids[part * len(ids) // 10 : (part + 1) * len(ids) // 10]
+        assert {corpus.source_of(i) for i in chunk} == set(chars)
+
+
+def test_passages_keep_whole_paragraphs():
+    text = "One two.\nthree\n\n" + "\n\n".join(f"Paragraph {i} " + "x" * 40 for i in range(10))
+    out = corpus.passages(text, target=100, unwrap=True)
+    assert out[0].startswith("One two. three\n\nParagraph 0")  # hard wraps joined, paragraphs kept
+    assert all(len(p) >= 100 for p in out[:-1])
+    rejoined = [q for p in out for q in p.split("\n\n")]
+    assert rejoined == ["One two. three"] + [f"Paragraph {i} " + "x" * 40 for i in range(10)]
+    assert corpus.passages("a\r\nb\r\n\r\nc", target=1) == ["a\r\nb", "c"]  # CRLF paragraphs
 
 
 def test_max_documents_keeps_a_stable_prefix():
@@ -114,14 +138,15 @@ def test_a_local_corpus_is_keyed_by_its_content(text_folder):
     assert all(a != b for a, b in zip(keys(folder), added))
     assert keys(folder) == keys(folder + "/")
 
-    # only local paths changed their keys: the embedded ones are the fields they have always been
+    # the embedded corpus enters as its recipe (a new recipe, a new key), with the split's fields
     fields = {"max_documents": smoke.max_documents, "heldout_fraction": smoke.heldout_fraction}
-    assert corpus.corpus_key("embedded") == "embedded"
-    assert corpus_params(smoke) == {"corpus": "embedded", **fields}
-    assert tokenizer_params(smoke) == {"corpus": "embedded", **fields, "vocab_size": smoke.vocab_size}
+    emb = corpus.EMBEDDED_RECIPE
+    assert corpus.corpus_key("embedded") == emb and emb.startswith("embedded@")
+    assert corpus_params(smoke) == {"corpus": emb, **fields}
+    assert tokenizer_params(smoke) == {"corpus": emb, **fields, "vocab_size": smoke.vocab_size}
     for split in ("train", "heldout"):
         assert windows_params("smoke", split) == {
-            "corpus": "embedded",
+            "corpus": emb,
             **fields,
             "vocab_size": smoke.vocab_size,
             "split": split,
@@ -130,7 +155,7 @@ def test_a_local_corpus_is_keyed_by_its_content(text_folder):
         }
     assert windows_params("smoke", "train", "gpt2") == {
         "tokenizer": "gpt2",
-        "corpus": "embedded",
+        "corpus": emb,
         **fields,
         "split": "train",
         "context_size": smoke.context_size,

@@ -95,12 +95,26 @@ def test_occurrences_by_bin(gpt2):
     docs = [[5, 7, 5], [1], [5, 2], [3, 3, 5, 5]]
     flat = np.array([t for d in docs for t in d])
     offsets = np.cumsum([0] + [len(d) for d in docs])
-    b = analysis.occurrences_by_bin(flat, offsets, 5, 2)
+    b = analysis.occurrences_by_bin(flat, offsets, 5, 2, seed=None)
     assert b["bins"] == [2, 3] and b["tokens_per_bin"] == [4, 6]
     assert b["rate_per_1k"] == pytest.approx([500, 500]) and b["cv"] == pytest.approx(0)
     assert analysis.token_id(gpt2, " of") == gpt2.encode(" of")[0]
     with pytest.raises(ValueError, match="burst_tokens"):
         analysis.token_id(gpt2, " antidisestablishmentarianism")
+
+
+def test_binning_shuffles_documents_first():
+    """A token that lives in one half of a corpus stored source by source is bursty in corpus order;
+    shuffled with a seed, the bins mix the sources and its rate evens out."""
+    docs = [[5, 1, 1, 1]] * 200 + [[1, 1, 1, 1]] * 200  # token 5 only in the first source
+    flat = np.array([t for d in docs for t in d])
+    offsets = np.cumsum([0] + [len(d) for d in docs])
+    ordered = analysis.occurrences_by_bin(flat, offsets, 5, 10, seed=None)
+    shuffled = analysis.occurrences_by_bin(flat, offsets, 5, 10, seed=0)
+    assert ordered["nonzero_bins"] == 5 and ordered["cv"] == pytest.approx(1.0)
+    assert shuffled["nonzero_bins"] == 10 and shuffled["cv"] < 0.3
+    assert sum(shuffled["bins"]) == sum(ordered["bins"]) == 200
+    assert analysis.occurrences_by_bin(flat, offsets, 5, 10, seed=0) == shuffled  # seeded
 
 
 @pytest.mark.parametrize(
@@ -114,6 +128,9 @@ def test_occurrences_by_bin(gpt2):
         ("1", "punctuation/symbol"),
         (" on", "prepositions"),
         (" no", "determiners"),
+        ("it", "fragment"),  # the 'it' of 'split' is not the word ' it'
+        ("on", "fragment"),
+        ("The", "fragment"),  # a word glued to what precedes it, e.g. after a newline or a quote
     ],
 )
 def test_word_class(token, cls):
