@@ -349,6 +349,12 @@ class ReactivationConfig(ChapterConfig):
         "concept, the feature most selective for it",
         kind="ints",
     )
+    min_precision: float = param(
+        0.5,
+        "precondition: a concept counts only if its feature's precision P(concept | fires) is at least this",
+        lo=0.0,
+        hi=1.0,
+    )
     n_windows: int = param(2000, "training windows scanned to select features and measure re-activation", lo=1)
     horizon: int = param(64, "re-activation: tokens after a concept's occurrence that are followed", lo=1, hi=100_000)
     trace_prompts: list = param(

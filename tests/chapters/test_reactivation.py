@@ -178,6 +178,7 @@ def test_chapter_end_to_end(analysis):
     assert all(c["verdict"] in ("holds", "fails", "inconclusive") for c in analysis.claims)
     for c, v in res["concepts"].items():
         assert v["n_occurrences"] > 0 and 0 <= v["feature"] < res["d_sae"]
+        assert 0 <= v["precision"] <= 1 and 0 <= v["unsteered"]["predicted"] <= v["unsteered"]["contexts"]
         assert set(v["steering_success"]) == {"0", "50"}
     t = res["traces"][0]
     assert len(t["tokens"]) == len(t["function"]) == len(next(iter(t["acts"].values())))
@@ -247,3 +248,77 @@ def test_bad_input_is_refused_with_one_line(env, analysis, kw, fragment):
     with pytest.raises(ParamError, match=fragment) as e:
         R.analyze(tiny_cfg(**kw), progress=False)
     assert "\n" not in str(e.value)
+
+
+# ---------------------------------------------------------------------------------------------
+# Preconditions (issue 13): a concept feature of stated precision, a model that produces the concept
+
+
+def test_precision_is_p_concept_given_fires(synthetic):
+    x, f, is_fn = synthetic
+    sel = R.select_features(fake_setup(x, is_fn, {"c": [7]}), batch_size=9, progress=False)["c"]
+    valid = x != 0
+    fires = (f[:, :, 4] > 0) & valid
+    want = (fires & (x == 7)).sum() / fires.sum()
+    assert sel["on"][4] / sel["fired"][4] == pytest.approx(want) and 0 < want < 1
+
+
+def test_unsteered_production_counts_greedy_hits():
+    """A model that predicts the true next token at even positions only: the count of predicted
+    concept starts is the brute-force count of concept starts at even positions."""
+    rng = np.random.default_rng(3)
+    x = rng.integers(1, 8, size=(12, 20))
+    V = 8
+
+    def model(batch):
+        nxt = torch.roll(batch, -1, dims=1)
+        guess = torch.where(torch.arange(batch.shape[1]) % 2 == 0, nxt, torch.zeros_like(nxt))
+        return torch.nn.functional.one_hot(guess, V).float()
+
+    s = fake_setup(x, np.zeros(V, dtype=bool), {"c": [7, 2], "never": [5]})
+    s.model = model
+    got = R.unsteered_production(s, batch_size=5)
+    starts = [(i, p) for i in range(12) for p in range(19) if x[i, p + 1] == 7]
+    assert got["c"]["contexts"] == len(starts) > 0
+    assert got["c"]["predicted"] == sum(p % 2 == 0 for _, p in starts) > 0
+    s.model = lambda b: torch.nn.functional.one_hot(torch.zeros_like(b), V).float()  # always predicts 0
+    assert R.unsteered_production(s, batch_size=5)["never"]["predicted"] == 0
+
+
+def _result(precisions: dict, predicted: dict, fn_ratio: float = 3.0, success: float = 0.9) -> dict:
+    concepts = {
+        c: {
+            "precision": p,
+            "unsteered": {"contexts": 10, "predicted": predicted[c]},
+            "reactivation": {
+                "fn_ratio": fn_ratio,
+                "fn_after_rate": 0.3,
+                "fn_base_rate": 0.1,
+                "ct_after_rate": 0.2,
+            },
+            "steering_success": {"0": 0.0, "4": success},
+            "steering_logprob": {"0": -5.0, "4": -1.0},
+        }
+        for c, p in precisions.items()
+    }
+    return {"concepts": concepts, "alphas": [0, 4]}
+
+
+def test_claims_follow_the_preconditions():
+    from functok.chapters.reactivation.claims import make_claims
+
+    cfg = tiny_cfg(min_precision=0.5, steer_prompts=["x"])
+    by = {c["id"]: c for c in make_claims(_result({" A": 0.9, " B": 0.8}, {" A": 3, " B": 1}), cfg)}
+    assert by["reactivation"]["verdict"] == "holds" and by["steering"]["verdict"] == "holds"
+    # imprecise features: nothing to test, whatever the rates say
+    by = {c["id"]: c for c in make_claims(_result({" A": 0.01, " B": 0.2}, {" A": 3, " B": 1}), cfg)}
+    assert {c["verdict"] for c in by.values()} == {"inconclusive"}
+    assert "precision 1.0% < 50%" in by["reactivation"]["note"]
+    # precise features, but the model never produces the concepts: re-activation judged, steering not
+    by = {c["id"]: c for c in make_claims(_result({" A": 0.9, " B": 0.8}, {" A": 0, " B": 0}, success=0.0), cfg)}
+    assert by["reactivation"]["verdict"] == "holds"
+    assert by["steering"]["verdict"] == by["steering_probability"]["verdict"] == "inconclusive"
+    assert "predicts it in 0 of 10 contexts" in by["steering"]["note"]
+    # one concept passes: judged on it alone
+    by = {c["id"]: c for c in make_claims(_result({" A": 0.9, " B": 0.01}, {" A": 2, " B": 2}, success=0.0), cfg)}
+    assert by["steering"]["verdict"] == "fails" and "B (feature precision" in by["steering"]["note"]

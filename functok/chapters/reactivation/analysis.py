@@ -113,8 +113,34 @@ def select_features(s: Setup, batch_size: int, progress: bool = True) -> dict[st
             "p_on": p_on,
             "p_off": p_off,
             "mean_act_on": act_on[c] / max(n_c, 1),
+            "on": on[c],
+            "fired": fire_all,
         }
     out["_resid_norm"] = float(np.concatenate(norms).mean()) if norms else 1.0
+    return out
+
+
+def unsteered_production(s: Setup, batch_size: int) -> dict[str, dict]:
+    """Per concept: in the scanned windows, the positions whose next token starts the concept, and how
+    many of them the unsteered model predicts greedily (top-1). A model that never produces a concept
+    in its own contexts gives a steering test nothing to find (issue 13's precondition)."""
+    import torch
+
+    x = s.windows
+    xn = x.numpy()
+    out = {}
+    for c, ids in s.concept_tokens.items():
+        starts = occurrences(xn, ids[:1])[:, 1:]  # [n, T-1]: position p predicts x[p + 1]
+        rows = np.flatnonzero(starts.any(1))
+        hits = 0
+        for i in range(0, rows.size, batch_size):
+            r = rows[i : i + batch_size]
+            with torch.no_grad():
+                logits = s.model(x[r])
+            top = logits[:, :-1].argmax(-1).cpu().numpy()
+            hits += int(((top == ids[0]) & starts[r]).sum())
+        n = int(starts.sum())
+        out[c] = {"contexts": n, "predicted": hits, "rate": hits / n if n else float("nan")}
     return out
 
 
@@ -247,6 +273,7 @@ def _measure(cfg, s: Setup, t0: float, t_setup: float, progress: bool) -> dict:
         features = {c: int(r["selected"]) for c, r in sel.items()}
     scales = dict.fromkeys(features, resid_norm)
     rates = reactivation_rates(s, features, cfg.horizon, cfg.batch_size, progress)
+    produced = unsteered_production(s, cfg.batch_size)
     traces = [trace(s, p, features) for p in cfg.trace_prompts]
     rows = steer(s, cfg.steer_prompts, features, scales, cfg.alphas, cfg.n_new_tokens, progress)
     success = {
@@ -272,6 +299,9 @@ def _measure(cfg, s: Setup, t0: float, t_setup: float, progress: bool) -> dict:
             "p_fire_on_concept": float(r["p_on"][f]),
             "p_fire_elsewhere": float(r["p_off"][f]),
             "selectivity": float(r["score"][f]),
+            # precision: P(concept | feature fires), at the concept's last token
+            "precision": float(r["on"][f] / r["fired"][f]) if r["fired"][f] else float("nan"),
+            "unsteered": produced[c],
             "chosen_by": "user" if cfg.features else "selectivity",
             "mean_activation_on_concept": float(r["mean_act_on"][f]),
             "reactivation": rates[c],

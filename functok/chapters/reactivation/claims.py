@@ -13,17 +13,52 @@ def _paper() -> dict:
     return paper_numbers("reactivation")
 
 
+def preconditions(res: dict, cfg) -> dict[str, dict]:
+    """Per concept, whether the setup can express the paper's claims (issue 13): re-activation needs a
+    feature that stands for the concept (precision P(concept | fires) >= cfg.min_precision); steering
+    also needs a model that produces the concept unsteered in at least one of its own contexts (greedy
+    top-1 where the concept comes next)."""
+    out = {}
+    for c, v in res["concepts"].items():
+        prec = v.get("precision", float("nan"))
+        feature_ok = prec == prec and prec >= cfg.min_precision
+        un = v.get("unsteered", {"predicted": 0, "contexts": 0})
+        out[c] = {
+            "feature": feature_ok,
+            "model": un["predicted"] > 0,
+            "why": "; ".join(
+                w
+                for w, bad in (
+                    (f"feature precision {prec:.1%} < {cfg.min_precision:.0%}", not feature_ok),
+                    (f"the model predicts it in 0 of {un['contexts']} contexts", un["predicted"] == 0),
+                )
+                if bad
+            ),
+        }
+    return out
+
+
+def _excluded(pre: dict, key: str) -> str:
+    bad = {c: p["why"] for c, p in pre.items() if not p[key] or (key == "model" and not p["feature"])}
+    return "; excluded: " + ", ".join(f"{c.strip()} ({w})" for c, w in bad.items()) if bad else ""
+
+
 def make_claims(res: dict, cfg) -> list[dict]:
 
     paper = _paper()
-    cs = res["concepts"]
+    pre = preconditions(res, cfg)
+    cs_all = res["concepts"]
+    cs = {c: v for c, v in cs_all.items() if pre[c]["feature"]}  # re-activation: concepts with a concept feature
     claims = []
     ratios = {c: v["reactivation"]["fn_ratio"] for c, v in cs.items()}
     ok = [c for c, r in ratios.items() if r == r and r >= 2]
     judged = [c for c, r in ratios.items() if r == r]
-    ours = ", ".join(
-        f"{c.strip()} {v['reactivation']['fn_after_rate']:.1%} vs {v['reactivation']['fn_base_rate']:.1%}"
-        for c, v in cs.items()
+    ours = (
+        ", ".join(
+            f"{c.strip()} {v['reactivation']['fn_after_rate']:.1%} vs {v['reactivation']['fn_base_rate']:.1%}"
+            for c, v in cs.items()
+        )
+        or "no concept passes the precondition"
     )
     claims.append(
         claim(
@@ -34,7 +69,9 @@ def make_claims(res: dict, cfg) -> list[dict]:
             "inconclusive" if not judged else ("holds" if len(ok) * 2 > len(judged) else "fails"),
             f"per concept: share of function tokens within {cfg.horizon} tokens after the concept on which its feature "
             f"fires, vs function tokens of windows without the concept; holds if at least twice the baseline for most "
-            f"concepts ({len(ok)} of {len(judged)})",
+            f"concepts ({len(ok)} of {len(judged)}). Baseline: the same feature on function tokens of windows without "
+            f"the concept. Precondition: the feature's precision P(concept | fires) at least {cfg.min_precision:.0%}; "
+            f"inconclusive when no concept passes" + _excluded(pre, "feature"),
         )
     )
     fn_more = [c for c, v in cs.items() if v["reactivation"]["fn_after_rate"] > v["reactivation"]["ct_after_rate"]]
@@ -48,13 +85,21 @@ def make_claims(res: dict, cfg) -> list[dict]:
                 f"{c.strip()} {v['reactivation']['fn_after_rate']:.1%} vs {v['reactivation']['ct_after_rate']:.1%}"
                 for c, v in cs.items()
             ),
-            "holds" if len(fn_more) * 2 > len(cs) else "fails",
+            ("holds" if len(fn_more) * 2 > len(cs) else "fails") if cs else "inconclusive",
             f"firing rate on function vs content tokens in the same {cfg.horizon}-token spans; holds for most concepts "
-            f"({len(fn_more)} of {len(cs)})",
+            f"({len(fn_more)} of {len(cs)}); same precondition as re-activation" + _excluded(pre, "feature"),
         )
     )
     steered = [a for a in res["alphas"] if a != 0]
-    if 0 in res["alphas"] and steered:
+    cs = {c: v for c, v in cs_all.items() if pre[c]["feature"] and pre[c]["model"]}  # steering: both preconditions
+    steer_pre = (
+        f"Preconditions: feature precision at least {cfg.min_precision:.0%} and the unsteered model predicts the "
+        f"concept (greedy) in at least one of its own contexts; inconclusive when no concept passes"
+        + _excluded(pre, "model")
+    )
+    if not cs:
+        verdict, ours = "inconclusive", "no concept passes the preconditions"
+    elif 0 in res["alphas"] and steered:
         best = {c: max(steered, key=lambda a: v["steering_success"][str(a)]) for c, v in cs.items()}
         base = float(np.mean([v["steering_success"]["0"] for v in cs.values()]))
         top = float(np.mean([v["steering_success"][str(best[c])] for c, v in cs.items()]))
@@ -66,25 +111,31 @@ def make_claims(res: dict, cfg) -> list[dict]:
         )
     else:
         verdict, ours = "inconclusive", "needs alpha 0 and a non-zero alpha"
-    if 0 in res["alphas"] and steered:
+    if cs and 0 in res["alphas"] and steered:
         gain = {
             c: max(v["steering_logprob"][str(a)] for a in steered) - v["steering_logprob"]["0"] for c, v in cs.items()
         }
         up = [c for c, g in gain.items() if g > np.log(2)]
-        claims.append(
-            claim(
-                "steering_probability",
-                "Beyond the paper: steering the last function token raises the probability that the next token starts "
-                "the concept",
-                "not measured",
-                ", ".join(f"{c.strip()} x{np.exp(g):.1f}" for c, g in gain.items()),
-                "holds" if len(up) * 2 > len(cs) else "fails",
-                "mean over prompts of the log-probability of the concept's first token as the next token, best "
-                "non-zero "
-                f"alpha vs unsteered (shown as a factor); holds if it at least doubles for most concepts ({len(up)} "
-                f"of {len(cs)})",
-            )
+        p_ours, p_verdict = (
+            ", ".join(f"{c.strip()} x{np.exp(g):.1f}" for c, g in gain.items()),
+            ("holds" if len(up) * 2 > len(cs) else "fails"),
         )
+        p_count = f" ({len(up)} of {len(cs)})"
+    else:
+        p_ours, p_verdict, p_count = ours, "inconclusive", ""
+    claims.append(
+        claim(
+            "steering_probability",
+            "Beyond the paper: steering the last function token raises the probability that the next token starts "
+            "the concept",
+            "not measured",
+            p_ours,
+            p_verdict,
+            "mean over prompts of the log-probability of the concept's first token as the next token, best non-zero "
+            f"alpha vs unsteered (shown as a factor); holds if it at least doubles for most concepts{p_count}. "
+            "Baseline: the same prompts unsteered. " + steer_pre,
+        )
+    )
     claims.append(
         claim(
             "steering",
@@ -93,7 +144,8 @@ def make_claims(res: dict, cfg) -> list[dict]:
             ours,
             verdict,
             f"share of {len(cfg.steer_prompts)} prompts whose {cfg.n_new_tokens}-token greedy continuation names the "
-            f"concept, mean over concepts; holds if at least 50% and at least 30 points above unsteered",
+            f"concept, mean over concepts; holds if at least 50% and at least 30 points above unsteered (the "
+            f"baseline: the same prompts, alpha 0). " + steer_pre,
         )
     )
     return claims

@@ -22,7 +22,11 @@ def features_table(analysis: dict) -> pd.DataFrame:
                 "occurrences": v["n_occurrences"],
                 "P(fires | concept)": round(v["p_fire_on_concept"], 3),
                 "P(fires | other tokens)": round(v["p_fire_elsewhere"], 4),
+                "precision P(concept | fires)": round(v.get("precision", float("nan")), 3),
                 "mean activation on concept": round(v["mean_activation_on_concept"], 3),
+                "model predicts it (unsteered)": "{predicted} of {contexts}".format(**v["unsteered"])
+                if "unsteered" in v
+                else "",
             }
         )
     return pd.DataFrame(rows).set_index("concept")
