@@ -164,3 +164,23 @@ def test_function_token_file_follows_the_folders_content(text_folder, tmp_cache,
     cfg = tok_dir / "tokenizer_config.json"
     cfg.write_text(cfg.read_text().replace("}", " }"))
     assert ft.function_token_params(str(tok_dir), str(text_folder))["tokenizer"] != key["tokenizer"]
+
+
+def test_null_cv_matches_random_placement():
+    """The burstiness baseline: occurrences dropped on random positions give about the analytic CV;
+    a token that comes many times in few documents is far above it."""
+    rng = np.random.default_rng(0)
+    tokens = rng.integers(500, 3000, size=40)
+    count = 400
+    cvs = []
+    for _ in range(400):
+        pos = rng.choice(tokens.sum(), size=count, replace=False)
+        per_bin = np.histogram(pos, bins=np.concatenate([[0], np.cumsum(tokens)]))[0]
+        rate = per_bin / tokens
+        cvs.append(rate.std() / rate.mean())
+    assert analysis.null_cv(tokens, count) == pytest.approx(np.mean(cvs), rel=0.1)
+    docs = [[5] * 20 + [1] * 20] * 10 + [[1] * 40] * 240
+    flat = np.array([t for d in docs for t in d])
+    b = analysis.occurrences_by_bin(flat, np.cumsum([0] + [len(d) for d in docs]), 5, 10, seed=0)
+    assert b["cv"] > 2 * b["cv_null"]
+    assert np.isnan(analysis.null_cv(tokens, 0))
