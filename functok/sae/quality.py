@@ -153,3 +153,60 @@ def learned_features(sae_dir, checkpoint, windows, n_activations: int, seed: int
     sae_hook = json.loads((Path(sae_dir) / "cfg.json").read_text())["metadata"]["hook_name"]
     sample = activation_sample(checkpoint, sae_hook, windows, n_activations, seed, model=model)
     return int((firing_counts(sae_dir, sample) > 0).sum())
+
+
+# ---------------------------------------------------------------------------------------------
+# The bar an SAE meets before the book counts or interprets its features
+
+
+# Why these numbers: Gemma Scope's SAEs fire about 100 of 2^20 features per token; an SAE whose
+# features fire on several percent of all tokens is covered by almost any set of positions (issue 13),
+# and one that explains too little of the activation, or breaks the model's predictions, describes
+# something other than the model. The same bar for every model (issue 14).
+QUALITY_BAR = {
+    "max_l0": 100.0,
+    "max_density": 0.01,  # L0 / d_sae
+    "min_explained_variance": 0.7,
+    "min_ce_score": 0.8,
+    "min_alive": 0.8,  # share of features that fire at least once on the held-out sample
+}
+
+
+def quality_failures(
+    l0: float | None,
+    d_sae: int,
+    explained_variance: float | None = None,
+    ce_score: float | None = None,
+    alive: float | None = None,
+    bar: dict = QUALITY_BAR,
+) -> list[str]:
+    """What keeps an SAE below the bar, one short reason each (empty: it meets the bar). A measure
+    that was not taken (None) is reported as missing, not passed; nan counts as failing."""
+
+    def bad(x, ok) -> bool:
+        return x is None or not np.isfinite(x) or not ok(x)
+
+    out = []
+    checks = [
+        ("L0", l0, lambda x: x <= bar["max_l0"], f"<= {bar['max_l0']:g}", "{:.1f}"),
+        (
+            "density L0/d_sae",
+            None if l0 is None else l0 / d_sae,
+            lambda x: x <= bar["max_density"],
+            f"<= {bar['max_density']:.0%}",
+            "{:.2%}",
+        ),
+        (
+            "explained variance",
+            explained_variance,
+            lambda x: x >= bar["min_explained_variance"],
+            f">= {bar['min_explained_variance']:g}",
+            "{:.3f}",
+        ),
+        ("CE score", ce_score, lambda x: x >= bar["min_ce_score"], f">= {bar['min_ce_score']:g}", "{:.3f}"),
+        ("alive features", alive, lambda x: x >= bar["min_alive"], f">= {bar['min_alive']:.0%}", "{:.1%}"),
+    ]
+    for name, x, ok, want, fmt in checks:
+        if bad(x, ok):
+            out.append(f"{name} {'not measured' if x is None else fmt.format(x)} (want {want})")
+    return out
