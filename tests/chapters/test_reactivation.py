@@ -178,8 +178,12 @@ def test_chapter_end_to_end(analysis):
     assert all(c["verdict"] in ("holds", "fails", "inconclusive") for c in analysis.claims)
     for c, v in res["concepts"].items():
         assert v["n_occurrences"] > 0 and 0 <= v["feature"] < res["d_sae"]
-        assert 0 <= v["precision"] <= 1 and 0 <= v["unsteered"]["predicted"] <= v["unsteered"]["contexts"]
+        assert (np.isnan(v["precision"]) or 0 <= v["precision"] <= 1) and v["unsteered"]["contexts"] >= 0
+        assert 0 <= v["unsteered"]["predicted"] <= v["unsteered"]["contexts"]
         assert set(v["steering_success"]) == {"0", "50"}
+    q = res["sae_quality"]
+    assert q["d_sae"] == res["d_sae"] and 0 <= q["alive"] <= 1 and q["density"] == q["l0"] / q["d_sae"]
+    assert isinstance(q["failures"], list)
     t = res["traces"][0]
     assert len(t["tokens"]) == len(t["function"]) == len(next(iter(t["acts"].values())))
     # alpha 0 is the unsteered model: the same continuation for every concept
@@ -322,3 +326,13 @@ def test_claims_follow_the_preconditions():
     # one concept passes: judged on it alone
     by = {c["id"]: c for c in make_claims(_result({" A": 0.9, " B": 0.01}, {" A": 2, " B": 2}, success=0.0), cfg)}
     assert by["steering"]["verdict"] == "fails" and "B (feature precision" in by["steering"]["note"]
+
+
+def test_an_sae_below_the_quality_bar_makes_every_claim_inconclusive():
+    from functok.chapters.reactivation.claims import make_claims
+
+    res = _result({" A": 0.9, " B": 0.8}, {" A": 3, " B": 1})
+    res["sae_quality"] = {"failures": ["density L0/d_sae 4.00% (want <= 1%)"]}
+    claims = make_claims(res, tiny_cfg(min_precision=0.5, steer_prompts=["x"]))
+    assert {c["verdict"] for c in claims} == {"inconclusive"}
+    assert all("every concept (SAE below the quality bar: density" in c["note"] for c in claims)

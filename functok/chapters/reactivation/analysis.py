@@ -36,6 +36,8 @@ from functok.chapters.reactivation.claims import make_claims
 from functok.chapters.reactivation.setup import Setup, setup
 from functok.chapters.reactivation.steering import steer, trace
 from functok.sae.activations import activations_at
+from functok.sae.quality import evaluate_sae, quality_failures
+from functok.world.windows import token_windows
 
 # ---------------------------------------------------------------------------------------------
 # Setup: model, tokenizer, function tokens, windows, SAE
@@ -117,6 +119,8 @@ def select_features(s: Setup, batch_size: int, progress: bool = True) -> dict[st
             "fired": fire_all,
         }
     out["_resid_norm"] = float(np.concatenate(norms).mean()) if norms else 1.0
+    out["_l0"] = float(fire_all.sum() / max(n_all, 1))  # features firing per position, on the scanned windows
+    out["_alive"] = float((fire_all > 0).mean())
     return out
 
 
@@ -141,6 +145,31 @@ def unsteered_production(s: Setup, batch_size: int) -> dict[str, dict]:
             hits += int(((top == ids[0]) & starts[r]).sum())
         n = int(starts.sum())
         out[c] = {"contexts": n, "predicted": hits, "rate": hits / n if n else float("nan")}
+    return out
+
+
+def sae_quality(cfg, s: Setup, scan_l0: float, alive: float) -> dict:
+    """The SAE's L0, explained variance and CE score on held-out windows (the embedded preset's; another
+    model: the last 32 scanned windows), the share of its features alive on the scanned windows, and
+    what keeps it below functok.sae.quality.QUALITY_BAR (the features of an SAE below the bar are not
+    interpreted: the chapter's claims become inconclusive)."""
+    if cfg.model == "embedded":
+        win, n = token_windows(cfg.preset, "heldout"), 32
+    else:
+        win, n = s.windows_path, None
+    q = evaluate_sae(s.sae_source, s.checkpoint, win, max_windows=n, model=s.model, batch_size=cfg.batch_size)
+    d_sae = int(s.sae.cfg.d_sae)
+    out = {
+        "l0": q["l0"],
+        "d_sae": d_sae,
+        "density": q["l0"] / d_sae,
+        "explained_variance": q["explained_variance"],
+        "ce_reconstruction_score": q["ce_reconstruction_score"],
+        "alive": alive,
+        "l0_on_scanned_windows": scan_l0,
+        "eval_windows": relpath(win) if Path(win).exists() else str(win),
+    }
+    out["failures"] = quality_failures(q["l0"], d_sae, q["explained_variance"], q["ce_reconstruction_score"], alive)
     return out
 
 
@@ -261,6 +290,8 @@ def _measure(cfg, s: Setup, t0: float, t_setup: float, progress: bool) -> dict:
 
     sel = select_features(s, cfg.batch_size, progress)
     resid_norm = sel.pop("_resid_norm")
+    scan_l0, alive = sel.pop("_l0"), sel.pop("_alive")
+    quality = sae_quality(cfg, s, scan_l0, alive)
     if cfg.features:
         features = dict(zip(cfg.concepts, [int(f) for f in cfg.features]))
     else:
@@ -318,6 +349,7 @@ def _measure(cfg, s: Setup, t0: float, t_setup: float, progress: bool) -> dict:
         "n_windows": int(len(s.windows)),
         "context_size": int(s.windows.shape[1]),
         "n_function_tokens": int(s.is_function.sum()),
+        "sae_quality": quality,
         "concepts": concepts,
         "alphas": list(cfg.alphas),
         "resid_norm": resid_norm,

@@ -40,6 +40,8 @@ def preconditions(res: dict, cfg) -> dict[str, dict]:
 
 def _excluded(pre: dict, key: str) -> str:
     bad = {c: p["why"] for c, p in pre.items() if not p[key] or (key == "model" and not p["feature"])}
+    if len(bad) > 1 and len(bad) == len(pre) and len(set(bad.values())) == 1:
+        return f"; excluded: every concept ({next(iter(bad.values()))})"
     return "; excluded: " + ", ".join(f"{c.strip()} ({w})" for c, w in bad.items()) if bad else ""
 
 
@@ -47,6 +49,11 @@ def make_claims(res: dict, cfg) -> list[dict]:
 
     paper = _paper()
     pre = preconditions(res, cfg)
+    bar = (res.get("sae_quality") or {}).get("failures", [])
+    if bar:  # an SAE below the quality bar: none of its features is interpreted
+        for p in pre.values():
+            p["feature"] = False
+            p["why"] = "SAE below the quality bar: " + ", ".join(bar)
     cs_all = res["concepts"]
     cs = {c: v for c, v in cs_all.items() if pre[c]["feature"]}  # re-activation: concepts with a concept feature
     claims = []
