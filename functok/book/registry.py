@@ -197,16 +197,20 @@ class FeatureCoverageConfig(ChapterConfig):
         hi=100.0,
     )
     architecture: str = param(
-        "jumprelu",
-        "trained SAEs: SAELens architecture (jumprelu: Gemma Scope's)",
+        "batchtopk",
+        "trained SAEs: SAELens architecture (batchtopk: saved as a JumpReLU SAE, Gemma Scope's kind, with a learned "
+        "threshold; jumprelu left most features dead on the embedded budget)",
         choices=("jumprelu", "standard", "gated", "topk", "batchtopk"),
     )
     expansion_factor: int = param(16, "trained SAEs: d_sae as a multiple of d_model", lo=1, hi=1024)
     sparsity_coefficient: float = param(
-        1.0, "trained SAEs: the architecture's sparsity coefficient (jumprelu: l0_coefficient)", lo=1e-6, hi=1e6
+        16.0,
+        "trained SAEs: the architecture's sparsity knob (topk/batchtopk: k, the mean L0; jumprelu: l0_coefficient)",
+        lo=1e-6,
+        hi=1e6,
     )
     training_tokens: int = param(
-        60_000, "trained SAEs: activations each SAE trains on (the preset's training windows)", lo=1000
+        1_000_000, "trained SAEs: activations each SAE trains on (the preset's training windows)", lo=1000
     )
     sae_batch_size: int = param(512, "trained SAEs: activations per optimizer step", lo=16, hi=1_000_000)
     sae_lr: float = param(1e-3, "trained SAEs: learning rate", lo=1e-7, hi=1.0)
