@@ -187,11 +187,14 @@ def _check_kind(name: str, value: Any, kind: str | None) -> None:
             check_source(name, value, what="data set")
     if kind == "tokenizers":
         for v in value:
-            if v not in ("embedded", "gpt2"):
+            if v not in BUILTIN_TOKENIZERS:
                 check_source(name, v, what="tokenizer")
     if kind in ("tokenizer", "model", "path"):
         if value not in ("embedded", "gpt2"):
             check_source(name, value, what=kind)
+
+
+BUILTIN_TOKENIZERS = ("embedded", "gpt2", "llama3", "gemma3")  # offline, by name (functok.world.tokenizers)
 
 
 def looks_local(value: str) -> bool:

