@@ -268,6 +268,7 @@ def test_unigram_milestone_on_the_tiny_models(env, analysis):
     """The unigram model is scored on the same predictions as the checkpoints; its loss equals a loop over
     the held-out targets with p(v) = (count(v) + 1) / (N + V) from the training stream's counts; the
     milestone flags agree with the losses; every claim's note names its rule, baseline and sample."""
+    from functok.chapters.loss_split import plots as lp
     from functok.chapters.loss_split import unigram
 
     pcfg = functok.book.registry.pretrain_config("tiny")
@@ -291,3 +292,8 @@ def test_unigram_milestone_on_the_tiny_models(env, analysis):
             assert phase["verdict"] == highest["verdict"] == "inconclusive"
     for c in analysis.claims:
         assert all(w in c["note"] for w in ("rule", "baseline", "sample")), c["id"]
+    fig = lp.group_curves(analysis)
+    ys = {round(float(line.get_ydata()[0]), 9) for ax in fig.axes for line in ax.get_lines() if line.get_ls() == ":"}
+    assert {round(m["unigram_loss"], 9) for m in analysis.results["models"].values()} <= ys
+    assert "unigram model" in lp.checkpoint_table(analysis, "llama-2L").to_html()
+    assert "does not help" not in lp.depth_summary(analysis)

@@ -1,10 +1,11 @@
 """Chapter 3's learning milestone and preconditions: the unigram model's loss against hand computations,
 its counts against the batches the trainer actually fed, the milestone filter and "inconclusive" on
-synthetic checkpoints."""
+synthetic checkpoints, and the depth prose read from the numbers."""
 
 from __future__ import annotations
 
 import math
+from types import SimpleNamespace
 
 import numpy as np
 import torch
@@ -15,8 +16,10 @@ import functok.world.pretrain
 from functok.book.registry import LossSplitConfig, pretrain_config
 from functok.chapters.common import paper_numbers
 from functok.chapters.loss_split import claims as C
+from functok.chapters.loss_split import plots as lp
 from functok.chapters.loss_split import unigram as U
 from functok.chapters.loss_split.stats import KEYS
+from functok.world.loss_groups import GROUPS
 
 LN2 = math.log(2)
 PAPER = paper_numbers("loss_split")
@@ -177,3 +180,27 @@ def test_function_phase_before_the_milestone_does_not_count():
     back = [*pre, *late, (90, groups(4, 5, 4, 5, 4.5), 0.3)]
     c = C.function_phase("m", model(back), cfg(), PAPER)
     assert c["verdict"] == "inconclusive" and "last checkpoint is not past the milestone" in c["note"]
+
+
+# ---------------------------------------------------------------------------------------------
+# The depth prose
+
+
+def scaling(all_diff, all_ci, group_diffs):
+    rows = [{"group": k, "difference": d, "difference_ci": ci} for k, (d, ci) in zip(GROUPS, group_diffs)]
+    rows.append({"group": "all", "difference": all_diff, "difference_ci": all_ci})
+    models = {"shallow": "s", "deep": "d", "shallow_layers": 2, "deep_layers": 8, "paired": True}
+    return SimpleNamespace(detail={"scaling": {"rows": rows, "models": models}}, results={"ci": {"level": 0.95}})
+
+
+def test_depth_prose_says_what_the_numbers_say():
+    helps = lp.depth_summary(
+        scaling(0.2, [0.1, 0.3], [(0.1, [0.05, 0.2]), (0.3, [0.2, 0.4]), (0.0, [-0.1, 0.1]), (-0.2, [-0.3, -0.1])])
+    )
+    assert "0.200 nats below" in helps and "depth helps overall" in helps and "does not help" not in helps
+    assert "lower in function->function, function->content" in helps
+    assert "higher in content->content" in helps and "not clearly different in content->function" in helps
+    hurts = lp.depth_summary(scaling(-0.1, [-0.2, -0.05], [(0.1, [0.05, 0.2])] * 4))
+    assert "0.100 nats above" in hurts and "depth hurts overall" in hurts
+    unclear = lp.depth_summary(scaling(0.02, [-0.01, 0.05], [(0.1, [0.05, 0.2])] * 4))
+    assert "not clearly different: the interval includes 0" in unclear
