@@ -107,11 +107,13 @@ class LossSplitConfig(ChapterConfig):
     )
     ci_level: float = param(0.95, "confidence level of the bootstrap intervals", lo=0.5, hi=0.999)
     n_bootstrap: int = param(1000, "bootstrap resamples of the held-out windows", lo=100, hi=100_000)
-    settle_fraction: float = param(
-        0.01,
-        "'the first few' checkpoints: before this share of training; left out of the function->content-highest claim",
-        lo=0.0,
-        hi=0.5,
+    min_checkpoints: int = param(
+        3,
+        "claims over training (function->content highest, the greedy function-token phase) count only checkpoints "
+        "past the learning milestone (held-out loss below the unigram model's); with fewer than this many they are "
+        "inconclusive",
+        lo=1,
+        hi=1000,
     )
     converge_fraction: float = param(
         0.10,

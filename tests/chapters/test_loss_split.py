@@ -262,3 +262,38 @@ def test_bootstrap_is_paired_and_covers_the_mean():
     assert (lo < mean).all() and (mean < hi).all()
     se = sums.std(0) / 10 / math.sqrt(400)  # per-window means have sd 1
     assert np.allclose(hi - lo, 2 * 1.96 * se, rtol=0.2)
+
+
+def test_unigram_milestone_on_the_tiny_models(env, analysis):
+    """The unigram model is scored on the same predictions as the checkpoints; its loss equals a loop over
+    the held-out targets with p(v) = (count(v) + 1) / (N + V) from the training stream's counts; the
+    milestone flags agree with the losses; every claim's note names its rule, baseline and sample."""
+    from functok.chapters.loss_split import plots as lp
+    from functok.chapters.loss_split import unigram
+
+    pcfg = functok.book.registry.pretrain_config("tiny")
+    counts, _ = unigram.stream_counts(pcfg, TINY["vocab_size"])
+    N, V = counts.sum(), TINY["vocab_size"]
+    x = windows.load_windows(windows.token_windows("tiny", "heldout"))
+    losses = [-math.log((counts[int(t)] + 1) / (N + V)) for row in x for t in row[1:]]
+    for name, m in analysis.results["models"].items():
+        u = m["unigram"]
+        assert u["counts"] == m["checkpoints"][-1]["counts"], name
+        assert abs(m["unigram_loss"] - sum(losses) / len(losses)) < 1e-9
+        assert u["counts_from"]["source"] == "training stream" and u["vocab_size"] == V
+        for c in m["checkpoints"]:
+            assert c["past_milestone"] == (c["groups"]["all"] < m["unigram_loss"])
+            assert abs(c["minus_unigram"] - (c["groups"]["all"] - m["unigram_loss"])) < 1e-12
+        assert not m["checkpoints"][0]["past_milestone"]  # an untrained model is near uniform
+        assert m["milestone"]["n_past"] == sum(c["past_milestone"] for c in m["checkpoints"])
+        phase = next(c for c in analysis.claims if c["id"] == f"greedy_function_phase[{name}]")
+        highest = next(c for c in analysis.claims if c["id"] == f"function_content_highest[{name}]")
+        if m["milestone"]["n_past"] < 3:
+            assert phase["verdict"] == highest["verdict"] == "inconclusive"
+    for c in analysis.claims:
+        assert all(w in c["note"] for w in ("rule", "baseline", "sample")), c["id"]
+    fig = lp.group_curves(analysis)
+    ys = {round(float(line.get_ydata()[0]), 9) for ax in fig.axes for line in ax.get_lines() if line.get_ls() == ":"}
+    assert {round(m["unigram_loss"], 9) for m in analysis.results["models"].values()} <= ys
+    assert "unigram model" in lp.checkpoint_table(analysis, "llama-2L").to_html()
+    assert "does not help" not in lp.depth_summary(analysis)

@@ -16,7 +16,11 @@ embedded Llamas and for Pythia):
   independent); the same resampled windows serve every checkpoint and model evaluated on the same
   windows, so differences between groups, checkpoints and models are paired;
 - the greedy (argmax) prediction at every position of the Fig 10 prompt, and the share of
-  held-out positions whose greedy prediction is a function token.
+  held-out positions whose greedy prediction is a function token;
+- the learning milestone: a unigram model's loss on the same held-out predictions
+  (functok.chapters.loss_split.unigram), overall and per group, with the same bootstrap; a checkpoint is
+  past the milestone when its loss is below the unigram model's, and the claims about training count
+  only such checkpoints.
 
 Evaluations are cached per checkpoint (functok.book.cache.cached_dir("loss_eval", ...)). Hub checkpoints
 (Pythia revisions `step{N}`) are downloaded one at a time into a temporary folder, evaluated through
@@ -44,6 +48,14 @@ from functok.chapters.loss_split.stats import (
     ratio_means,
     smooth_log,
 )
+from functok.chapters.loss_split.unigram import (
+    SMOOTHING,
+    heldout_counts,
+    past_milestone,
+    stream_counts,
+    unigram_eval,
+    unigram_logprobs,
+)
 from functok.sae.models import hub_checkpoint, hub_revisions, is_hub
 from functok.world import runs
 from functok.world.embedded import corpus_dir, tokenizer_dir
@@ -51,9 +63,9 @@ from functok.world.function_tokens import (
     function_token_file,
     load_function_token_ids,
 )
-from functok.world.pretrain import models
+from functok.world.pretrain import models, run_params
 from functok.world.runs import train_log
-from functok.world.windows import token_windows
+from functok.world.windows import load_windows, token_windows
 
 # ---------------------------------------------------------------------------------------------
 # Which models and checkpoints
@@ -157,11 +169,47 @@ def _same_tokenizer(spec: ModelSpec, cfg) -> bool:
 
 
 # ---------------------------------------------------------------------------------------------
-# Evaluating one checkpoint (through TransformerLens)
+# The learning milestone: a unigram model on the same held-out predictions
 
 
-# ---------------------------------------------------------------------------------------------
-# Statistics
+def trained_on_preset_stream(spec: ModelSpec, cfg) -> bool:
+    """True for the preset's embedded models and for run folders trained with the preset's own
+    parameters (their params.json is the preset's run_params): their training stream is known."""
+    if spec.kind == "embedded":
+        return True
+    if spec.kind != "run" or spec.run_dir is None or not (spec.run_dir / "params.json").exists():
+        return False
+    params = json.loads((spec.run_dir / "params.json").read_text())
+    try:
+        return params == run_params(pretrain_config(cfg.preset), params.get("depth", -1))
+    except ParamError:
+        return False
+
+
+def unigram_baseline(spec: ModelSpec, win: Path, fn_ids: list[int], cfg, memo: dict) -> dict:
+    """The unigram model of `spec` scored on its held-out windows: {"arrays": per-window sums/counts,
+    "info": where its counts come from, "vocab_size", "most_frequent": its greedy prediction}."""
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tokenizer_source(spec))
+    V = len(tok)
+    x = load_windows(win).numpy()
+    if cfg.max_windows:
+        x = x[: cfg.max_windows]
+    if trained_on_preset_stream(spec, cfg):
+        key = ("stream", cfg.preset, V)
+        if key not in memo:
+            memo[key] = stream_counts(pretrain_config(cfg.preset), V)
+        counts, info = memo[key]
+    else:
+        counts, info = heldout_counts(x, V)
+    top = int(np.argmax(counts))
+    return {
+        "arrays": unigram_eval(x, unigram_logprobs(counts, V), fn_ids, sorted(set(tok.all_special_ids))),
+        "info": {**info, "smoothing": SMOOTHING},
+        "vocab_size": V,
+        "most_frequent": {"id": top, "token": tok.decode([top]), "is_function": top in set(fn_ids)},
+    }
 
 
 # ---------------------------------------------------------------------------------------------
@@ -178,6 +226,7 @@ def analyze(cfg, progress: bool = True) -> ChapterResult:
     specs = resolve_models(cfg)
     per: dict[str, dict] = {}
     timings: list[dict] = []
+    memo: dict = {}
     bar = tqdm(
         total=sum(len(s.checkpoints) for s in specs),
         desc="evaluating checkpoints",
@@ -192,7 +241,8 @@ def analyze(cfg, progress: bool = True) -> ChapterResult:
         for ck in spec.checkpoints:
             evals.append(checkpoint_eval(spec, ck, win, fn_ids, cfg, timings))
             bar.update(1)
-        per[spec.name] = _summarize(spec, evals, fn_ids, fn_file, win, cfg)
+        uni = unigram_baseline(spec, win, fn_ids, cfg, memo)
+        per[spec.name] = _summarize(spec, evals, fn_ids, fn_file, win, uni, cfg)
     bar.close()
 
     names = list(per)
@@ -215,9 +265,8 @@ def analyze(cfg, progress: bool = True) -> ChapterResult:
         results["scaling"] = scaling["rows"]
         results["scaling_models"] = scaling["models"]
     results["convergence"] = {n: per[n]["convergence"] for n in names}
-    results["first_few_rule"] = (
-        f"checkpoints before {cfg.settle_fraction:.0%} of the model's training steps "
-        f"(and any checkpoint of unknown step) are 'the first few'"
+    results["milestone_rule"] = MILESTONE_RULE + (
+        f"; the claims over training need at least {cfg.min_checkpoints} checkpoints past it"
     )
     results["eval_seconds"] = timings
     claims = make_claims(per, scaling, cfg)
@@ -251,12 +300,23 @@ def _documents_path(cfg) -> str:
     return relpath(corpus_dir(cfg.preset) / "heldout")
 
 
-def _summarize(spec: ModelSpec, evals: list[dict], fn_ids: list[int], fn_file: str, win: Path, cfg) -> dict:
-    """Means, counts and intervals per checkpoint; frames for the plots; convergence."""
+MILESTONE_RULE = (
+    "a checkpoint is past the learning milestone when its held-out loss (all predictions) is below the unigram "
+    "model's on the same predictions"
+)
+
+
+def _summarize(spec: ModelSpec, evals: list[dict], fn_ids: list[int], fn_file: str, win: Path, uni: dict, cfg) -> dict:
+    """Means, counts and intervals per checkpoint; the unigram model and the milestone; frames for the
+    plots; convergence."""
     import pandas as pd
 
     n_win = evals[0]["n_windows"]
     idx = bootstrap_index(n_win, cfg.n_bootstrap, cfg.seed)
+    ua = uni["arrays"]
+    umean = ratio_means(ua["sums"], ua["counts"])
+    ubs = ratio_means(ua["sums"], ua["counts"], idx)
+    ulo, uhi = interval(ubs, cfg.ci_level)
     rows, next_rows, checkpoints, boots = [], [], [], []
     for ck, ev in zip(spec.checkpoints, evals):
         a = ev["arrays"]
@@ -269,6 +329,7 @@ def _summarize(spec: ModelSpec, evals: list[dict], fn_ids: list[int], fn_file: s
         nbs = ratio_means(a["next_sums"], a["next_counts"], idx) if nid else np.zeros((cfg.n_bootstrap, 0))
         nlo, nhi = interval(nbs, cfg.ci_level) if nid else (np.zeros(0), np.zeros(0))
         npred = a["n_pred"].sum()
+        dlo, dhi = interval(bs[:, 4] - ubs[:, 4], cfg.ci_level)
         entry = {
             "step": ck["step"],
             "tokens_seen": ck["tokens_seen"],
@@ -281,6 +342,9 @@ def _summarize(spec: ModelSpec, evals: list[dict], fn_ids: list[int], fn_file: s
             "next_ci": {t: [float(nlo[j]), float(nhi[j])] for j, t in enumerate(nid)},
             "greedy_function_share": float(a["pred_function"].sum() / npred),
             "greedy_accuracy": float(a["correct"].sum() / npred),
+            "minus_unigram": float(mean[4] - umean[4]),
+            "minus_unigram_ci": [float(dlo), float(dhi)],
+            "past_milestone": past_milestone([mean[4]], float(umean[4]))[0],
         }
         checkpoints.append(entry)
         for j, k in enumerate(KEYS):
@@ -328,6 +392,15 @@ def _summarize(spec: ModelSpec, evals: list[dict], fn_ids: list[int], fn_file: s
             log = {"raw": raw, "smooth": smooth_log(raw, cfg.log_smoothing)}
     steps = [c["step"] for c in checkpoints]
     final_step = max((s for s in steps if s is not None), default=None)
+    past = [c["step"] for c in checkpoints if c["past_milestone"]]
+    unigram = {
+        "groups": {k: float(umean[j]) for j, k in enumerate(KEYS)},
+        "ci": {k: [float(ulo[j]), float(uhi[j])] for j, k in enumerate(KEYS)},
+        "counts": {k: int(ua["counts"][:, j].sum()) for j, k in enumerate(KEYS)},
+        "vocab_size": uni["vocab_size"],
+        "counts_from": uni["info"],
+        "greedy_prediction": uni["most_frequent"],
+    }
     result = {
         "kind": spec.kind,
         "source": spec.source,
@@ -338,6 +411,14 @@ def _summarize(spec: ModelSpec, evals: list[dict], fn_ids: list[int], fn_file: s
         "n_windows": n_win,
         "context_size": evals[0]["context_size"],
         "next_token_ids": evals[-1]["next_ids"],
+        "unigram_loss": unigram["groups"]["all"],
+        "unigram": unigram,
+        "milestone": {
+            "rule": MILESTONE_RULE,
+            "checkpoints_past": past,
+            "n_past": len(past),
+            "n_checkpoints": len(checkpoints),
+        },
         "checkpoints": checkpoints,
     }
     out = {
@@ -352,6 +433,7 @@ def _summarize(spec: ModelSpec, evals: list[dict], fn_ids: list[int], fn_file: s
         "windows": win,
         "n_windows": n_win,
         "boots": boots,
+        "unigram_boots": ubs,
         "idx": idx,
         "final_step": final_step,
         "evals": evals,

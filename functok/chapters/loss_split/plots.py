@@ -31,7 +31,9 @@ def _xaxis(ax, label: str = "training step") -> None:
 
 def group_curves(analysis: dict):
     """Fig 9a/9b: per model, the four groups and the average over training. Lines: the training log
-    (every step, centred rolling mean); markers with bars: held-out checkpoints with their intervals."""
+    (every step, centred rolling mean); markers with bars: held-out checkpoints with their intervals;
+    dotted: the learning milestone, the unigram model's held-out loss over all predictions (checkpoints
+    below it are past the milestone; hollow markers: not past it)."""
     import matplotlib.pyplot as plt
 
     per = analysis.detail["models"]
@@ -43,18 +45,22 @@ def group_curves(analysis: dict):
             for k in KEYS:
                 ax.plot(sm["step"], sm[k], color=colors[k], lw=1.0, alpha=0.55, ls="--" if k == "all" else "-")
         f = p["frame"].dropna(subset=["step"])
+        past = {c["step"]: c["past_milestone"] for c in p["result"]["checkpoints"]}
         for k in KEYS:
             d = f[f["group"] == k]
             ax.errorbar(
                 d["step"],
                 d["loss"],
                 yerr=[d["loss"] - d["lo"], d["hi"] - d["loss"]],
-                fmt="o",
-                ms=4,
+                fmt="none",
                 capsize=2,
                 color=colors[k],
-                label=k if k != "all" else "all tokens (average)",
             )
+            ok = d["step"].map(past).fillna(False).astype(bool)
+            ax.plot(d["step"][ok], d["loss"][ok], "o", ms=4, color=colors[k], label=k if k != "all" else "all tokens")
+            ax.plot(d["step"][~ok], d["loss"][~ok], "o", ms=4, mfc="none", color=colors[k])
+        u = p["result"]["unigram_loss"]
+        ax.axhline(u, color=colors["all"], ls=":", lw=1.2, label=f"unigram model, all tokens ({u:.2f}): milestone")
         _xaxis(ax)
         ax.set(
             ylabel="cross-entropy (nats)",
@@ -63,7 +69,7 @@ def group_curves(analysis: dict):
     axes[0][0].legend(fontsize=8)
     fig.suptitle(
         "Fig 9a/9b: loss by group over training (lines: training log; points: held-out checkpoints, "
-        f"{analysis.results['ci']['level']:.0%} intervals)",
+        f"{analysis.results['ci']['level']:.0%} intervals, hollow before the milestone; dotted: unigram model)",
         fontsize=10,
     )
     fig.tight_layout()
@@ -156,10 +162,15 @@ def counts_table(analysis: dict) -> pd.DataFrame:
 
 
 def checkpoint_table(analysis: dict, name: str) -> pd.DataFrame:
-    """Held-out group means at every checkpoint of one model (the numbers behind Fig 9a/9b)."""
-    f = analysis.detail["models"][name]["frame"]
-    df = f.pivot_table(index="step", columns="group", values="loss", sort=False)[list(KEYS)]
-    return df.style.format("{:.3f}")
+    """Held-out group means at every checkpoint of one model (the numbers behind Fig 9a/9b), the
+    unigram model's in the last row, and whether each checkpoint is past the milestone (below it)."""
+    r = analysis.detail["models"][name]["result"]
+    rows = [{"step": str(c["step"]), **c["groups"], "past milestone": c["past_milestone"]} for c in r["checkpoints"]]
+    rows.append({"step": "unigram model", **r["unigram"]["groups"], "past milestone": None})
+    df = pd.DataFrame(rows).set_index("step")[[*KEYS, "past milestone"]]
+    return df.style.format({k: "{:.3f}" for k in KEYS}).format(
+        {"past milestone": lambda v: "" if v is None else ("yes" if v else "no")}
+    )
 
 
 def convergence_table(analysis: dict) -> pd.DataFrame:
@@ -178,6 +189,39 @@ def convergence_table(analysis: dict) -> pd.DataFrame:
                 }
             )
     return pd.DataFrame(rows).set_index(["model", "series"]).astype("Int64")
+
+
+def _layers(n: int) -> str:
+    return f"{n} layer{'s' if n != 1 else ''}"
+
+
+def depth_summary(analysis: dict) -> str:
+    """What depth does to the final loss, in words read from the scaling table: overall, then per group
+    (a difference counts only where its bootstrap interval excludes 0)."""
+    sc = analysis.detail["scaling"]
+    m, level = sc["models"], analysis.results["ci"]["level"]
+    rows = {r["group"]: r for r in sc["rows"]}
+
+    def verdict(r) -> str:
+        lo, hi = r["difference_ci"]
+        return "lower" if lo > 0 else ("higher" if hi < 0 else "not clearly different")
+
+    a = rows["all"]
+    lo, hi = a["difference_ci"]
+    overall = verdict(a)
+    words = {
+        "lower": "lower: depth helps overall",
+        "higher": "higher: depth hurts overall at this training budget",
+        "not clearly different": "not clearly different: the interval includes 0",
+    }[overall]
+    groups = {v: [k for k in KEYS[:-1] if verdict(rows[k]) == v] for v in ("lower", "higher", "not clearly different")}
+    parts = [f"{v} in {', '.join(ks)}" for v, ks in groups.items() if ks]
+    return (
+        f"All tokens: the final loss of **{m['deep']}** ({_layers(m['deep_layers'])}) is "
+        f"{abs(a['difference']):.3f} nats {'below' if a['difference'] > 0 else 'above'} that of **{m['shallow']}** "
+        f"({_layers(m['shallow_layers'])}), {level:.0%} interval of the difference [{lo:.3f}, {hi:.3f}], so it is "
+        f"{words}. By group, the deep model's loss is {'; '.join(parts)}."
+    )
 
 
 def greedy_table(analysis: dict, name: str):
