@@ -1,7 +1,7 @@
 """The frequency control of chapter 2 (function vs content tokens of the same frequency) on synthetic
 tokens where the answer is known: a planted function-token effect is found, no effect is not found even
 though function tokens are far more frequent, an opposite effect fails; the matched pairs and their
-unmatched reasons by hand; Holm-Bonferroni against hand-worked examples."""
+unmatched reasons by hand; Holm-Bonferroni against hand-worked examples; the claims' rules."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import math
 import numpy as np
 import pytest
 
+from functok.chapters.feature_coverage import claims as C
 from functok.chapters.feature_coverage.frequency import (
     ControlParams,
     correct_layers,
@@ -42,7 +43,7 @@ def synthetic(seed: int, boost: float = 1.0, saturate: bool = True, vocab: int =
 
 
 def three_layers(boosts, saturate=True, p=ControlParams()) -> dict:
-    """One synthetic layer per boost, Holm-corrected across them."""
+    """The results dict `make_claims`' frequency claims read: one synthetic layer per boost, corrected."""
     layers = {}
     for i, b in enumerate(boosts):
         d, c, f = synthetic(i, b, saturate)
@@ -63,6 +64,8 @@ def test_planted_effect_is_found(saturate):
         assert 0 < r["lo"] < r["g"] < r["hi"] and abs(r["g"] - math.log(1.6)) < 0.15
         assert r["p_holm"] < 0.05 and r["n_tests"] == 3 and r["n_bootstrap"] == 1000
         assert 0 < m["lo"] < m["mean_diff"] and m["p_holm"] < 0.05
+    c = C.frequency_claim(res, 1)
+    assert c["verdict"] == "holds" and "baseline: content tokens of the same frequency" in c["note"]
 
 
 def test_no_effect_is_not_found_though_function_tokens_are_more_frequent():
@@ -77,6 +80,8 @@ def test_no_effect_is_not_found_though_function_tokens_are_more_frequent():
         assert r["lo"] < 0 < r["hi"] and r["p_holm"] >= 0.05
         assert m["lo"] < 0 < m["hi"]
         assert abs(m["mean_log_count_gap"]) < math.log(1.25)  # matched pairs are as frequent, on average
+    c = C.frequency_claim(res, 1)
+    assert c["verdict"] == "inconclusive" and "not significant at the corrected level" in c["note"]
 
 
 def test_a_straight_line_mistakes_saturation_for_an_effect():
@@ -93,6 +98,7 @@ def test_opposite_effect_fails():
     res = three_layers([0.6, 0.6, 0.6])
     r = res["layers"][1]["frequency_control"]["regression"]
     assert r["hi"] < 0 and r["p_holm"] < 0.05
+    assert C.frequency_claim(res, 1)["verdict"] == "fails"
 
 
 def test_bootstrap_is_seeded_and_degree_zero_is_kept():
@@ -156,3 +162,65 @@ def test_holm_by_hand():
     assert holm([0.5, 0.6, 0.2]) == pytest.approx([1.0, 1.0, 0.6])  # capped at 1
     out = holm([0.02, float("nan"), 0.04])  # an untested layer is not in the family: m = 2
     assert out[0] == pytest.approx(0.04) and math.isnan(out[1]) and out[2] == pytest.approx(0.04)
+
+
+def fake(g: float, p: float, diff: float = 0.0, p_m: float = 1.0) -> dict:
+    reg = {
+        "model": "m",
+        "g": g,
+        "factor": math.exp(g),
+        "lo": g - 0.1,
+        "hi": g + 0.1,
+        "p": p,
+        "n_function": 50,
+        "n_content": 900,
+        "n_zero_degree": {"function": 0, "content": 3},
+        "n_bootstrap": 1000,
+        "seed": 0,
+        "level": 0.95,
+    }
+    mat = {
+        "window": 1.25,
+        "mean_diff": diff,
+        "lo": diff - 0.1,
+        "hi": diff + 0.1,
+        "p": p_m,
+        "n_matched": 30,
+        "n_unmatched": 20,
+        "n_function_seen": 50,
+    }
+    return {"regression": reg, "matched": mat}
+
+
+def hand(*layers) -> dict:
+    ctl = {L: v for L, v in zip((2, 4, 6), layers)}
+    correct_layers(ctl, 0.05)
+    return {"layer_order": [2, 4, 6], "layers": {L: {"frequency_control": v} for L, v in ctl.items()}}
+
+
+def test_claim_uses_the_corrected_level():
+    # p = 0.03 at the middle layer holds alone, but not after Holm over three layers (3 x 0.03 = 0.09)
+    c = C.frequency_claim(hand(fake(0.1, 0.5), fake(0.3, 0.03), fake(0.1, 0.5)), 4)
+    assert c["verdict"] == "inconclusive" and "Holm p 0.09" in c["note"] and "3 layers" in c["note"]
+    c = C.frequency_claim(hand(fake(0.1, 0.5), fake(0.3, 0.001), fake(0.1, 0.5)), 4)
+    assert c["verdict"] == "holds" and "30 of 50 function tokens matched, 20 unmatched" in c["note"]
+
+
+def test_claim_says_when_layers_disagree_and_when_controls_disagree():
+    c = C.frequency_claim(hand(fake(-0.3, 0.001), fake(0.3, 0.001), fake(0.1, 0.5)), 4)
+    assert c["verdict"] == "holds"
+    assert "the layers disagree: L2 lower, L4 higher, L6 not significant" in c["note"]
+    c = C.frequency_claim(hand(fake(0.1, 0.5), fake(0.3, 0.001, -0.4, 0.001), fake(0.1, 0.5)), 4)
+    assert c["verdict"] == "inconclusive" and "opposite directions" in c["note"]
+
+
+def test_frequency_explains_degree_reports_every_layer():
+    def res(r2s):
+        fit = [{"r2_all": r, "n_content": 100, "n_function": 10} for r in r2s]
+        return {"layer_order": [2, 4, 6], "layers": {L: {"degree_fit": f} for L, f in zip((2, 4, 6), fit)}}
+
+    c = C.frequency_explains_claim(res([0.09, 0.32, 0.71]))
+    assert c["verdict"] == "inconclusive" and c["ours"] == "L2: R2 0.09, L4: R2 0.32, L6: R2 0.71"
+    assert "the layers disagree: R2 >= 0.5 at L6, below at L2, L4" in c["note"]
+    assert C.frequency_explains_claim(res([0.6, 0.7, 0.8]))["verdict"] == "holds"
+    assert C.frequency_explains_claim(res([0.1, 0.2, 0.3]))["verdict"] == "fails"
