@@ -192,11 +192,26 @@ class FeatureCoverageConfig(ChapterConfig):
         lo=0.01,
         hi=0.99,
     )
-    match_ratio: float = param(
-        2.0,
-        "frequency-matched comparison: tokens are binned by occurrence count in bins [r^b, r^(b+1))",
-        lo=1.05,
-        hi=100.0,
+    match_window: float = param(
+        1.25,
+        "frequency control: each function token is matched to the content tokens whose count is within this factor",
+        lo=1.01,
+        hi=10.0,
+    )
+    count_knots: int = param(
+        3,
+        "frequency control: knots of the piecewise-linear curve of log(1+degree) on log count (0: a straight line)",
+        lo=0,
+        hi=20,
+    )
+    n_bootstrap: int = param(
+        1000, "frequency control: seeded per-token bootstrap resamples (intervals and p-values)", lo=1000, hi=100_000
+    )
+    alpha: float = param(
+        0.05,
+        "frequency control: family-wise error rate across the layers (Holm-Bonferroni); intervals at 1 - alpha",
+        lo=0.001,
+        hi=0.2,
     )
     architecture: str = param(
         "batchtopk",

@@ -16,6 +16,7 @@ from functok.book.config import ParamError, validate
 from functok.book.registry import FeatureCoverageConfig as C
 from functok.chapters.feature_coverage import analysis as fc
 from functok.chapters.feature_coverage import stats, streaming
+from functok.chapters.feature_coverage.frequency import holm
 from functok.chapters.feature_coverage.null import permutation_ranks
 
 WORDS = (
@@ -210,6 +211,23 @@ def test_graph_results_match_brute_force(analyzed, tiny_llama, llama_saes):
             {"function": fn.sum() / occ_f, "content": ct.sum() / occ_c}
         )
         assert v["density"] == pytest.approx((fn.sum() + ct.sum()) / sum(counts.values()) / 96)
+        # the frequency control: every function token seen is matched or unmatched, with brute-force counts
+        m = v["frequency_control"]["matched"]
+        seen_f = {t for t in counts if isf[t]}
+        rows = m["matched"] + m["unmatched"]
+        assert sorted(r["token_id"] for r in rows) == sorted(seen_f) and m["n_function_seen"] == len(seen_f)
+        assert m["n_matched"] + m["n_unmatched"] == len(seen_f) and m["n_function_unseen"] == isf.sum() - len(seen_f)
+        for r in rows:
+            assert r["count"] == counts[r["token_id"]] and r["degree"] == sum(
+                1 for (u, _) in edges if u == r["token_id"]
+            )
+        for r in m["matched"]:
+            peers = [u for u in counts if not isf[u] and r["count"] / 1.25 <= counts[u] <= r["count"] * 1.25]
+            assert r["n_peers"] == len(peers)
+        for r in m["unmatched"]:
+            assert not [u for u in counts if not isf[u] and r["count"] / 1.25 <= counts[u] <= r["count"] * 1.25]
+        reg = v["frequency_control"]["regression"]
+        assert reg["n_function"] == len(seen_f) and reg["n_content"] == len(counts) - len(seen_f)
         q = v["quality"]
         assert 0 < q["l0"] < 96 and np.isfinite(q["explained_variance"]) and np.isfinite(q["ce_reconstruction_score"])
 
@@ -252,6 +270,19 @@ def test_results_file_provenance_and_claims(analyzed, tmp_path):
     beats = ids["topk_beats_random_positions"]["verdict"]
     assert beats == ("holds" if cov[1] > hi else "fails" if cov[1] < lo else "inconclusive")
     assert doc["provenance"]["data"]["tokens"] == out.data["tokens"]
+    # the frequency control in the results file: per layer, both controls with Holm-corrected p-values
+    for L in ("0", "1", "2"):
+        fc_ = doc["results"]["layers"][L]["frequency_control"]
+        r, m = fc_["regression"], fc_["matched"]
+        assert {"g", "lo", "hi", "p", "p_holm", "alpha", "n_tests", "n_bootstrap", "knots", "model"} <= set(r)
+        assert {"mean_diff", "p_holm", "matched", "unmatched", "n_matched", "n_unmatched", "window"} <= set(m)
+        assert r["n_bootstrap"] == cfg.n_bootstrap == 1000 and r["alpha"] == cfg.alpha and m["window"] == 1.25
+        assert all("reason" in u and "token" in u for u in m["unmatched"])
+    ps = [out.results["layers"][L]["frequency_control"]["regression"]["p"] for L in (0, 1, 2)]
+    adj = [out.results["layers"][L]["frequency_control"]["regression"]["p_holm"] for L in (0, 1, 2)]
+    assert np.allclose(adj, holm(ps), equal_nan=True)  # corrected across the three layers
+    assert "baseline: content tokens of the same frequency" in ids["frequency_matched"]["note"]
+    assert [p.split(":")[0] for p in ids["frequency_explains_degree"]["ours"].split(", ")] == ["L0", "L1", "L2"]
 
 
 def test_warm_rerun_reads_the_pass_from_the_cache(analyzed, tiny_llama, llama_saes, corpus, monkeypatch):
@@ -291,12 +322,18 @@ def test_plots_render(analyzed):
     _, out = analyzed
     for f in (P.fig5, P.matched_figure, P.degree_occurrence_figure):
         assert f(out).axes
+    ct = P.control_table(out)
+    assert len(ct) == 3 and {"Holm p", "matched / unmatched", "exp(g)"} <= set(ct.columns)
+    m = out.results["layers"][1]["frequency_control"]["matched"]
+    assert len(P.unmatched_table(out)) == m["n_unmatched"] and len(P.matched_table(out)) == min(15, m["n_matched"])
+    prose = P.frequency_prose(out)
+    assert f"{m['n_matched']} of {m['n_function_seen']} function tokens" in prose and "Verdict: **" in prose
     t1 = P.table1(out)
     assert len(t1) == 5 and "paper L20" in t1.columns
     assert {"positions", "ours L1", "null L1"} <= set(t1.columns) and t1["null L1"].str.match(r"[\d.]+% \[").all()
     assert len(P.density_table(out)) == 3
     assert len(P.connected_table(out)) == 3 and len(P.quality_table(out)) == 3
-    assert len(P.top_tokens_table(out)) == 5 and len(P.firing_table(out)) == 3 and len(P.matched_table(out))
+    assert len(P.top_tokens_table(out)) == 5 and len(P.firing_table(out)) == 3
 
 
 # ---------------------------------------------------------------------------------------------
@@ -308,23 +345,6 @@ def test_default_layers_are_the_papers_relative_depths():
     assert fc.default_layers(8) == [2, 4, 6]
     assert fc.default_layers(2) == [0, 1]
     assert fc.default_layers(1) == [0]
-
-
-def test_matched_comparison_by_hand():
-    # tokens 0-3 function, 4-11 content. Occurrence bins (ratio 2): 1 -> 0, 2-3 -> 1, 4-7 -> 2, 8-15 -> 3
-    counts = np.array([8, 5, 2, 40, 9, 12, 6, 4, 3, 2, 0, 1])
-    degree = np.array([30, 1, 7, 50, 10, 20, 3, 5, 2, 6, 0, 1])
-    isf = np.zeros(12, bool)
-    isf[:4] = True
-    m = stats.matched_comparison(degree, counts, isf, ratio=2.0)
-    rows = {r["token_id"]: r for r in m["rows"]}
-    assert rows[0]["n_matched"] == 2 and rows[0]["matched_median"] == 15.0  # content 4, 5 (counts 9, 12)
-    assert rows[1]["n_matched"] == 2 and rows[1]["matched_median"] == 4.0  # content 6, 7 (counts 6, 4)
-    assert rows[2]["n_matched"] == 2 and rows[2]["matched_median"] == 4.0  # content 8, 9 (counts 3, 2)
-    assert rows[3]["n_matched"] == 0  # nothing as frequent as 40
-    assert (m["n_matched"], m["n_above"], m["n_below"]) == (3, 2, 1)
-    assert m["median_ratio"] == pytest.approx(sorted([31 / 16, 2 / 5, 8 / 5])[1])
-    assert m["p_greater"] == pytest.approx(0.5) and m["p_less"] == pytest.approx(0.875)
 
 
 def test_degree_fit_recovers_a_power_law():

@@ -4,12 +4,14 @@ claims' density precondition on hand-built results."""
 
 from __future__ import annotations
 
+import copy
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
 from functok.chapters.feature_coverage import claims as C
+from functok.chapters.feature_coverage.frequency import correct_layers, frequency_control
 from functok.chapters.feature_coverage.null import (
     CoverageNull,
     coverage_draws,
@@ -100,13 +102,15 @@ def results_of(g, null, top_k=10) -> dict:
     """The results dict `make_claims` reads, for one synthetic layer repeated as three."""
     isf = np.zeros(g.vocab_size, bool)
     isf[:10] = True
-    st = layer_stats(g, isf, top_k, 2.0, null.min_rank(0))
+    st = layer_stats(g, isf, top_k, null.min_rank(0))
     v = {k: x for k, x in st.items() if not k.startswith("_")}
-    return {"layer_order": [0, 1, 2], "n_layers": 3, "layers": {0: v, 1: v, 2: v}}
+    layers = {L: copy.deepcopy(v) for L in (0, 1, 2)}
+    correct_layers({L: layers[L]["frequency_control"] for L in layers}, 0.05)
+    return {"layer_order": [0, 1, 2], "n_layers": 3, "layers": layers}
 
 
 def claim_of(results: dict, id: str, top_k=10) -> dict:
-    return {c["id"]: c for c in C.make_claims(results, SimpleNamespace(top_k=top_k, match_ratio=2.0))}[id]
+    return {c["id"]: c for c in C.make_claims(results, SimpleNamespace(top_k=top_k))}[id]
 
 
 def test_planted_effect_is_found():
@@ -176,14 +180,15 @@ def hand_results(cov: list[float], density: list[float], null: tuple[float, floa
                 "n_positions": list(range(100, 100 * (k + 1), 100)),
             },
             "connected_share": 0.9,
-            "matched": {"n_matched": 0, "n_above": 0, "median_ratio": float("nan"), "p_greater": 1, "p_less": 1},
-            "degree_fit": {"r2_all": float("nan"), "slope": float("nan")},
+            "frequency_control": frequency_control(np.zeros(3), np.zeros(3), np.zeros(3, bool)),  # nothing seen
+            "degree_fit": {"r2_all": float("nan"), "slope": float("nan"), "n_content": 0, "n_function": 0},
         }
+    correct_layers({L: v["frequency_control"] for L, v in layers.items()}, 0.05)
     return {"layer_order": [3, 6, 9], "n_layers": 12, "layers": layers}
 
 
 def verdicts(res: dict) -> dict:
-    return {c["id"]: c for c in C.make_claims(res, SimpleNamespace(top_k=10, match_ratio=2.0))}
+    return {c["id"]: c for c in C.make_claims(res, SimpleNamespace(top_k=10))}
 
 
 def test_density_above_one_percent_makes_coverage_inconclusive():

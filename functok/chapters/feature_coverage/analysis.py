@@ -17,13 +17,16 @@ Per layer the chapter reads off the graph: connected features (fired by at least
 their share of d_sae, the degree of every token (distinct features it activates in any context),
 the cumulative coverage of the k = 1..top_k most frequent tokens of the sample (over all d_sae
 features, the paper's Table 1, and over the connected features), per-feature firing counts by
-function and content tokens, and, beyond the paper, two views of how much frequency alone explains:
+function and content tokens, and, beyond the paper, how much frequency alone explains:
 
-- frequency-matched comparison: tokens are binned by their number of occurrences in the sample
-  (bins [r^b, r^(b+1)) with r = match_ratio); each function token is compared with the median degree
-  of the content tokens of its bin; a one-sided sign test over the matched function tokens decides;
+- the frequency control (`frequency`): do function tokens have a higher degree than content tokens of
+  the same frequency? A regression of log(1 + degree) on log(count) (a piecewise line with
+  `count_knots` knots) plus g * is_function, and narrow-window matched pairs (each function token
+  against the content tokens whose count is within a factor `match_window`, every function token
+  reported matched or unmatched with the reason), each with a seeded per-token bootstrap
+  (`n_bootstrap`); p-values Holm-corrected across the layers at family-wise `alpha`;
 - degree against occurrences: a least-squares line of log10(degree) on log10(occurrences) fitted on
-  content tokens, its R^2, and how far function tokens sit above or below it.
+  content tokens, its R^2 per layer.
 
 SAEs: 'train' (the embedded default: SAEs trained with SAELens on the preset's deeper model, cached,
 with their L0, explained variance and cross-entropy reconstruction score), local SAELens folders, or
@@ -47,6 +50,7 @@ from functok.book.registry import pretrain_config
 from functok.book.results import ChapterResult
 from functok.chapters.common import sae_training_spec
 from functok.chapters.feature_coverage.claims import _paper, make_claims
+from functok.chapters.feature_coverage.frequency import ControlParams, correct_layers
 from functok.chapters.feature_coverage.null import CoverageNull
 from functok.chapters.feature_coverage.stats import layer_stats
 from functok.chapters.feature_coverage.streaming import cached_pass, n_positions, save_pass, stream
@@ -324,7 +328,7 @@ def _analyze(cfg, progress: bool = True) -> ChapterResult:
     tok = model.tokenizer
     layers, per = {}, {}
     for i, L in enumerate(p.layers):
-        st = layer_stats(ps.graphs[L], is_function, cfg.top_k, cfg.match_ratio, ps.null[L])
+        st = layer_stats(ps.graphs[L], is_function, cfg.top_k, ps.null[L], ControlParams.of(cfg))
         spec, sae_name = specs[i], names[i]
         quality = {}
         if cfg.eval_windows and isinstance(spec, str):
@@ -349,12 +353,12 @@ def _analyze(cfg, progress: bool = True) -> ChapterResult:
             "graph": relpath(graph_files[L]),
             "quality": quality,
             "topk_tokens": [tok.decode([t]) for t in st["topk_token_ids"]],
-            **{k: v for k, v in st.items() if not k.startswith("_") and k != "matched"},
-            "matched": {k: v for k, v in st["matched"].items() if k != "rows"},
+            **{k: v for k, v in st.items() if not k.startswith("_")},
         }
-        per[L]["matched_rows"] = st["matched"]["rows"]
-        for r in per[L]["matched_rows"]:
+        m = st["frequency_control"]["matched"]
+        for r in m["matched"] + m["unmatched"]:
             r["token"] = tok.decode([r["token_id"]])
+    correct_layers({L: layers[L]["frequency_control"] for L in p.layers}, cfg.alpha)
     seconds = time.perf_counter() - t_start
     n_tok = ps.graphs[p.layers[0]].n_tokens
     results = {

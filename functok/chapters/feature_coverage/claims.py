@@ -153,44 +153,121 @@ def make_claims(results: dict, cfg) -> list[dict]:
             "holds if at least 80% of d_sae is connected at every layer",
         )
     )
-    m = lay[mid]["matched"]
-    if m["n_matched"] < 5:
+    claims.append(frequency_claim(results, mid))
+    claims.append(frequency_explains_claim(results))
+    return claims
+
+
+def _fmt_p(p: float) -> str:
+    return f"{p:.3g}" if p == p else "none"
+
+
+def _layer_line(L: int, r: dict, m: dict) -> str:
+    """One layer's two controls, for the note."""
+    reg = (
+        f"g {r['g']:+.3f} [{r['lo']:+.3f}, {r['hi']:+.3f}], p {_fmt_p(r['p'])}, Holm p {_fmt_p(r['p_holm'])}"
+        if r["g"] == r["g"]
+        else f"no regression ({r['n_function']} function tokens seen)"
+    )
+    mat = (
+        f"matched diff {m['mean_diff']:+.3f} [{m['lo']:+.3f}, {m['hi']:+.3f}], Holm p {_fmt_p(m['p_holm'])}"
+        if m["mean_diff"] == m["mean_diff"]
+        else "too few matched for a matched estimate"
+    )
+    return f"L{L}: {reg}; {mat} ({m['n_matched']} matched, {m['n_unmatched']} unmatched)"
+
+
+def _direction(x: dict) -> int:
+    """+1 / -1 when the estimate is significant at the corrected level, 0 otherwise."""
+    est = x["g"] if "g" in x else x["mean_diff"]
+    if not (est == est and x.get("p_holm", float("nan")) < x.get("alpha", 0.05)):
+        return 0
+    return 1 if est > 0 else -1
+
+
+def frequency_claim(results: dict, mid: int) -> dict:
+    """Function tokens vs content tokens of the same frequency (`frequency.frequency_control`), decided at the
+    middle layer by the regression's g at the Holm-corrected level; the matched pairs can only veto."""
+    order = results["layer_order"]
+    ctl = {L: results["layers"][L]["frequency_control"] for L in order}
+    r, m = ctl[mid]["regression"], ctl[mid]["matched"]
+    alpha, n_tests = r["alpha"], r["n_tests"]
+    d_reg, d_mat = _direction(r), _direction(m)
+    if r["g"] != r["g"]:
+        verdict, why = "inconclusive", f"fewer than 5 function tokens seen at layer {mid}"
+    elif d_reg and d_mat == -d_reg:
+        verdict, why = "inconclusive", "the regression and the matched pairs are significant in opposite directions"
+    elif d_reg:
+        verdict = "holds" if d_reg > 0 else "fails"
+        why = f"g {'>' if d_reg > 0 else '<'} 0 at Holm p {_fmt_p(r['p_holm'])} < {alpha:g}"
+    else:
+        verdict, why = "inconclusive", f"g not significant at the corrected level (Holm p {_fmt_p(r['p_holm'])})"
+    dirs = {L: _direction(ctl[L]["regression"]) for L in order}
+    if len({d for d in dirs.values() if d}) > 1:
+        why += "; the layers disagree: " + ", ".join(
+            f"L{L} {'higher' if d > 0 else 'lower' if d < 0 else 'not significant'}" for L, d in dirs.items()
+        )
+    ours = (
+        f"g = {r['g']:+.2f} ({r['factor']:.2f}x the 1 + degree) [{r['lo']:+.2f}, {r['hi']:+.2f}], "
+        f"Holm p = {_fmt_p(r['p_holm'])}"
+        if r["g"] == r["g"]
+        else f"{r['n_function']} function tokens seen"
+    )
+    if m["mean_diff"] == m["mean_diff"]:
+        ours += f"; matched {m['n_matched']}/{m['n_function_seen']}: diff {m['mean_diff']:+.2f}"
+    return claim(
+        "frequency_matched",
+        "Beyond the paper: at the same frequency, function tokens activate more features than content tokens",
+        "not measured",
+        ours,
+        verdict,
+        f"layer {mid} decides; baseline: content tokens of the same frequency. Regression {r['model']} over the "
+        f"{r['n_function']} function and {r['n_content']} content tokens seen (degree 0 kept via log(1 + degree): "
+        f"{r['n_zero_degree']['function']} function, {r['n_zero_degree']['content']} content), knots evenly spaced "
+        f"in log count over the content tokens; {r['n_bootstrap']} per-token bootstrap resamples (seed "
+        f"{r['seed']}), {r['level']:.0%} percentile interval, two-sided p Holm-corrected across the {n_tests} "
+        f"layers tested (family-wise alpha {alpha:g}). Rule: holds if g > 0 at Holm p < {alpha:g}, fails if "
+        "g < 0 at Holm p < alpha, inconclusive otherwise or if the matched pairs are significant the other way. "
+        f"Matched pairs: content tokens with count within {m['window']:g}x of the function token's; "
+        f"{m['n_matched']} of {m['n_function_seen']} function tokens matched, {m['n_unmatched']} unmatched (no "
+        f"content token in their window; the most frequent). Per layer: "
+        + "; ".join(_layer_line(L, ctl[L]["regression"], ctl[L]["matched"]) for L in order)
+        + f". {verdict}: {why}",
+    )
+
+
+R2_RULE = 0.5
+
+
+def frequency_explains_claim(results: dict) -> dict:
+    """R2 of the content tokens' line at every layer; the verdict needs the layers to agree."""
+    order = results["layer_order"]
+    fits = {L: results["layers"][L]["degree_fit"] for L in order}
+    r2 = {L: fits[L]["r2_all"] for L in order}
+    ok = {L: v for L, v in r2.items() if v == v}
+    sizes = ", ".join(f"L{L}: {fits[L]['n_content'] + fits[L]['n_function']}" for L in order)
+    if len(ok) < len(order):
         verdict = "inconclusive"
-    elif m["p_greater"] < 0.05:
-        verdict = "holds"
-    elif m["p_less"] < 0.05:
-        verdict = "fails"
+        why = "too few content tokens at " + ", ".join(f"L{L}" for L in order if L not in ok)
+    elif all(v >= R2_RULE for v in ok.values()):
+        verdict, why = "holds", f"R2 >= {R2_RULE} at every layer"
+    elif all(v < R2_RULE for v in ok.values()):
+        verdict, why = "fails", f"R2 < {R2_RULE} at every layer"
     else:
         verdict = "inconclusive"
-    claims.append(
-        claim(
-            "frequency_matched",
-            "Beyond the paper: at matched frequency, function tokens activate more features than content tokens",
-            "not measured",
-            f"{m['n_above']}/{m['n_matched']} above matched median, median ratio {m['median_ratio']:.2f}"
-            if m["n_matched"]
-            else "no matched function tokens",
-            verdict,
-            f"layer {mid}; each function token vs the median degree of content tokens whose occurrence count is in the "
-            f"same bin [{cfg.match_ratio:g}^b, {cfg.match_ratio:g}^(b+1)); one-sided sign test: holds if p(function > "
-            "content) "
-            "< 0.05, fails if p(function < content) < 0.05, inconclusive otherwise or with fewer than 5 matched "
-            "tokens "
-            f"(p> = {m['p_greater']:.3g}, p< = {m['p_less']:.3g})",
+        why = (
+            f"the layers disagree: R2 >= {R2_RULE} at "
+            + ", ".join(f"L{L}" for L, v in ok.items() if v >= R2_RULE)
+            + ", below at "
+            + ", ".join(f"L{L}" for L, v in ok.items() if v < R2_RULE)
         )
+    return claim(
+        "frequency_explains_degree",
+        "Beyond the paper: a token's number of occurrences alone explains most of the variance of its log degree",
+        "not measured",
+        ", ".join(f"L{L}: R2 {r2[L]:.2f}" if L in ok else f"L{L}: too few tokens" for L in order),
+        verdict,
+        "per layer, a line log10(degree) ~ log10(occurrences) fitted on content tokens, R2 over all tokens seen "
+        f"with degree > 0 ({sizes} tokens); holds if R2 >= {R2_RULE} at every layer, fails if below at every "
+        f"layer, inconclusive if the layers disagree; {verdict}: {why}",
     )
-    fit = lay[mid]["degree_fit"]
-    r2 = fit["r2_all"]
-    claims.append(
-        claim(
-            "frequency_explains_degree",
-            "Beyond the paper: a token's number of occurrences alone explains most of the variance of its log degree",
-            "not measured",
-            f"R2 = {r2:.2f}, slope {fit['slope']:.2f}" if r2 == r2 else "too few tokens",
-            ("holds" if r2 >= 0.5 else "fails") if r2 == r2 else "inconclusive",
-            f"layer {mid}; line log10(degree) ~ log10(occurrences) fitted on content tokens, R2 over all tokens with "
-            "degree > 0; holds if R2 >= 0.5. "
-            f"Function tokens sit {fit.get('function_factor', float('nan')):.2f}x the degree the line predicts",
-        )
-    )
-    return claims

@@ -1,5 +1,5 @@
 """Figures and tables of the feature-coverage chapter (Fig 5, Table 1 with its null model, the SAEs'
-density, connected features, the frequency-matched comparison, degree vs occurrences). Each takes the
+density, connected features, the frequency control: regression, matched pairs, unmatched tokens). Each takes the
 ChapterResult `feature_coverage.analyze` returns."""
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ import pandas as pd
 from functok.book.results import ChapterResult
 from functok.chapters.common import show_token, sns_theme
 from functok.chapters.feature_coverage.claims import MAX_DENSITY
+from functok.chapters.feature_coverage.frequency import curve
 
 FUNCTION_COLOR, CONTENT_COLOR = "#d62728", "#7f7f7f"
 
@@ -165,54 +166,137 @@ def top_tokens_table(out: ChapterResult) -> pd.DataFrame:
     )
 
 
-def matched_figure(out: ChapterResult):
-    """Each function token's degree against the median degree of content tokens of the same
-    occurrence bin; above the diagonal: more features than content tokens as frequent."""
-    sns_theme()
-    import matplotlib.pyplot as plt
-
+def _mid(out: ChapterResult, layer: int | None) -> int:
     layers = _layers(out)
-    fig, axes = plt.subplots(1, len(layers), figsize=(4.0 * len(layers), 3.6), squeeze=False)
-    for ax, L in zip(axes[0], layers):
-        rows = [r for r in out.detail["per_layer"][L]["matched_rows"] if r["n_matched"]]
-        m = out.results["layers"][L]["matched"]
-        if rows:
-            x = np.array([r["matched_median"] for r in rows]) + 1
-            y = np.array([r["degree"] for r in rows]) + 1
-            ax.scatter(x, y, s=12, c=FUNCTION_COLOR)
-            lo, hi = min(x.min(), y.min()), max(x.max(), y.max())
-            ax.plot([lo, hi], [lo, hi], c="k", lw=1, ls="--")
-            ax.set_xscale("log")
-            ax.set_yscale("log")
-        ax.set_xlabel("median degree of matched content tokens + 1")
-        ax.set_title(f"layer {L}: {m['n_above']}/{m['n_matched']} above", fontsize=10)
-    axes[0][0].set_ylabel("function token degree + 1")
-    fig.tight_layout()
-    return fig
+    return layers[len(layers) // 2] if layer is None else layer
 
 
-def matched_table(out: dict, layer: int | None = None, n: int = 15) -> pd.DataFrame:
-    """The most frequent function tokens with their matched content peers (one layer)."""
-    layers = _layers(out)
-    L = layers[len(layers) // 2] if layer is None else layer
-    rows = sorted(out.detail["per_layer"][L]["matched_rows"], key=lambda r: -r["count"])[:n]
+def _ci(est: float, lo: float, hi: float) -> str:
+    return f"{est:+.3f} [{lo:+.3f}, {hi:+.3f}]" if est == est else "none"
+
+
+def _p(p: float) -> str:
+    return f"{p:.3g}" if p == p else "none"
+
+
+def control_table(out: ChapterResult) -> pd.DataFrame:
+    """Per layer, the frequency control: the regression's g (log(1 + degree) shift of function tokens at the
+    same count) with its bootstrap interval, p and Holm-corrected p; the matched pairs' mean difference,
+    how many function tokens were matched and unmatched; the R2 of the content tokens' line."""
+    rows = []
+    for L in _layers(out):
+        v = out.results["layers"][L]
+        r, m = v["frequency_control"]["regression"], v["frequency_control"]["matched"]
+        rows.append(
+            {
+                "layer": L,
+                "function / content tokens seen": f"{r['n_function']} / {r['n_content']}",
+                f"g [{r['level']:.0%} interval]": _ci(r["g"], r["lo"], r["hi"]),
+                "exp(g)": round(r["factor"], 2),
+                "p": _p(r["p"]),
+                "Holm p": _p(r.get("p_holm", float("nan"))),
+                "matched / unmatched": f"{m['n_matched']} / {m['n_unmatched']}",
+                f"matched diff [{m['level']:.0%} interval]": _ci(m["mean_diff"], m["lo"], m["hi"]),
+                "matched Holm p": _p(m.get("p_holm", float("nan"))),
+                "mean log-count gap": round(m["mean_log_count_gap"], 3),
+                "R2 of the content line": round(v["degree_fit"]["r2_all"], 2),
+            }
+        )
+    return pd.DataFrame(rows).set_index("layer")
+
+
+def frequency_prose(out: ChapterResult, layer: int | None = None) -> str:
+    """One paragraph of the page, every number read from the results."""
+    L = _mid(out, layer)
+    r = out.results["layers"][L]["frequency_control"]["regression"]
+    m = out.results["layers"][L]["frequency_control"]["matched"]
+    c = {x["id"]: x for x in out.claims}["frequency_matched"]
+    if r["g"] != r["g"]:
+        reg = f"At layer {L} only {r['n_function']} function tokens were seen: too few for the regression."
+    else:
+        reg = (
+            f"At layer {L}, a function token has {r['factor']:.2f} times the 1 + degree of a content token of the "
+            f"same count (g = {r['g']:+.3f}, {r['level']:.0%} interval [{r['lo']:+.3f}, {r['hi']:+.3f}], "
+            f"Holm-corrected p = {_p(r['p_holm'])} over {r['n_tests']} layers)."
+        )
+    top = ", ".join(f"`{show_token(u['token'])}` ({u['count']:,})" for u in m["unmatched"][:5])
+    mat = (
+        f" {m['n_matched']} of {m['n_function_seen']} function tokens have a content token within "
+        f"{m['window']:g}x of their count; the paired difference in log(1 + degree) averages "
+        + (f"{m['mean_diff']:+.3f} [{m['lo']:+.3f}, {m['hi']:+.3f}]." if m["mean_diff"] == m["mean_diff"] else "n/a.")
+        + (f" {m['n_unmatched']} stay unmatched, the most frequent first: {top}." if m["unmatched"] else "")
+    )
+    return reg + mat + f" Verdict: **{c['verdict']}**."
+
+
+def matched_table(out: ChapterResult, layer: int | None = None, n: int = 15) -> pd.DataFrame:
+    """The most frequent matched function tokens with their content peers (one layer)."""
+    m = out.results["layers"][_mid(out, layer)]["frequency_control"]["matched"]
     return pd.DataFrame(
         [
             {
                 "token": show_token(r["token"]),
                 "occurrences": r["count"],
                 "degree": r["degree"],
-                "content tokens in bin": r["n_matched"],
-                "their median degree": r.get("matched_median"),
-                "ratio": round(r["ratio"], 2) if "ratio" in r else None,
+                "content peers": r["n_peers"],
+                "their median count": r["peer_median_count"],
+                "their mean log(1+degree)": round(r["peer_mean_log_degree"], 3),
+                "difference": round(r["diff"], 3),
             }
-            for r in rows
+            for r in m["matched"][:n]
         ]
     )
 
 
+def unmatched_table(out: ChapterResult, layer: int | None = None) -> pd.DataFrame:
+    """Every function token left unmatched (one layer), the most frequent first, with the reason."""
+    m = out.results["layers"][_mid(out, layer)]["frequency_control"]["matched"]
+    return pd.DataFrame(
+        [
+            {"token": show_token(r["token"]), "occurrences": r["count"], "degree": r["degree"], "reason": r["reason"]}
+            for r in m["unmatched"]
+        ],
+        columns=["token", "occurrences", "degree", "reason"],
+    )
+
+
+def matched_figure(out: ChapterResult):
+    """Each matched function token's paired difference in log(1 + degree) against its count; above 0:
+    more features than content tokens as frequent. Unmatched function tokens: ticks at the bottom."""
+    sns_theme()
+    import matplotlib.pyplot as plt
+
+    layers = _layers(out)
+    fig, axes = plt.subplots(1, len(layers), figsize=(4.0 * len(layers), 3.6), squeeze=False, sharey=True)
+    for ax, L in zip(axes[0], layers):
+        m = out.results["layers"][L]["frequency_control"]["matched"]
+        if m["matched"]:
+            ax.scatter([r["count"] for r in m["matched"]], [r["diff"] for r in m["matched"]], s=12, c=FUNCTION_COLOR)
+        if m["unmatched"]:
+            ax.plot(
+                [r["count"] for r in m["unmatched"]],
+                [0.0] * m["n_unmatched"],
+                "|",
+                c="k",
+                ms=12,
+                transform=ax.get_xaxis_transform(),
+                label=f"unmatched ({m['n_unmatched']})",
+            )
+            ax.legend(fontsize=7, loc="upper right")
+        ax.axhline(0, c="k", lw=1, ls="--")
+        if m["mean_diff"] == m["mean_diff"]:
+            ax.axhline(m["mean_diff"], c=FUNCTION_COLOR, lw=1, ls=":")
+        ax.set_xscale("log")
+        ax.set_xlabel("function token's occurrences")
+        ax.set_title(f"layer {L}: {m['n_matched']} matched, {m['n_unmatched']} unmatched", fontsize=10)
+    axes[0][0].set_ylabel("log(1+degree) minus its peers' mean")
+    fig.tight_layout()
+    return fig
+
+
 def degree_occurrence_figure(out: ChapterResult):
-    """Degree against occurrences (log-log) per layer, with the line fitted on content tokens."""
+    """1 + degree against occurrences (log-log) per layer, coloured by function/content, with the
+    regression's fitted curves: content tokens' frequency curve and the same shifted by g."""
     sns_theme()
     import matplotlib.pyplot as plt
 
@@ -222,25 +306,26 @@ def degree_occurrence_figure(out: ChapterResult):
     for ax, L in zip(axes[0], layers):
         st = out.detail["per_layer"][L]
         c, d = st["_counts"], st["_degree"]
-        ok = (c > 0) & (d > 0)
-        ax.scatter(c[ok & ~isf], d[ok & ~isf], s=4, c=CONTENT_COLOR, alpha=0.4, label="content", rasterized=True)
-        ax.scatter(c[ok & isf], d[ok & isf], s=10, c=FUNCTION_COLOR, label="function")
-        fit = out.results["layers"][L]["degree_fit"]
-        if fit["slope"] == fit["slope"]:
-            xs = np.logspace(0, np.log10(max(c.max(), 1)), 50)
+        ok = c > 0
+        ax.scatter(c[ok & ~isf], d[ok & ~isf] + 1, s=4, c=CONTENT_COLOR, alpha=0.4, label="content", rasterized=True)
+        ax.scatter(c[ok & isf], d[ok & isf] + 1, s=10, c=FUNCTION_COLOR, label="function")
+        reg = out.results["layers"][L]["frequency_control"]["regression"]
+        if reg["g"] == reg["g"]:
+            x = np.linspace(0, np.log(max(c.max(), 1)), 100)
+            ax.plot(np.exp(x), np.exp(curve(x, reg)), c="k", lw=1, label="fit, content")
             ax.plot(
-                xs,
-                10 ** (fit["intercept"] + fit["slope"] * np.log10(xs)),
-                c="k",
+                np.exp(x),
+                np.exp(curve(x, reg, function=True)),
+                c=FUNCTION_COLOR,
                 lw=1,
-                label=f"fit: slope {fit['slope']:.2f}, R² {fit['r2_all']:.2f}",
+                label=f"fit + g ({reg['g']:+.2f})",
             )
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlabel("occurrences in the sample")
-        ax.set_title(f"layer {L}")
+        ax.set_title(f"layer {L}: R² of the content line {out.results['layers'][L]['degree_fit']['r2_all']:.2f}")
         ax.legend(fontsize=7, loc="upper left")
-    axes[0][0].set_ylabel("token degree")
+    axes[0][0].set_ylabel("1 + token degree")
     fig.tight_layout()
     return fig
 

@@ -1,61 +1,13 @@
 """Chapter 2's statistics on a token-feature graph: per-layer coverage, firing counts, SAE density and
-features fired per occurrence of function and content tokens (`layer_stats`), the frequency-matched
-comparison and the degree-vs-occurrences fit."""
+features fired per occurrence of function and content tokens (`layer_stats`), the frequency control
+(`frequency.frequency_control`: regression and matched pairs) and the degree-vs-occurrences line."""
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
+from functok.chapters.feature_coverage.frequency import ControlParams, frequency_control
 from functok.chapters.feature_coverage.null import null_summary, topk_positions
-
-
-def matched_comparison(degree: np.ndarray, counts: np.ndarray, is_function: np.ndarray, ratio: float = 2.0) -> dict:
-    """Function tokens vs content tokens of the same frequency.
-
-    Tokens seen in the sample are binned by occurrences: bin b = floor(log(count) / log(ratio)).
-    Each function token is compared with the median degree of the content tokens of its bin (a
-    function token whose bin holds no content token is left unmatched). Returns per-token rows, the
-    number matched, the share above their matched median, the median of degree / matched median, and
-    one-sided sign-test p-values (ties dropped) for 'function > content' and 'function < content'."""
-    from scipy.stats import binomtest
-
-    seen = counts > 0
-    b = np.full(counts.shape, -1, dtype=np.int64)
-    b[seen] = np.floor(np.log(counts[seen]) / math.log(ratio) + 1e-9).astype(np.int64)
-    content = seen & ~is_function
-    rows = []
-    for t in np.flatnonzero(seen & is_function):
-        peers = np.flatnonzero(content & (b == b[t]))
-        row = {
-            "token_id": int(t),
-            "count": int(counts[t]),
-            "degree": int(degree[t]),
-            "bin": int(b[t]),
-            "n_matched": int(peers.size),
-        }
-        if peers.size:
-            med = float(np.median(degree[peers]))
-            row.update(matched_median=med, ratio=float((degree[t] + 1) / (med + 1)))
-        rows.append(row)
-    matched = [r for r in rows if r["n_matched"]]
-    above = sum(r["degree"] > r["matched_median"] for r in matched)
-    below = sum(r["degree"] < r["matched_median"] for r in matched)
-    n = above + below
-    out = {
-        "ratio": ratio,
-        "n_function_seen": len(rows),
-        "n_matched": len(matched),
-        "n_above": int(above),
-        "n_below": int(below),
-        "share_above": above / len(matched) if matched else float("nan"),
-        "median_ratio": float(np.median([r["ratio"] for r in matched])) if matched else float("nan"),
-        "p_greater": float(binomtest(above, n, 0.5, alternative="greater").pvalue) if n else float("nan"),
-        "p_less": float(binomtest(above, n, 0.5, alternative="less").pvalue) if n else float("nan"),
-        "rows": rows,
-    }
-    return out
 
 
 def degree_vs_occurrences(degree: np.ndarray, counts: np.ndarray, is_function: np.ndarray) -> dict:
@@ -96,9 +48,12 @@ def degree_vs_occurrences(degree: np.ndarray, counts: np.ndarray, is_function: n
     }
 
 
-def layer_stats(g, is_function: np.ndarray, top_k: int, match_ratio: float, null_min_rank=None) -> dict:
+def layer_stats(
+    g, is_function: np.ndarray, top_k: int, null_min_rank=None, control: ControlParams = ControlParams()
+) -> dict:
     """Everything one layer reports, from its graph, and the coverage null model's summary for Table 1's
-    rows when `null_min_rank` (`null.CoverageNull.min_rank`, positions ranked as the graph's) is given."""
+    rows when `null_min_rank` (`null.CoverageNull.min_rank`, positions ranked as the graph's) is given.
+    The frequency control's p-values are per layer here; `frequency.correct_layers` adjusts them."""
     counts = g.token_counts()
     ranking = g.ranking()
     seen = ranking[counts[ranking] > 0]
@@ -141,7 +96,7 @@ def layer_stats(g, is_function: np.ndarray, top_k: int, match_ratio: float, null
             "function": float(fn.sum() / occ_f) if occ_f else float("nan"),
             "content": float(ct.sum() / occ_c) if occ_c else float("nan"),
         },
-        "matched": matched_comparison(degree, counts, is_function, match_ratio),
+        "frequency_control": frequency_control(degree, counts, is_function, control),
         "degree_fit": degree_vs_occurrences(degree, counts, is_function),
         "_degree": degree,
         "_counts": counts,
