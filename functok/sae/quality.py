@@ -179,9 +179,11 @@ def quality_failures(
     ce_score: float | None = None,
     alive: float | None = None,
     bar: dict = QUALITY_BAR,
+    skip_unmeasured: bool = False,
 ) -> list[str]:
     """What keeps an SAE below the bar, one short reason each (empty: it meets the bar). A measure
-    that was not taken (None) is reported as missing, not passed; nan counts as failing."""
+    that was not taken (None) is reported as missing, not passed (`skip_unmeasured`: left out, for
+    published SAEs the chapter does not re-evaluate); nan counts as failing."""
 
     def bad(x, ok) -> bool:
         return x is None or not np.isfinite(x) or not ok(x)
@@ -207,6 +209,8 @@ def quality_failures(
         ("alive features", alive, lambda x: x >= bar["min_alive"], f">= {bar['min_alive']:.0%}", "{:.1%}"),
     ]
     for name, x, ok, want, fmt in checks:
+        if x is None and skip_unmeasured:
+            continue
         if bad(x, ok):
             out.append(f"{name} {'not measured' if x is None else fmt.format(x)} (want {want})")
     return out

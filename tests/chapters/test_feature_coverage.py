@@ -15,6 +15,7 @@ import torch
 from functok.book.config import ParamError, validate
 from functok.book.registry import FeatureCoverageConfig as C
 from functok.chapters.feature_coverage import analysis as fc
+from functok.chapters.feature_coverage import claims as fclaims
 from functok.chapters.feature_coverage import stats, streaming
 from functok.chapters.feature_coverage.frequency import holm
 from functok.chapters.feature_coverage.null import permutation_ranks
@@ -262,11 +263,11 @@ def test_results_file_provenance_and_claims(analyzed, tmp_path):
     v = {L: out.results["layers"][L] for L in (0, 1, 2)}
     cov = {L: v[L]["coverage_topk"][-1] for L in (0, 1, 2)}
     lo, hi = v[1]["null_coverage_topk"]["lo"][-1], v[1]["null_coverage_topk"]["hi"][-1]
-    dense = max(v[L]["density"] for L in (0, 1, 2)) > 0.01
+    dense = any(fclaims.quality_bar(v[L]) for L in (0, 1, 2))
     expect = "holds" if cov[1] > max(cov[0], cov[2]) else "fails"
     assert ids["middle_layer_highest"]["verdict"] == ("inconclusive" if dense else expect)
     expect = "holds" if cov[1] >= 0.7 and cov[1] > hi else "fails"
-    assert ids["top10_coverage_middle"]["verdict"] == ("inconclusive" if v[1]["density"] > 0.01 else expect)
+    assert ids["top10_coverage_middle"]["verdict"] == ("inconclusive" if fclaims.quality_bar(v[1]) else expect)
     beats = ids["topk_beats_random_positions"]["verdict"]
     assert beats == ("holds" if cov[1] > hi else "fails" if cov[1] < lo else "inconclusive")
     assert doc["provenance"]["data"]["tokens"] == out.data["tokens"]

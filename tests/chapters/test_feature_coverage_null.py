@@ -164,13 +164,18 @@ def test_no_effect_is_not_found():
 # The density precondition (hand-built results)
 
 
-def hand_results(cov: list[float], density: list[float], null: tuple[float, float, float], k: int = 10) -> dict:
+def hand_results(
+    cov: list[float], density: list[float], null: tuple[float, float, float], k: int = 10, quality: dict | None = None
+) -> dict:
     layers = {}
     for i, L in enumerate((3, 6, 9)):
         mean, lo, hi = null
         layers[L] = {
             "coverage_topk": [cov[i] / 2] * (k - 1) + [cov[i]],
             "density": density[i],
+            "d_sae": 2048,
+            "l0_in_pass": density[i] * 2048,
+            "quality": quality if quality is not None else {"explained_variance": 0.9, "ce_reconstruction_score": 0.95},
             "n_tokens": 5000,
             "null_coverage_topk": {
                 "mean": [mean] * k,
@@ -195,14 +200,34 @@ def test_density_above_one_percent_makes_coverage_inconclusive():
     v = verdicts(hand_results([0.6, 0.9, 0.8], [0.04, 0.04, 0.04], (0.95, 0.93, 0.97)))
     top, mid = v["top10_coverage_middle"], v["middle_layer_highest"]
     assert top["verdict"] == "inconclusive" and mid["verdict"] == "inconclusive"
-    assert "density 4.00% > 1%" in top["note"] and "null's mean 95.0%" in top["note"]
+    assert "density L0/d_sae 4.00% (want <= 1%)" in top["note"] and "null's mean 95.0%" in top["note"]
     assert "[93.0%, 97.0%]" in top["note"] and "20 draws" in top["note"] and "1,000 positions" in top["note"]
-    assert "L6: 4.00%" in mid["note"]
+    assert "L6: density L0/d_sae 4.00%" in mid["note"]
     assert v["topk_beats_random_positions"]["verdict"] == "fails"  # 90% < 93%: decided whatever the density
     # one dense layer is enough to leave the layer comparison undecided
     v = verdicts(hand_results([0.6, 0.9, 0.8], [0.005, 0.005, 0.02], (0.5, 0.45, 0.55)))
     assert v["middle_layer_highest"]["verdict"] == "inconclusive"
     assert v["top10_coverage_middle"]["verdict"] == "holds"
+
+
+def test_every_part_of_the_quality_bar_counts():
+    """A sparse SAE that explains too little, or breaks the model, or has dead features, is below the bar."""
+    null = (0.5, 0.45, 0.55)
+    for quality, fragment in (
+        ({"explained_variance": 0.5, "ce_reconstruction_score": 0.95}, "explained variance 0.500"),
+        ({"explained_variance": 0.9, "ce_reconstruction_score": 0.6}, "CE score 0.600"),
+        ({}, None),  # a published SAE the chapter does not evaluate: judged on L0 and alive features alone
+        ({"l0_registry": 80}, None),
+        ({"explained_variance": 0.9}, "CE score not measured"),  # one the chapter trained but did not evaluate
+    ):
+        v = verdicts(hand_results([0.5, 0.9, 0.4], [0.004, 0.004, 0.004], null, quality=quality))
+        top = v["top10_coverage_middle"]
+        assert top["verdict"] == ("holds" if fragment is None else "inconclusive"), quality
+        if fragment:
+            assert fragment in top["note"] and v["middle_layer_highest"]["verdict"] == "inconclusive"
+    res = hand_results([0.5, 0.9, 0.4], [0.004, 0.004, 0.004], null)
+    res["layers"][6]["connected_share"] = 0.5
+    assert "alive features 50.0%" in verdicts(res)["top10_coverage_middle"]["note"]
 
 
 @pytest.mark.parametrize(
