@@ -29,8 +29,8 @@ class FunctionTokensConfig(ChapterConfig):
     )
     max_documents: int = param(0, "use only the first N documents (0: all)", lo=0)
     tokenizers: list = param(
-        ["embedded", "gpt2"],
-        "tokenizers side by side: 'embedded', 'gpt2', a local folder or a hub name",
+        ["embedded", "gpt2", "llama3", "gemma3"],
+        "tokenizers side by side: 'embedded', 'gpt2', 'llama3' (the paper's), 'gemma3', a local folder or a hub name",
         kind="tokenizers",
         min_items=1,
     )

@@ -14,6 +14,15 @@ from functok.book.config import ROOT
 from functok.book.registry import pretrain_config
 from functok.book.results import ChapterResult, claim
 from functok.chapters.common import paper_numbers
+from functok.chapters.function_tokens.table2 import (
+    TABLE2,
+    compare,
+    load_table2,
+    our_ranks,
+    paper_token_ids,
+    symbol_like,
+    top_overlap,
+)
 from functok.world.composition import corpus_composition, largest_share, model_summary
 from functok.world.embedded import corpus_dir
 from functok.world.function_tokens import (
@@ -24,7 +33,8 @@ from functok.world.function_tokens import (
     select_function_tokens,
     token_table,
 )
-from functok.world.tokenizers import load_tokenizer, tokenizer_name
+from functok.world.gguf import file_provenance, sha256
+from functok.world.tokenizers import builtin_dir, gpt2_dir, load_tokenizer, tokenizer_name
 
 
 def zipf_fit(counts: np.ndarray, lo_rank: int = 10, hi_rank: int | None = None) -> dict:
@@ -182,12 +192,15 @@ def analyze(cfg) -> ChapterResult:
 
     first = per[cfg.tokenizers[0]]
     world = world_summary(cfg, per)
+    paper_table = table2_comparison(per["llama3"]) if "llama3" in per else None
     results = {
         k: first[k] for k in ("n_documents", "n_tokens", "coverage_threshold", "n_function_tokens", "function_tokens")
     }
     results["tokenizers"] = {s: {k: v for k, v in p.items() if not k.startswith("_")} for s, p in per.items()}
     if world:
         results["world"] = world
+    if paper_table:
+        results["table2"] = paper_table
 
     claims = []
     for spec, p in per.items():
@@ -268,6 +281,9 @@ def analyze(cfg) -> ChapterResult:
             )
         )
 
+    if paper_table:
+        claims += table2_claims(paper_table, cfg)
+
     data = {
         "corpus": cfg.corpus,
         "documents": relpath(chapter_documents_path(cfg)) if cfg.corpus == "embedded" else cfg.corpus,
@@ -281,6 +297,9 @@ def analyze(cfg) -> ChapterResult:
     }
     artifacts = {f"function_tokens[{s}]": p["function_token_file"] for s, p in per.items()}
     artifacts.update({f"tokenizer[{s}]": p["tokenizer"] for s, p in per.items()})
+    artifacts.update({f"tokenizer_files[{s}]": tokenizer_files(s, cfg.preset) for s in per})
+    if paper_table:
+        artifacts["paper_table2"] = {"path": relpath(TABLE2), "sha256": sha256(TABLE2)}
     return ChapterResult(results, claims, data, artifacts, detail={"per_tokenizer": per})
 
 
@@ -304,6 +323,67 @@ def world_summary(cfg, per: dict) -> dict | None:
         "models": model_summary(pre, tok, train_tokens),
         "tokenizer_vocab_size": len(tok),
     }
+
+
+def tokenizer_files(spec: str, preset: str) -> dict:
+    """The files a tokenizer was read from, with their sha256 (so another program can recount)."""
+    if spec == "gpt2":
+        return file_provenance(gpt2_dir(), ("encoder.json", "vocab.bpe"))
+    folder = builtin_dir(spec, preset) if spec in ("embedded", "llama3", "gemma3") else Path(spec).expanduser()
+    return file_provenance(folder) if folder.is_dir() else {}
+
+
+def table2_comparison(p: dict) -> dict:
+    """Our Llama-3 list against the paper's Table 2 (functok.chapters.function_tokens.table2)."""
+    tok = load_tokenizer("llama3")
+    paper = paper_token_ids(load_table2(), tok)
+    ranks = our_ranks(p["_counts"])
+    cmp = compare(paper, p["function_tokens"], ranks)
+    cmp["top15"] = top_overlap(paper, ranks, 15)
+    cmp["symbol_like_paper_only"] = [
+        r["token"] for r in cmp["rows"] if r["status"] == "paper only" and symbol_like(r["token"])
+    ]
+    cmp["source"] = relpath(TABLE2)
+    return cmp
+
+
+def table2_claims(t: dict, cfg) -> list[dict]:
+    top = t["top15"]
+    n_sure_ours = round(t["sure_share_in_ours"] * t["n_paper_sure"])
+    return [
+        claim(
+            "paper_top15_in_our_top15[llama3]",
+            "The paper's 15 most frequent tokens are our 15 most frequent (Llama-3 tokenizer, our corpus)",
+            "Fig 2b (SlimPajama)",
+            f"{top['in_our_top']} of {top['paper_top']}",
+            "holds" if top["in_our_top"] >= 0.8 * top["paper_top"] else "fails",
+            f"the paper's top-15 tokens that the extraction is sure of and that are one Llama-3 token "
+            f"({top['paper_top']}); holds if at least 80% of them are in our top 15. Baseline: the paper's list on "
+            f"SlimPajama (web, code, books); ours is {cfg.corpus!r}",
+        ),
+        claim(
+            "paper_function_tokens_are_ours[llama3]",
+            "Most of the paper's 122 function tokens are function tokens on our corpus too (Llama-3 tokenizer)",
+            f"{t['n_paper_rows']} tokens",
+            f"{n_sure_ours} of {t['n_paper_sure']} sure tokens ({t['sure_share_in_ours']:.0%}); Jaccard "
+            f"{t['jaccard']:.2f}",
+            "holds" if t["sure_share_in_ours"] > 0.5 else "fails",
+            f"share of the paper's tokens the extraction is sure of ({t['n_paper_sure']}, each one Llama-3 token) that "
+            f"are in our {cfg.coverage_threshold:.0%} list ({t['n_ours']} tokens); holds if more than half. Jaccard "
+            f"of the two lists: {t['n_shared']} shared of {t['n_paper_tokens'] + t['n_ours'] - t['n_shared']}. "
+            f"Paper-only symbols and digits (code and markup in SlimPajama): "
+            f"{', '.join(repr(x) for x in t['symbol_like_paper_only'][:12]) or 'none'}",
+        ),
+        claim(
+            "paper_fraction_rank_correlation[llama3]",
+            "Beyond the paper: the shared function tokens keep their order of frequency across the two corpora",
+            "not measured",
+            round(t["spearman_shared_fractions"], 3),
+            "inconclusive" if t["n_shared"] < 10 else ("holds" if t["spearman_shared_fractions"] >= 0.5 else "fails"),
+            f"Spearman correlation of the paper's and our token fractions over the {t['n_shared']} shared tokens; "
+            "holds if >= 0.5 (baseline: 0, unrelated orders); inconclusive with fewer than 10 shared",
+        ),
+    ]
 
 
 def chapter_documents_path(cfg) -> Path:

@@ -113,3 +113,96 @@ def function_token_table(p: dict) -> pd.DataFrame:
     df["token"] = df["token"].map(show_token)
     df = df[["rank", "token", "id", "count", "fraction", "cumulative", "doc_coverage"]].set_index("rank")
     return df.style.format({"fraction": "{:.2%}", "cumulative": "{:.2%}", "doc_coverage": "{:.2%}"})
+
+
+# ---------------------------------------------------------------------------------------------
+# Our Llama-3 list beside the paper's Table 2 (results["table2"])
+
+
+def table2_summary(t: dict) -> pd.DataFrame:
+    """The sizes of the two lists and their overlap."""
+    rows = {
+        "paper's rows (Table 2)": t["n_paper_rows"],
+        "paper's tokens usable here (one Llama-3 token each, known, not repeated)": t["n_paper_tokens"],
+        "of which the extraction is sure": t["n_paper_sure"],
+        "our function tokens (Llama-3, our corpus)": t["n_ours"],
+        "shared": t["n_shared"],
+        "Jaccard (shared / union)": round(t["jaccard"], 3),
+        "share of the paper's sure tokens in our list": f"{t['sure_share_in_ours']:.0%}",
+        "Spearman of fractions over the shared tokens": round(t["spearman_shared_fractions"], 3),
+        "paper's top 15 (sure) in our top 15": f"{t['top15']['in_our_top']} of {t['top15']['paper_top']}",
+    }
+    return pd.DataFrame({"value": rows})
+
+
+def table2_rows(t: dict) -> pd.DataFrame:
+    """The paper's Table 2, row by row, with our rank and fraction for each token."""
+    df = pd.DataFrame(t["rows"])
+    df["token"] = df["token"].map(lambda s: show_token(s) if s else "(lost)")
+    df = df[["paper_rank", "token", "sure", "paper_fraction", "our_rank", "our_fraction", "status"]]
+    return df.set_index("paper_rank").style.format(
+        {"paper_fraction": "{:.2%}", "our_fraction": lambda x: "" if x != x or x is None else f"{x:.2%}"},
+        na_rep="",
+    )
+
+
+def table2_only_ours(t: dict) -> pd.DataFrame:
+    df = pd.DataFrame(t["only_ours"] or [{"token": "", "our_rank": None, "our_fraction": None, "id": None}])
+    df["token"] = df["token"].map(show_token)
+    return df[["our_rank", "token", "id", "our_fraction"]].set_index("our_rank")
+
+
+def table2_figure(t: dict):
+    """Left: the two lists as counts (paper only, shared, ours only). Right: token fraction in the paper
+    against ours over the shared tokens, log-log, with the diagonal."""
+    import matplotlib.pyplot as plt
+
+    sns_theme()
+    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4))
+    only_paper = sum(r["status"] == "paper only" for r in t["rows"])
+    bars = {"paper only": only_paper, "shared": t["n_shared"], "ours only": len(t["only_ours"])}
+    a.bar(list(bars), list(bars.values()), color=["#999999", "#4c72b0", "#dd8452"])
+    for i, v in enumerate(bars.values()):
+        a.text(i, v, str(v), ha="center", va="bottom")
+    a.set_ylabel("tokens")
+    a.set_title(f"Function tokens, Llama-3: Jaccard {t['jaccard']:.2f}")
+    shared = [r for r in t["rows"] if r["status"] == "shared"]
+    x = np.array([r["paper_fraction"] for r in shared])
+    y = np.array([r["our_fraction"] for r in shared])
+    b.scatter(x, y, s=14)
+    for r in shared[:12]:
+        b.annotate(show_token(r["token"]), (r["paper_fraction"], r["our_fraction"]), fontsize=7)
+    if x.size:
+        lo, hi = min(x.min(), y.min()) * 0.8, max(x.max(), y.max()) * 1.2
+        b.plot([lo, hi], [lo, hi], ls="--", c="grey", lw=1)
+        b.set_xscale("log")
+        b.set_yscale("log")
+    b.set_xlabel("fraction in the paper (SlimPajama)")
+    b.set_ylabel("fraction here")
+    b.set_title(f"Shared tokens: Spearman {t['spearman_shared_fractions']:.2f}")
+    fig.tight_layout()
+    return fig
+
+
+def set_size_table(per: dict, paper: dict) -> pd.DataFrame:
+    """The size of the function-token set per tokenizer at the chapter's threshold, beside the paper's."""
+    rows = [
+        {
+            "tokenizer": spec,
+            "vocabulary": p["vocab_size"],
+            "function tokens": p["n_function_tokens"],
+            "share of vocabulary": f"{p['n_function_tokens'] / p['vocab_size']:.2%}",
+            "corpus": "this book's",
+        }
+        for spec, p in per.items()
+    ]
+    rows.append(
+        {
+            "tokenizer": "paper (Llama-3.1)",
+            "vocabulary": paper["vocab_size"],
+            "function tokens": paper["n_function_tokens"],
+            "share of vocabulary": f"{paper['n_function_tokens'] / paper['vocab_size']:.2%}",
+            "corpus": "SlimPajama",
+        }
+    )
+    return pd.DataFrame(rows).set_index("tokenizer")
