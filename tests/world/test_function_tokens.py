@@ -184,3 +184,24 @@ def test_null_cv_matches_random_placement():
     b = analysis.occurrences_by_bin(flat, np.cumsum([0] + [len(d) for d in docs]), 5, 10, seed=0)
     assert b["cv"] > 2 * b["cv_null"]
     assert np.isnan(analysis.null_cv(tokens, 0))
+
+
+def test_expected_documents_matches_random_placement():
+    """Church and Gale's baseline: occurrences on random positions reach about the analytic number of
+    documents; a token packed into few documents reaches far fewer."""
+    rng = np.random.default_rng(1)
+    lengths = rng.integers(20, 400, size=300)
+    count = 250
+    hits = []
+    for _ in range(300):
+        pos = rng.choice(lengths.sum(), size=count, replace=False)
+        hits.append((np.histogram(pos, bins=np.concatenate([[0], np.cumsum(lengths)]))[0] > 0).sum())
+    assert analysis.expected_documents(lengths, count) == pytest.approx(np.mean(hits), rel=0.03)
+    docs = [[5] * 20 + [1] * 20] * 10 + [[1] * 40] * 240
+    flat = np.array([t for d in docs for t in d])
+    b = analysis.occurrences_by_bin(flat, np.cumsum([0] + [len(d) for d in docs]), 5, 10, seed=0)
+    assert b["documents"] == 10 and b["document_ratio"] < 0.1
+    even = [[5] + [1] * 39] * 250
+    flat = np.array([t for d in even for t in d])
+    b = analysis.occurrences_by_bin(flat, np.cumsum([0] + [len(d) for d in even]), 5, 10, seed=0)
+    assert b["document_ratio"] > 1  # one per document: more documents than chance would give

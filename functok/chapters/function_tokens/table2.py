@@ -112,7 +112,10 @@ def compare(paper: list[dict], ours: list[dict], our_rank: dict[int, int]) -> di
         if len(sh) >= 3
         else float("nan")
     )
+    # the paper's list cut to our list's size: how much of the overlap gap is only a size gap
+    head = [r["id"] for r in usable][: len(o_ids)]
     return {
+        "paper_head_in_ours": {"n": len(head), "in_ours": sum(i in o_ids for i in head)},
         "n_paper_rows": len(paper),
         "n_paper_tokens": len(p_ids),
         "n_paper_sure": len(sure_ids),
