@@ -106,11 +106,12 @@ def manifest_of(folder: Path) -> dict:
             if rel in ("params.json", MANIFEST) or (name.startswith(".") and ".tmp-" in name):
                 continue  # the markers, and files half-written by write_json_atomic (never part of an entry)
             size = p.stat().st_size
-            files[rel] = {"size": size, **({"sha256": _sha256(p)} if size <= HASH_MAX_BYTES else {})}
+            files[rel] = {"size": size, **({"sha256": sha256(p)} if size <= HASH_MAX_BYTES else {})}
     return {"version": 1, "files": files}
 
 
-def _sha256(path: Path) -> str:
+def sha256(path: Path) -> str:
+    """The sha256 of a file, read in 1 MiB blocks."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
@@ -138,7 +139,7 @@ def verify(folder: str | Path, hashes: bool = False) -> None:
             raise damaged(f"{rel}: missing") from None
         if size != want["size"]:
             raise damaged(f"{rel}: {size:,} bytes, expected {want['size']:,}")
-        if hashes and "sha256" in want and _sha256(p) != want["sha256"]:
+        if hashes and "sha256" in want and sha256(p) != want["sha256"]:
             raise damaged(f"{rel}: sha256 differs from the manifest")
 
 

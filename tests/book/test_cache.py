@@ -112,7 +112,7 @@ def test_an_entry_from_before_manifests_is_adopted_not_rebuilt(tmp_cache):
     assert cache.cached_dir("things", {"k": 2}, calls.append) == entry
     assert calls == []
     files = json.loads((entry / "manifest.json").read_text())["files"]
-    assert files == {"sub/data.bin": {"size": 300, "sha256": cache._sha256(entry / "sub" / "data.bin")}}
+    assert files == {"sub/data.bin": {"size": 300, "sha256": cache.sha256(entry / "sub" / "data.bin")}}
     (entry / "sub" / "data.bin").write_bytes(b"\0" * 200)  # from now on it is checked
     with pytest.raises(cache.CacheError, match=r"\(sub/data.bin: 200 bytes, expected 300\)"):
         cache.cached_dir("things", {"k": 2}, calls.append)

@@ -9,7 +9,7 @@ from typing import Sequence
 
 import numpy as np
 
-from functok.book.cache import relpath
+from functok.book.cache import relpath, sha256
 from functok.book.config import ROOT
 from functok.book.registry import pretrain_config
 from functok.book.results import ChapterResult, claim
@@ -33,7 +33,7 @@ from functok.world.function_tokens import (
     select_function_tokens,
     token_table,
 )
-from functok.world.gguf import file_provenance, sha256
+from functok.world.gguf import file_provenance
 from functok.world.tokenizers import builtin_dir, gpt2_dir, load_tokenizer, tokenizer_name
 
 
