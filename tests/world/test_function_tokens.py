@@ -197,11 +197,13 @@ def test_expected_documents_matches_random_placement():
         pos = rng.choice(lengths.sum(), size=count, replace=False)
         hits.append((np.histogram(pos, bins=np.concatenate([[0], np.cumsum(lengths)]))[0] > 0).sum())
     assert analysis.expected_documents(lengths, count) == pytest.approx(np.mean(hits), rel=0.03)
+    q = analysis.document_hit_probabilities(lengths, count)
+    assert np.sqrt((q * (1 - q)).sum()) == pytest.approx(np.std(hits), rel=0.2)  # the z-score's scale
     docs = [[5] * 20 + [1] * 20] * 10 + [[1] * 40] * 240
     flat = np.array([t for d in docs for t in d])
     b = analysis.occurrences_by_bin(flat, np.cumsum([0] + [len(d) for d in docs]), 5, 10, seed=0)
-    assert b["documents"] == 10 and b["document_ratio"] < 0.1
+    assert b["documents"] == 10 and b["document_ratio"] < 0.1 and b["document_z"] < -3
     even = [[5] + [1] * 39] * 250
     flat = np.array([t for d in even for t in d])
     b = analysis.occurrences_by_bin(flat, np.cumsum([0] + [len(d) for d in even]), 5, 10, seed=0)
-    assert b["document_ratio"] > 1  # one per document: more documents than chance would give
+    assert b["document_ratio"] > 1 and b["document_z"] > 0  # one per document: more documents than chance
