@@ -198,7 +198,8 @@ def test_expected_documents_matches_random_placement():
         hits.append((np.histogram(pos, bins=np.concatenate([[0], np.cumsum(lengths)]))[0] > 0).sum())
     assert analysis.expected_documents(lengths, count) == pytest.approx(np.mean(hits), rel=0.03)
     q = analysis.document_hit_probabilities(lengths, count)
-    assert np.sqrt((q * (1 - q)).sum()) == pytest.approx(np.std(hits), rel=0.2)  # the z-score's scale
+    # the z-score's scale: independent documents overstate the spread of a fixed count, so z is conservative
+    assert np.std(hits) <= np.sqrt((q * (1 - q)).sum()) <= 2 * np.std(hits)
     docs = [[5] * 20 + [1] * 20] * 10 + [[1] * 40] * 240
     flat = np.array([t for d in docs for t in d])
     b = analysis.occurrences_by_bin(flat, np.cumsum([0] + [len(d) for d in docs]), 5, 10, seed=0)

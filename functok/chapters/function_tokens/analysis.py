@@ -283,7 +283,7 @@ def analyze(cfg) -> ChapterResult:
                     ("holds" if spread and clustered else "fails") if ok else "inconclusive",
                     "documents containing each token against the number expected if its occurrences fell on random "
                     "positions (Church and Gale's baseline: a document of L tokens misses it with probability "
-                    "(1 - p)^L; the count's standard deviation from the sum of q(1 - q)). Holds if the function token "
+                    "(1 - p)^L; the count's standard deviation from the sum of q(1 - q), conservative). Holds if the function token "
                     "is in at least 80% of its expected documents (spread) and the content token in significantly "
                     "fewer than expected (clustered: z <= -3). Fig 3's bins of shuffled documents (CV of the rate "
                     f"{fb['cv']:.2f} vs {cb['cv']:.2f}; binomial baseline {fb['cv_null']:.2f} vs {cb['cv_null']:.2f}) "
