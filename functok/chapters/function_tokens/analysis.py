@@ -283,9 +283,9 @@ def analyze(cfg) -> ChapterResult:
                     ("holds" if spread and clustered else "fails") if ok else "inconclusive",
                     "documents containing each token against the number expected if its occurrences fell on random "
                     "positions (Church and Gale's baseline: a document of L tokens misses it with probability "
-                    "(1 - p)^L; the count's standard deviation from the sum of q(1 - q), conservative). Holds if the function token "
-                    "is in at least 80% of its expected documents (spread) and the content token in significantly "
-                    "fewer than expected (clustered: z <= -3). Fig 3's bins of shuffled documents (CV of the rate "
+                    "(1 - p)^L; the count's standard deviation from the sum of q(1 - q), conservative). Holds if the "
+                    "function token is in at least 80% of its expected documents (spread) and the content token in "
+                    "significantly fewer than expected (clustered: z <= -3). Fig 3's bins of shuffled documents (CV of the rate "
                     f"{fb['cv']:.2f} vs {cb['cv']:.2f}; binomial baseline {fb['cv_null']:.2f} vs {cb['cv_null']:.2f}) "
                     f"are shown, not judged: bins of many documents average clustering out. Sample: "
                     f"{sum(fb['bins']):,} and {sum(cb['bins']):,} occurrences in {p['n_documents']:,} documents"
