@@ -245,8 +245,9 @@ class FeatureGrowthConfig(ChapterConfig):
         kind="model",
     )
     checkpoint_fractions: list = param(
-        [0.05, 0.1, 0.38, 0.7, 1.0],
-        "study the checkpoints nearest (in log step) to these fractions of training (step 0 excluded)",
+        [0.07, 0.14, 0.26, 0.5, 1.0],
+        "study one distinct checkpoint per fraction of training, the nearest in log step (step 0 excluded; two "
+        "fractions never share a checkpoint: a run with fewer checkpoints is refused)",
         kind="unit_fractions",
         min_items=1,
     )
@@ -265,13 +266,23 @@ class FeatureGrowthConfig(ChapterConfig):
         "SAELens SAE architecture (jumprelu: the paper's, with the tanh sparsity penalty)",
         choices=("jumprelu", "standard", "gated", "topk", "batchtopk"),
     )
-    expansion_factor: int = param(16, "SAE width d_sae as a multiple of d_model (paper: 16)", lo=1, hi=1024)
-    target_ce_score: float = param(
-        0.98, "cross-entropy reconstruction score every checkpoint's SAE is matched to", lo=0.01, hi=0.9999
+    expansion_factor: int = param(
+        64,
+        "SAE width d_sae as a multiple of d_model (paper: 16, with d_model 4,096); wide enough that only the last "
+        "checkpoint's count may come within 10% of d_sae",
+        lo=1,
+        hi=1024,
     )
-    ce_tolerance: float = param(
+    match_on: str = param(
+        "mean_ablation",
+        "quality every checkpoint's SAE is matched to: 'mean_ablation' (loss recovered relative to replacing the "
+        "activation by its mean), 'explained_variance', or 'zero_ablation' (the paper's CE score)",
+        choices=("mean_ablation", "explained_variance", "zero_ablation"),
+    )
+    target_score: float = param(0.95, "the quality (match_on) every checkpoint's SAE is matched to", lo=0.01, hi=0.9999)
+    tolerance: float = param(
         0.01,
-        "a checkpoint is matched when its score is within this of the target (seed-to-seed spread: about 0.004)",
+        "a checkpoint is matched when the target is bracketed and its SAE's quality is within this of the target",
         lo=0.0001,
         hi=0.5,
     )
@@ -282,7 +293,13 @@ class FeatureGrowthConfig(ChapterConfig):
         lo=1e-6,
         hi=1e6,
     )
-    search_steps: int = param(6, "SAEs the coefficient search may train per checkpoint", lo=1, hi=100)
+    search_steps: int = param(
+        5,
+        "SAEs the coefficient search may train per checkpoint to bracket the target (plus one at the interpolated "
+        "coefficient)",
+        lo=1,
+        hi=100,
+    )
     search_factor: float = param(
         4.0, "multiplicative step of the coefficient while the target is not yet bracketed", lo=1.1, hi=1000.0
     )

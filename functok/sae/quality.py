@@ -5,6 +5,13 @@ Cross-entropy reconstruction score (the paper's notation): (H* - H0) / (H_orig -
 the model's mean next-token loss on held-out windows, H* the loss with the SAE's reconstruction spliced
 in at the hook (at every non-BOS position; BOS keeps its activation), and H0 the loss with the hook's
 activation zero-ablated at every position. Same formula as SAELens's `ce_loss_score`.
+
+Mean-ablation score (loss recovered relative to mean ablation): (H_mean - H*) / (H_mean - H_orig),
+where H_mean is the loss with the hook's activation replaced, at the same non-BOS positions as the
+SAE's reconstruction, by its mean over those positions (`mean_ablation_loss`). A constant
+reconstruction equal to that mean scores exactly 0 (and has explained variance 0), whatever the model;
+the zero-ablation score gives the same constant anything from about 1 to below 0 when, as in bias-free
+models whose last residual stream feeds a norm, H0 is ln(vocabulary) at every checkpoint.
 """
 
 from __future__ import annotations
@@ -214,3 +221,66 @@ def quality_failures(
         if bad(x, ok):
             out.append(f"{name} {'not measured' if x is None else fmt.format(x)} (want {want})")
     return out
+
+
+_MEAN_LOSSES: dict[tuple, dict] = {}
+
+
+def mean_ablation_loss(
+    checkpoint, hook_name: str, windows, max_windows: int | None = None, model=None, batch_size: int = 8
+) -> dict:
+    """H_mean: the mean next-token loss with the hook's activation replaced at every non-BOS position
+    by its mean over the non-BOS positions of the same windows (BOS keeps its activation, as in
+    `evaluate_sae`'s splice). Returns {"ce_loss_mean_ablation", "mean_activation_norm", "n_positions"}."""
+    import torch
+
+    key = (str(checkpoint), hook_name, windows_id(windows), max_windows)
+    if key not in _MEAN_LOSSES:
+        m = model_for(checkpoint, model)
+        x = _eval_windows(windows, max_windows)
+        excl = torch.tensor(excluded_ids(m), dtype=torch.long, device=model_device(m))
+        acc = {"sum": None, "n": 0}
+        current = {}
+
+        def add(act, hook):
+            mask = ~torch.isin(current["x"], excl).to(act.device)
+            s = act[mask].double().sum(0)
+            acc["sum"] = s if acc["sum"] is None else acc["sum"] + s
+            acc["n"] += int(mask.sum())
+            return act
+
+        def replace(act, hook):
+            mask = ~torch.isin(current["x"], excl).to(act.device)
+            out = act.clone()
+            out[mask] = mean.to(act.device, act.dtype)
+            return out
+
+        losses = []
+        with torch.no_grad():
+            for i in range(0, len(x), batch_size):
+                current["x"] = x[i : i + batch_size].to(model_device(m))
+                m.run_with_hooks(current["x"], return_type=None, fwd_hooks=[(hook_name, add)])
+            mean = acc["sum"] / max(acc["n"], 1)
+            for i in range(0, len(x), batch_size):
+                current["x"] = x[i : i + batch_size].to(model_device(m))
+                losses.append(
+                    m.run_with_hooks(
+                        current["x"], return_type="loss", loss_per_token=True, fwd_hooks=[(hook_name, replace)]
+                    )
+                    .double()
+                    .reshape(-1)
+                )
+        if len(_MEAN_LOSSES) >= 4:
+            _MEAN_LOSSES.pop(next(iter(_MEAN_LOSSES)))
+        _MEAN_LOSSES[key] = {
+            "ce_loss_mean_ablation": float(torch.cat(losses).mean()),
+            "mean_activation_norm": float(mean.norm()),
+            "n_positions": acc["n"],
+        }
+    return dict(_MEAN_LOSSES[key])
+
+
+def mean_ablation_score(h_star: float, h_orig: float, h_mean: float) -> float:
+    """(H_mean - H*) / (H_mean - H_orig): 1 = no loss from the SAE, 0 = no better than replacing the
+    activation by its mean (the same formula as `ce_score` with H_mean as the baseline)."""
+    return ce_score(h_star, h_orig, h_mean)

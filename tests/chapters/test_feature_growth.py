@@ -31,7 +31,7 @@ from functok.sae import training as S
 from functok.world import pretrain as P
 
 # more documents and steps than the shared tiny preset: SAEs need a few checkpoints worth comparing
-TINY = PRETRAIN | {"max_documents": 60, "depths": [2, 3], "train_tokens": 4 * 32 * 40}
+TINY = PRETRAIN | {"max_documents": 60, "depths": [2, 3], "train_tokens": 4 * 32 * 300}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -92,10 +92,9 @@ def test_select_checkpoints():
     ]
     got = [r["step"] for r in F.select_checkpoints(rows, [0.05, 0.1, 0.38, 0.7, 1.0], [])]
     assert got == [19, 31, 137, 224, 366]
-    assert [r["step"] for r in F.select_checkpoints(rows, [0.0001, 0.001, 1.0], [])] == [
-        1,
-        366,
-    ]  # step 0 never, duplicates collapse
+    # step 0 never; fractions sharing a nearest checkpoint get distinct ones, in training order
+    assert [r["step"] for r in F.select_checkpoints(rows, [0.0001, 0.001, 1.0], [])] == [1, 2, 366]
+    assert [r["step"] for r in F.select_checkpoints(rows, [1.0, 0.001, 0.0001], [])] == [1, 2, 366]
     assert [r["step"] for r in F.select_checkpoints(rows, [0.5], [366, 0, 12])] == [0, 12, 366]
     with pytest.raises(ParamError, match=r"^checkpoint_steps: no checkpoint at step\(s\) \[5\]"):
         F.select_checkpoints(rows, [], [5])
@@ -136,8 +135,8 @@ def tiny_cfg(**kw) -> FeatureGrowthConfig:
     base = functok.book.config.defaults(FeatureGrowthConfig) | {
         "preset": "tiny",
         "checkpoint_fractions": [0.3, 1.0],
-        "target_ce_score": 0.9,
-        "ce_tolerance": 0.05,
+        "target_score": 0.9,
+        "tolerance": 0.05,
         "search_steps": 2,
         "n_seeds": 2,
         "training_tokens": 1024,
@@ -186,18 +185,42 @@ def test_results_layout(env, analysis):
         assert r["layer"] == 1 and r["hook_name"] == "blocks.1.hook_resid_post" and r["d_sae"] == 64
         assert _abs(r["checkpoint"]).parent.parent == run.resolve()
         assert len(r["learned_features_seeds"]) == 2 and r["learned_features"] == r["learned_features_seeds"][0]
-        assert 1 <= len(r["search"]) <= 2
+        assert 1 <= len(r["search"]) <= 3  # search_steps, plus one at the interpolated coefficient
         assert r["sparsity_coefficient"] in [t["sparsity_coefficient"] for t in r["search"]]
+        # the quality matched on: loss recovered relative to mean ablation, recomputed from the losses
+        h_mean, h, h_star = r["ce_loss_mean_ablation"], r["ce_loss_original"], r["ce_loss_with_sae"]
+        assert r["match_on"] == "mean_ablation" and r["score"] == r["mean_ablation_score"]
+        assert r["mean_ablation_score"] == pytest.approx((h_mean - h_star) / (h_mean - h))
+        assert r["delta_loss"] == pytest.approx(h_star - h)
+        if r["bracketed"]:  # one SAE at the coefficient interpolated between the bracketing ones
+            interp = [t for t in r["search"] if t["interpolated"]]
+            assert len(interp) == 1 and interp[0]["sparsity_coefficient"] == pytest.approx(r["coefficient_at_target"])
+            others = [t for t in r["search"] if not t["interpolated"]]
+            above = [t["sparsity_coefficient"] for t in others if t["score"] >= 0.9]
+            below = [t["sparsity_coefficient"] for t in others if t["score"] <= 0.9]
+            assert above and below
+            assert min(max(above), max(below)) <= r["coefficient_at_target"] <= max(min(above), min(below))
+        else:
+            assert r["coefficient_at_target"] is None and not r["matched"]
+        assert r["saturated"] == (r["learned_features_mean"] >= 0.9 * r["d_sae"])
+        assert r["saturation"] == pytest.approx(r["learned_features_mean"] / r["d_sae"])
         assert (_abs(r["sae"]) / "cfg.json").exists()
         assert r["n_activations"] == 300
     art = analysis.artifacts
     assert all((_abs(v) / "cfg.json").exists() for k, v in art.items() if k.startswith("sae["))
     assert {r["checkpoint"] for r in rows} <= set(art.values())
     assert {"tokens", "activation_sample", "training_windows"} <= set(analysis.data)
+    assert res["n_checkpoints"] == 2 and res["saturated_steps"] == [r["step"] for r in rows if r["saturated"]]
+    print(
+        {
+            r["step"]: {k: r[k] for k in ("score", "coefficient_at_target", "learned_features", "saturated")}
+            for r in rows
+        }
+    )
     assert [c["id"] for c in analysis.claims] == [
         "learned_features_grow",
         "frequent_features_grow",
-        "ce_scores_matched",
+        "scores_matched",
         "later_checkpoints_harder",
         "degree_curve_steepens",
     ]
@@ -254,7 +277,7 @@ def test_cached_rerun_and_checks(env, analysis, monkeypatch):
             again.detail["curves"][step]["degree_by_rank"], analysis.detail["curves"][step]["degree_by_rank"]
         )
     with pytest.raises(ParamError, match="^checkpoint_fractions: the checkpoint at step 0 predicts no better"):
-        F.analyze(tiny_cfg(checkpoint_steps=[0, 40]), progress=False)
+        F.analyze(tiny_cfg(checkpoint_steps=[0, 300]), progress=False)
     with pytest.raises(ParamError, match="^layer: got 5"):
         F.analyze(tiny_cfg(layer=5), progress=False)
 
@@ -276,8 +299,8 @@ def test_hub_checkpoints_are_downloaded_used_and_deleted(env, tmp_path, monkeypa
         model="EleutherAI/pythia-tiny-test",
         checkpoint_steps=[1000, 2000],
         context_size=16,
-        target_ce_score=0.5,
-        ce_tolerance=0.5,
+        target_score=0.5,
+        tolerance=0.5,
         search_steps=1,
         n_seeds=1,
         n_activations=100,

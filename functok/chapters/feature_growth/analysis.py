@@ -4,8 +4,10 @@ For a series of checkpoints of one model (the embedded shallow model by default,
 2-layer model; Pythia revisions when online) the chapter trains SAEs with SAELens
 (functok.sae.training) on one layer's residual stream and
 
-- searches, per checkpoint, the sparsity coefficient that brings the SAE's cross-entropy
-  reconstruction score (H* - H0) / (H_orig - H0) within `ce_tolerance` of `target_ce_score`
+- searches, per checkpoint, the sparsity coefficient at which the SAE reaches `target_score` of the
+  quality `match_on` (default: loss recovered relative to mean ablation, (H_mean - H*) / (H_mean -
+  H_orig), which scores a constant reconstruction 0 at every checkpoint; also explained variance or the
+  paper's zero-ablation CE score), and reports all three with L0 and the loss the SAE adds
   (Fig 12 plots the score against the coefficient for every SAE the search trained);
 - counts the learned features: distinct features that fire (activation > 0) on `n_activations`
   activations sampled from held-out windows (the same positions at every checkpoint), for
@@ -15,13 +17,21 @@ For a series of checkpoints of one model (the embedded shallow model by default,
   two measures of steepness: the least-squares slope of log(degree) on log(rank) over the most
   frequent `slope_ranks` tokens, and the share of the SAE's connected features reached by the
   `top_tokens` most frequent tokens.
+- flags saturation: a checkpoint whose mean count is within 10% of d_sae (results `saturated`,
+  `saturated_steps`; the claims' saturation rule is in claims.py).
+
+Checkpoints (`select_checkpoints`): one distinct checkpoint per fraction; a run with fewer checkpoints
+than fractions is refused (for the embedded run before it is trained).
 
 The search (`search_coefficient`) works on log(coefficient): it steps by `search_factor` until the
 target is bracketed (using the local slope of the previous checkpoint when it has one), then
 interpolates linearly inside the bracket (never closer than 30% of the bracket to either end, so the
-bracket shrinks also where the score falls off a cliff); it stops at the first SAE within tolerance or
-after `search_steps` SAEs and keeps the SAE whose score is closest to the target. Each checkpoint's
-search starts from the coefficient chosen for the previous one.
+bracket shrinks also where the score falls off a cliff); it stops at the first SAE within tolerance
+that has a trial on the other side of the target, or after `search_steps` SAEs. Then one more SAE is
+trained at the coefficient interpolated log-linearly between the two bracketing SAEs (`crossing`): the
+coefficient at the target, reported per checkpoint and used by the trend claim; it is the chosen SAE
+when within tolerance (else the search's closest is). Each checkpoint's search starts from the
+previous checkpoint's coefficient at the target.
 """
 
 from __future__ import annotations
@@ -36,13 +46,13 @@ from functok.book.cache import relpath
 from functok.book.config import ParamError
 from functok.book.registry import pretrain_config
 from functok.book.results import ChapterResult
-from functok.chapters.feature_growth.claims import growth, make_claims, steepness
+from functok.chapters.feature_growth.claims import coefficient_trend, growth, make_claims, steepness
 from functok.chapters.feature_growth.measure import Source, local_folder, study_checkpoint
 from functok.sae import activations as sae_activations
 from functok.sae.activations import clear_memory
 from functok.sae.models import hub_revisions
 from functok.world import runs
-from functok.world.pretrain import train_run
+from functok.world.pretrain import checkpoint_schedule, n_steps, train_run
 from functok.world.runtime import n_threads
 from functok.world.windows import token_windows
 
@@ -81,24 +91,54 @@ def _rel(rows: list[dict]) -> list[dict]:
 
 
 def select_checkpoints(rows: list[dict], fractions: list[float], steps: list[int]) -> list[dict]:
-    """The checkpoints to study, in training order: those at `steps` if given, else the ones nearest
-    to each fraction of the last step (step 0, the random initialisation, excluded: its loss equals
-    the zero-ablated one, so no reconstruction score exists). Duplicates collapse."""
+    """The checkpoints to study, in training order: those at `steps` if given, else one distinct
+    checkpoint per fraction of the last step (step 0, the random initialisation, excluded: its loss
+    equals the ablated ones, so no reconstruction score exists). The fractions, sorted, are matched to
+    checkpoints in training order, each to a different one, minimizing the summed |log(step / (fraction
+    x last step))|: the nearest checkpoint when the fractions are far apart, the nearest unused one when
+    two fractions share a nearest checkpoint. A run with fewer checkpoints than fractions is refused."""
     if steps:
         by_step = {r["step"]: r for r in rows}
         missing = [s for s in steps if s not in by_step]
         if missing:
             raise ParamError(f"checkpoint_steps: no checkpoint at step(s) {missing}; available: {sorted(by_step)}")
         return [by_step[s] for s in sorted(set(steps))]
-    pool = [r for r in rows if r["step"]]
+    pool = sorted((r for r in rows if r["step"]), key=lambda r: r["step"])
     if not pool:
         raise ParamError("model: the run has no checkpoint after step 0")
-    last = max(r["step"] for r in pool)
-    chosen: dict[int, dict] = {}
-    for f in fractions:
-        r = min(pool, key=lambda r: (abs(math.log(r["step"] / (f * last))), r["step"]))
-        chosen[r["step"]] = r
-    return [chosen[s] for s in sorted(chosen)]
+    fr = sorted(fractions)
+    n, m = len(fr), len(pool)
+    if m < n:
+        raise ParamError(
+            f"checkpoint_fractions: got {n} fractions; the run has only {m} checkpoints after step 0 "
+            f"(steps {[r['step'] for r in pool]}); expected at most {m} fractions, one distinct checkpoint each"
+        )
+    last = pool[-1]["step"]
+    cost = [[abs(math.log(r["step"] / (f * last))) for r in pool] for f in fr]
+    # best[i][j]: least summed cost of fractions 0..i with fraction i at checkpoint j (j increasing with i)
+    best = [[math.inf] * m for _ in range(n)]
+    back = [[-1] * m for _ in range(n)]
+    best[0] = cost[0][:]
+    for i in range(1, n):
+        k_best = -1
+        for j in range(i, m):
+            if k_best < 0 or best[i - 1][j - 1] < best[i - 1][k_best]:
+                k_best = j - 1
+            best[i][j], back[i][j] = cost[i][j] + best[i - 1][k_best], k_best
+    j = min(range(n - 1, m), key=lambda j: best[n - 1][j])
+    picked = []
+    for i in range(n - 1, -1, -1):
+        picked.append(j)
+        j = back[i][j]
+    return [pool[j] for j in reversed(picked)]
+
+
+def expected_checkpoints(cfg) -> list[dict] | None:
+    """The embedded run's checkpoint steps from its pretrain config (known before it is trained)."""
+    if cfg.model != "embedded":
+        return None
+    pcfg = pretrain_config(cfg.preset)
+    return [{"step": s} for s in checkpoint_schedule(n_steps(pcfg), pcfg.n_checkpoints)]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -134,6 +174,9 @@ def check(cfg) -> None:
         )
     if not cfg.checkpoint_steps and len(cfg.checkpoint_fractions) < 2:
         raise ParamError(f"checkpoint_fractions: got {cfg.checkpoint_fractions!r}; expected at least two checkpoints")
+    expected = expected_checkpoints(cfg)
+    if expected is not None:  # too few checkpoints for the fractions: refused before the run is trained
+        select_checkpoints(expected, cfg.checkpoint_fractions, cfg.checkpoint_steps)
     if cfg.device == "cuda":
         import torch
 
@@ -166,7 +209,8 @@ def analyze(cfg, progress: bool = True) -> ChapterResult:
         rows.append(out["row"])
         curves[ck["step"]] = out["curves"]
         sample_file = sample_file or out["sample_file"]
-        start = out["row"]["sparsity_coefficient"]  # warm start: the next checkpoint needs a similar one
+        # warm start: the next checkpoint needs a similar coefficient
+        start = out["row"]["coefficient_at_target"] or out["row"]["sparsity_coefficient"]
         slope = out["slope"] if out["slope"] is not None else slope
         clear_memory()
     seconds = time.perf_counter() - t_start
@@ -180,8 +224,13 @@ def analyze(cfg, progress: bool = True) -> ChapterResult:
         "model": cfg.model if source.kind != "embedded" else source.name,
         "source": source.kind,
         "checkpoints": rows,
-        "target_ce_score": cfg.target_ce_score,
-        "ce_tolerance": cfg.ce_tolerance,
+        "match_on": cfg.match_on,
+        "target_score": cfg.target_score,
+        "tolerance": cfg.tolerance,
+        "n_checkpoints": len(rows),
+        "saturated_steps": [r["step"] for r in rows if r["saturated"]],
+        "saturation_rule": "learned features (mean over seeds) at or above 90% of d_sae",
+        "coefficient_trend": coefficient_trend(rows, cfg.architecture),
         "growth": growth(rows),
         "growth_frequent": growth(rows, "frequent_features_seeds"),
         "steepness": steepness(rows),

@@ -1,8 +1,10 @@
-"""Chapter 4's claims (feature growth, degree-curve steepness, the sparsity coefficient),
-each decided by the rule written in its note."""
+"""Chapter 4's claims (feature growth, degree-curve steepness, matched SAE quality, the sparsity
+coefficient's trend), each decided by the rule written in its note, which also names the baseline the
+number is compared with and the sample size."""
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -10,6 +12,14 @@ import numpy as np
 from functok.book.results import claim
 from functok.chapters.common import paper_numbers
 from functok.chapters.feature_growth.search import INCREASING
+
+TREND_ALPHA = 0.05  # the coefficient trend holds when its one-sided permutation p-value is at most this
+
+BASELINE_WORDS = {
+    "mean_ablation": "loss recovered relative to mean ablation, (H_mean - H*) / (H_mean - H_orig)",
+    "explained_variance": "explained variance of the activations",
+    "zero_ablation": "the paper's CE score against zero ablation, (H* - H0) / (H_orig - H0)",
+}
 
 
 def _diff_rule(first: np.ndarray, last: np.ndarray) -> tuple[float, float]:
@@ -20,10 +30,42 @@ def _diff_rule(first: np.ndarray, last: np.ndarray) -> tuple[float, float]:
     return d, float(math.sqrt(first.var(ddof=1) / first.size + last.var(ddof=1) / last.size))
 
 
+def _ranks(x) -> np.ndarray:
+    from scipy.stats import rankdata
+
+    return rankdata(np.asarray(x, dtype=float))
+
+
+def spearman_trend(steps, values, sign: float) -> tuple[float, float]:
+    """(Spearman's rho of `values` against `steps`, one-sided p-value of a trend of the sign `sign`):
+    the share of orderings of the values, all n! of them for n <= 8 (else 20,000 seeded draws), whose
+    rho is at least as far in that direction as the observed one (ties: average ranks)."""
+    rs, rv = _ranks(steps), _ranks(values)
+    n = len(rs)
+    if n < 3 or np.ptp(rv) == 0:
+        return float("nan"), float("nan")
+
+    def rho(v) -> float:
+        return float(np.corrcoef(rs, v)[0, 1])
+
+    obs = rho(rv)
+    if n <= 8:
+        perms = (np.array(p) for p in itertools.permutations(rv))
+        total = math.factorial(n)
+    else:
+        g = np.random.default_rng(0)
+        perms = (g.permutation(rv) for _ in range(20_000))
+        total = 20_000
+    hits = sum(1 for p in perms if sign * rho(p) >= sign * obs - 1e-12)
+    return obs, hits / total
+
+
 def growth(rows: list[dict], key: str = "learned_features_seeds") -> dict:
     a = np.array(rows[0][key], float)
     b = np.array(rows[-1][key], float)
     d, se = _diff_rule(a, b)
+    means = [float(np.mean(r[key])) for r in rows]
+    rho, _ = spearman_trend([r["step"] for r in rows], means, +1) if len(rows) >= 3 else (float("nan"), 0)
     return {
         "first_step": rows[0]["step"],
         "last_step": rows[-1]["step"],
@@ -32,6 +74,7 @@ def growth(rows: list[dict], key: str = "learned_features_seeds") -> dict:
         "factor": float(b.mean() / a.mean()) if a.mean() else float("nan"),
         "difference": d,
         "standard_error": se,
+        "spearman_all": rho,
     }
 
 
@@ -51,6 +94,17 @@ def steepness(rows: list[dict]) -> dict:
     }
 
 
+def coefficient_trend(rows: list[dict], architecture: str) -> dict:
+    """Spearman's rho of the coefficient at the target (interpolated) against the step over every studied
+    checkpoint, and its one-sided p-value in the paper's direction (a weaker penalty later: a smaller
+    coefficient, or a larger k for top-k SAEs)."""
+    sign = 1.0 if INCREASING.get(architecture, False) else -1.0
+    cs = [r.get("coefficient_at_target") for r in rows]
+    usable = all(c is not None for c in cs) and len(rows) >= 3
+    rho, p = spearman_trend([r["step"] for r in rows], cs, sign) if usable else (float("nan"), float("nan"))
+    return {"coefficients": cs, "steps": [r["step"] for r in rows], "spearman": rho, "p_one_sided": p, "sign": sign}
+
+
 def _verdict(d: float, se: float, sign: float) -> str:
     """holds: the change has the claimed sign and exceeds 2 standard errors over seeds; fails: it has
     the wrong sign (or is zero); inconclusive: the claimed sign within 2 standard errors (or one seed)."""
@@ -59,16 +113,57 @@ def _verdict(d: float, se: float, sign: float) -> str:
     return "holds" if math.isfinite(se) and d * sign > 2 * se else "inconclusive"
 
 
+def trend_verdict(rho: float, p: float, sign: float, alpha: float = TREND_ALPHA) -> str:
+    """holds: rho has the claimed sign and p <= alpha; fails: rho is zero or has the other sign;
+    inconclusive: the claimed sign but p > alpha, or no rho (fewer than 3 checkpoints, a constant)."""
+    if not math.isfinite(rho):
+        return "inconclusive"
+    if rho * sign <= 0:
+        return "fails"
+    return "holds" if p <= alpha else "inconclusive"
+
+
+def _capped(verdict: str, rows: list[dict], key: str, what: str) -> tuple[str, str]:
+    """Saturation rule: a count within 10% of d_sae can only hide growth and flatten the degree curve,
+    never create them. A saturated earliest checkpoint makes the claim inconclusive; a saturated final
+    one turns a 'fails' into 'inconclusive' and leaves a 'holds' standing (the measured change is then a
+    lower bound); saturated checkpoints in between are flagged in the note (the claim compares the two
+    ends). Returns (verdict, the sentence for the note)."""
+    sat = [r["step"] for r in rows if r[key]]
+    if not sat:
+        return verdict, f"saturation: no checkpoint's {what} count is within 10% of d_sae ({rows[0]['d_sae']:,})"
+    where = f"saturation: step(s) {sat} have {what} counts within 10% of d_sae ({rows[0]['d_sae']:,})"
+    if rows[0][key]:
+        return "inconclusive", f"inconclusive: {where}, the earliest among them, so the ceiling hides any change"
+    if rows[-1][key] and verdict == "fails":
+        return "inconclusive", f"inconclusive: {where}; the ceiling caps the final checkpoint, so no failure is shown"
+    if rows[-1][key] and verdict == "holds":
+        return verdict, f"{where}; the ceiling can only reduce the change, so it holds as a lower bound"
+    return verdict, f"{where}; the dictionary is too narrow to show the change at them"
+
+
 def make_claims(rows: list[dict], cfg) -> list[dict]:
     paper = paper_numbers("feature_growth")
     g, st = growth(rows), steepness(rows)
-    n_seeds = len(rows[0]["learned_features_seeds"])
+    n_seeds, n_ck = len(rows[0]["learned_features_seeds"]), len(rows)
     ends_matched = rows[0]["matched"] and rows[-1]["matched"]
+    base = BASELINE_WORDS[cfg.match_on]
+    sample = (
+        f"n = {n_seeds} SAE seeds per checkpoint, {rows[0]['n_activations']:,} held-out activations, {n_ck} "
+        f"checkpoints (steps {[r['step'] for r in rows]})"
+    )
     unmatched = (
         ""
         if ends_matched
-        else "; inconclusive: the earliest or final SAE misses the target score, so the comparison is not at equal "
-        "reconstruction"
+        else "; inconclusive: the earliest or final SAE misses the target quality, so the comparison is not at "
+        "equal reconstruction"
+    )
+    seed_rule = "holds if the increase exceeds 2 standard errors of the seed spread, fails if there is no increase"
+    v, sat_note = _capped(
+        _verdict(g["difference"], g["standard_error"], +1) if ends_matched else "inconclusive",
+        rows,
+        "saturated",
+        "learned features",
     )
     claims = [
         claim(
@@ -77,59 +172,79 @@ def make_claims(rows: list[dict], cfg) -> list[dict]:
             f"{paper['learned_features']['early']:,} -> {paper['learned_features']['late']:,} (about "
             f"{paper['growth_factor']}-fold)",
             f"{g['first_mean']:,.0f} -> {g['last_mean']:,.0f} ({g['factor']:.2f}-fold; steps {g['first_step']} -> "
-            f"{g['last_step']})",
-            _verdict(g["difference"], g["standard_error"], +1) if ends_matched else "inconclusive",
-            f"mean over {n_seeds} SAE seeds of the distinct features firing on {cfg.n_activations:,} held-out "
-            "activations; "
-            "holds if the increase exceeds 2 standard errors of the seed spread, fails if there is no increase. The "
-            "verdict "
-            f"is on growth, not on the paper's magnitude: our dictionaries have {rows[0]['d_sae']:,} features "
-            f"(the paper's 65,536){unmatched}",
+            f"{g['last_step']}; Spearman rho over all checkpoints {g['spearman_all']:.2f})",
+            v if ends_matched else "inconclusive",
+            f"distinct features firing on the sampled activations, mean over seeds, final against earliest checkpoint "
+            f"(baseline: the earliest count, and the seed spread as noise), SAEs matched on {base}; {seed_rule}; "
+            f"{sample}; the verdict is on growth, not on the paper's magnitude (our d_sae {rows[0]['d_sae']:,}, the "
+            f"paper's 65,536); {sat_note}{unmatched}",
         )
     ]
     gf = growth(rows, "frequent_features_seeds")
+    v, sat_note = _capped(
+        _verdict(gf["difference"], gf["standard_error"], +1) if ends_matched else "inconclusive",
+        rows,
+        "frequent_saturated",
+        "frequent features",
+    )
     claims.append(
         claim(
             "frequent_features_grow",
             "Beyond the paper: the growth holds for features that fire on at least 1 in 10,000 activations",
             "not measured",
             f"{gf['first_mean']:,.0f} -> {gf['last_mean']:,.0f} ({gf['factor']:.2f}-fold)",
-            _verdict(gf["difference"], gf["standard_error"], +1) if ends_matched else "inconclusive",
+            v if ends_matched else "inconclusive",
             f"features firing on >= {rows[0]['frequent_min_fires']} of the {rows[0]['n_activations']:,} sampled "
-            "activations, mean "
-            "over seeds; a short SAE training leaves features that fire once or twice, which the paper's count "
-            "includes; "
-            f"same rule as above{unmatched}",
+            "activations (a short SAE training leaves features that fire once or twice, which the paper's count "
+            f"includes), mean over seeds, final against earliest checkpoint (baseline: the earliest count, and the "
+            f"seed spread as noise); {seed_rule}; {sample}; {sat_note}{unmatched}",
         )
     )
-    scores = [r["ce_reconstruction_score"] for r in rows]
+    scores = [r["score"] for r in rows]
     n_ok = sum(r["matched"] for r in rows)
+    zero = [r["ce_reconstruction_score"] for r in rows]
+    ev = [r["explained_variance"] for r in rows]
     claims.append(
         claim(
-            "ce_scores_matched",
-            "The cross-entropy reconstruction scores of the compared SAEs are matched",
-            "about equal (Fig 12)",
-            f"{min(scores):.3f} .. {max(scores):.3f} (target {cfg.target_ce_score} +- {cfg.ce_tolerance})",
+            "scores_matched",
+            "The reconstruction quality of the compared SAEs is matched",
+            "about equal CE scores (Fig 12)",
+            f"{cfg.match_on.replace('_', ' ')} {min(scores):.3f} .. {max(scores):.3f} (target {cfg.target_score} +- "
+            f"{cfg.tolerance}); zero-ablation CE score {min(zero):.3f} .. {max(zero):.3f}; explained variance "
+            f"{min(ev):.3f} .. {max(ev):.3f}",
             "holds" if n_ok == len(rows) else "fails",
-            f"holds if every checkpoint's chosen SAE lands within the tolerance ({n_ok} of {len(rows)} do); the "
-            "coefficient "
-            f"search trains at most {cfg.search_steps} SAEs per checkpoint",
+            f"matched on {base}; holds if at every checkpoint the search brackets the target (an SAE on each side) "
+            f"and the chosen SAE lands within the tolerance ({n_ok} of n = {n_ck} checkpoints do); the search trains "
+            "at most "
+            f"{cfg.search_steps} SAEs per checkpoint, plus one at the coefficient interpolated to the target; the "
+            "zero-ablation score is shown for comparison only: for these bias-free models zero ablation gives "
+            "uniform logits, so its baseline H0 is ln(vocabulary) at every checkpoint",
         )
     )
-    c0, c1 = rows[0]["sparsity_coefficient"], rows[-1]["sparsity_coefficient"]
-    inc = INCREASING.get(cfg.architecture, False)
-    ok = all(r["matched"] for r in (rows[0], rows[-1]))
+    tr = coefficient_trend(rows, cfg.architecture)
+    inc = tr["sign"] > 0
+    all_matched = n_ok == n_ck
+    coefs = " / ".join("-" if c is None else f"{c:.3g}" for c in tr["coefficients"])
     claims.append(
         claim(
             "later_checkpoints_harder",
-            "Later checkpoints need a weaker sparsity penalty to reach the same reconstruction score",
+            "Later checkpoints need a weaker sparsity penalty to reach the same reconstruction quality",
             "lambda " + " / ".join(str(x) for x in paper["sparsity_coefficients"]) + " at steps 3k / 50k / 130k",
-            f"{c0:.3g} -> {c1:.3g}",
-            ("holds" if (c1 > c0 if inc else c1 < c0) else "fails") if ok else "inconclusive",
-            "the coefficient chosen for the final checkpoint against the earliest one; inconclusive if either misses "
-            "the "
-            "target score" + (" (for top-k SAEs: a larger k)" if inc else ""),
+            f"{coefs} at steps {tr['steps']}; Spearman rho {tr['spearman']:.2f} (one-sided p {tr['p_one_sided']:.3f})",
+            trend_verdict(tr["spearman"], tr["p_one_sided"], tr["sign"]) if all_matched else "inconclusive",
+            "the coefficient at the target (log-linear interpolation between the two bracketing SAEs of the search) at "
+            f"every studied checkpoint, matched on {base}; Spearman's rho of coefficient against step over all "
+            f"{n_ck} checkpoints, with an exact permutation p-value (baseline: no trend, every ordering equally "
+            f"likely); holds if rho {'> 0' if inc else '< 0'} and p <= {TREND_ALPHA} (for 5 checkpoints: monotone, "
+            f"or one adjacent swap), fails if rho {'<= 0' if inc else '>= 0'}, inconclusive if p > {TREND_ALPHA} "
+            "or any checkpoint is unmatched" + (" (top-k SAEs: a larger k is the weaker penalty)" if inc else ""),
         )
+    )
+    v, sat_note = _capped(
+        _verdict(st["difference"], st["standard_error"], -1) if ends_matched else "inconclusive",
+        rows,
+        "saturated",
+        "learned features",
     )
     claims.append(
         claim(
@@ -138,12 +253,11 @@ def make_claims(rows: list[dict], cfg) -> list[dict]:
             "qualitative (Fig 8b)",
             f"slope {st['first_slope']:.2f} -> {st['last_slope']:.2f}; top-{cfg.top_tokens} tokens reach "
             f"{st['first_top_coverage']:.0%} -> {st['last_top_coverage']:.0%} of connected features",
-            _verdict(st["difference"], st["standard_error"], -1) if ends_matched else "inconclusive",
+            v if ends_matched else "inconclusive",
             f"steepness = least-squares slope of log(degree) on log(rank) over the {cfg.slope_ranks} most frequent "
-            "tokens of the "
-            "sample (more negative = steeper), mean over seeds; holds if it decreases by more than 2 standard "
-            "errors, fails if "
-            f"it does not decrease{unmatched}",
+            "tokens of the sample (more negative = steeper), mean over seeds, final against earliest checkpoint "
+            "(baseline: the earliest slope, and the seed spread as noise); holds if it decreases by more than 2 "
+            f"standard errors, fails if it does not decrease; {sample}; {sat_note}{unmatched}",
         )
     )
     return claims

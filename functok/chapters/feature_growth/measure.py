@@ -1,5 +1,7 @@
-"""Chapter 4's study of one checkpoint: the coefficient search to the target score, SAEs of several
-seeds at the chosen coefficient, their quality, learned features and token-degree curves (cached)."""
+"""Chapter 4's study of one checkpoint: the coefficient search to the target quality (bracketed, then
+one SAE at the coefficient interpolated to the target), SAEs of several seeds at the chosen
+coefficient, their quality against the mean- and zero-ablation baselines, learned features (with
+their saturation: a count within 10% of d_sae) and token-degree curves (cached)."""
 
 from __future__ import annotations
 
@@ -15,20 +17,36 @@ import numpy as np
 
 from functok.book.cache import cache_path, cached_dir, relpath, write_json_atomic
 from functok.book.config import ROOT, ParamError
-from functok.chapters.feature_growth.search import INCREASING, Trial, search_coefficient
+from functok.chapters.feature_growth.search import INCREASING, Trial, crossing, search_coefficient
 from functok.sae.activations import activation_sample
 from functok.sae.graph import TokenFeatureGraph
 from functok.sae.models import hub_checkpoint, load_model
-from functok.sae.quality import encode_sample, evaluate_sae, reference_losses
+from functok.sae.quality import (
+    encode_sample,
+    evaluate_sae,
+    mean_ablation_loss,
+    mean_ablation_score,
+    reference_losses,
+)
 from functok.sae.training import SAESpec, sae_params, train_sae, training_stats
 
-MIN_GAP = 0.05  # nats between H0 and H_orig below which the reconstruction score is noise
+MIN_GAP = 0.05  # nats between the baseline's loss and H_orig below which the reconstruction score is noise
+
+# the quality every checkpoint's SAE is matched to (cfg.match_on) -> its key in an SAE's metrics
+SCORE_KEYS = {
+    "mean_ablation": "mean_ablation_score",
+    "explained_variance": "explained_variance",
+    "zero_ablation": "ce_reconstruction_score",
+}
+BASELINES = {"mean_ablation": "ce_loss_mean_ablation", "zero_ablation": "ce_loss_zero_ablation"}
+QUALITY_KEYS = ("mean_ablation_score", "ce_reconstruction_score", "explained_variance", "l0", "delta_loss")
+SATURATED = 0.9  # a feature count at or above this share of d_sae is within 10% of its ceiling
 
 
 FREQUENT_SHARE = 1e-4  # "frequent" features fire on at least 1 in 10,000 sampled activations
 
 
-EVAL_VERSION = 1  # bump when a change here or in functok.sae's metrics changes cached evaluations
+EVAL_VERSION = 2  # bump when a change here or in functok.sae's metrics changes cached evaluations
 
 
 @dataclass
@@ -208,17 +226,12 @@ def study_checkpoint(
         ref = _cached_json(
             "reference_losses",
             {"checkpoint": ident, "hook_name": hook, **win_keys},
-            lambda: reference_losses(ident, hook, held_win, ev, model=get_model()),
+            lambda: {
+                **reference_losses(ident, hook, held_win, ev, model=get_model()),
+                **mean_ablation_loss(ident, hook, held_win, ev, model=get_model()),
+            },
         )
-        gap = ref["ce_loss_zero_ablation"] - ref["ce_loss_original"]
-        if gap < MIN_GAP:
-            raise ParamError(
-                f"checkpoint_fractions: the checkpoint at step {ck['step']} predicts no better than the zero-ablated "
-                "model "
-                f"(H_orig {ref['ce_loss_original']:.3f} vs H0 {ref['ce_loss_zero_ablation']:.3f} nats), so its "
-                "reconstruction "
-                f"score is undefined; expected later checkpoints (raise the smallest fraction or step)"
-            )
+        _check_gap(cfg, ck["step"], ref)
 
         def sae_for(c: float, seed: int) -> Path:
             spec = spec_of(cfg, c, seed)
@@ -228,28 +241,44 @@ def study_checkpoint(
             return train_sae(ident, hook, spec, train_win, model=get_model(), progress=progress)
 
         def metrics(sae_dir: Path) -> dict:
-            return _cached_json(
+            m = _cached_json(
                 "sae_evals",
                 {"sae": relpath(sae_dir), **win_keys},
                 lambda: evaluate_sae(sae_dir, ident, held_win, max_windows=ev, model=get_model()),
             )
+            return with_scores(m, ref)
 
         def score_of(c: float):
             sae_dir = sae_for(c, cfg.seed)
             m = metrics(sae_dir)
-            return m["ce_reconstruction_score"], {"sae": sae_dir, **m}
+            return m[SCORE_KEYS[cfg.match_on]], {"sae": sae_dir, **m}
 
+        integer = cfg.architecture == "topk"
         best, trials = search_coefficient(
             score_of,
-            cfg.target_ce_score,
-            cfg.ce_tolerance,
+            cfg.target_score,
+            cfg.tolerance,
             start,
             cfg.search_steps,
             cfg.search_factor,
             increasing=INCREASING.get(cfg.architecture, False),
             prior_slope=prior_slope,
-            integer=cfg.architecture == "topk",
+            integer=integer,
+            bracket=True,
         )
+        at_target = crossing(trials, cfg.target_score, integer)
+        chosen = best
+        if at_target is not None:  # one more SAE at the interpolated coefficient (unless it was tried)
+            tried = [t for t in trials if abs(math.log(t.coefficient / at_target)) < 1e-9]
+            if tried:
+                interp = tried[0]
+            else:
+                sc, payload = score_of(at_target)
+                interp = Trial(at_target, float(sc), payload)
+                trials.append(interp)
+            interp.payload = {**interp.payload, "interpolated": True}
+            near = abs(interp.score - cfg.target_score) <= cfg.tolerance
+            chosen = interp if near else min(trials, key=lambda t: abs(t.score - cfg.target_score))
 
         def sample():
             return activation_sample(ident, hook, held_win, cfg.n_activations, cfg.seed, model=get_model())
@@ -259,9 +288,9 @@ def study_checkpoint(
         for k in range(cfg.n_seeds):
             seed = cfg.seed + k
             if k == 0:
-                sae_dir, m = best.payload["sae"], best.payload
+                sae_dir, m = chosen.payload["sae"], chosen.payload
             else:
-                sae_dir = sae_for(best.coefficient, seed)
+                sae_dir = sae_for(chosen.coefficient, seed)
                 m = metrics(sae_dir)
             seeds.append(
                 {
@@ -275,34 +304,84 @@ def study_checkpoint(
     finally:
         if downloaded is not None and not cfg.keep_checkpoints:
             shutil.rmtree(downloaded, ignore_errors=True)
-    slope = _local_slope(trials, best)
+    row = checkpoint_row(cfg, ck, ident, layer, hook, chosen, trials, seeds, at_target)
+    row["seconds"] = round(time.perf_counter() - t0, 2)
+    main = seeds[0]
+    curves = {"degree_by_rank": main["_degree_by_rank"], "ranking": main["_ranking"]}
+    return {"row": row, "slope": _local_slope(trials, chosen), "curves": curves, "sample_file": sample_file}
+
+
+def _check_gap(cfg, step: int, ref: dict) -> None:
+    """Refuse a checkpoint whose baseline is no worse than the model: its score is undefined (noise)."""
+    base = BASELINES.get(cfg.match_on)
+    if base is None:
+        return
+    gap = ref[base] - ref["ce_loss_original"]
+    if gap < MIN_GAP:
+        raise ParamError(
+            f"checkpoint_fractions: the checkpoint at step {step} predicts no better than with its activation "
+            f"{cfg.match_on.replace('_ablation', '')}-ablated (H_orig {ref['ce_loss_original']:.3f} vs "
+            f"{ref[base]:.3f} nats), so its reconstruction score is undefined; expected later checkpoints (raise the "
+            "smallest fraction or step)"
+        )
+
+
+def with_scores(m: dict, ref: dict) -> dict:
+    """An SAE's evaluation plus the scores against the checkpoint's baselines: the mean-ablation score
+    (H_mean - H*) / (H_mean - H_orig) and the loss the SAE adds, H* - H_orig (nats)."""
+    h_mean = ref["ce_loss_mean_ablation"]
+    return {
+        **m,
+        "ce_loss_mean_ablation": h_mean,
+        "mean_ablation_score": mean_ablation_score(m["ce_loss_with_sae"], m["ce_loss_original"], h_mean),
+        "delta_loss": m["ce_loss_with_sae"] - m["ce_loss_original"],
+    }
+
+
+def checkpoint_row(cfg, ck, ident, layer, hook, chosen: Trial, trials: list[Trial], seeds: list[dict], at_target):
+    """The results row of one checkpoint: the chosen SAE's coefficient and qualities, the coefficient at
+    the target (interpolated), learned features per seed, saturation, degree curves, every search SAE."""
     lf = np.array([s["learned_features"] for s in seeds], dtype=float)
+    fq = np.array([s["frequent_features"] for s in seeds], dtype=float)
     sl = np.array([s["degree_slope"] for s in seeds], dtype=float)
     cov = np.array([s["top_coverage"] for s in seeds], dtype=float)
-    main, bm = seeds[0], best.payload
-    row = {
+    main, bm = seeds[0], chosen.payload
+    d_sae = int(bm["d_sae"])
+    score = bm[SCORE_KEYS[cfg.match_on]]
+    return {
         "step": ck["step"],
         "tokens_seen": ck["tokens_seen"],
         "checkpoint": ident,
         "sae": relpath(main["sae"]),
         "layer": layer,
         "hook_name": hook,
-        "d_sae": bm["d_sae"],
-        "sparsity_coefficient": best.coefficient,
+        "d_sae": d_sae,
+        "match_on": cfg.match_on,
+        "score": score,
+        "sparsity_coefficient": chosen.coefficient,
+        "coefficient_at_target": at_target,
+        "bracketed": at_target is not None,
+        "interpolated": bool(bm.get("interpolated")),
+        "matched": at_target is not None and abs(score - cfg.target_score) <= cfg.tolerance,
+        "mean_ablation_score": bm["mean_ablation_score"],
         "ce_reconstruction_score": bm["ce_reconstruction_score"],
         "explained_variance": bm["explained_variance"],
         "l0": bm["l0"],
+        "delta_loss": bm["delta_loss"],
         "learned_features": main["learned_features"],
         "n_activations": main["n_activations"],
-        "matched": abs(bm["ce_reconstruction_score"] - cfg.target_ce_score) <= cfg.ce_tolerance,
         "ce_loss_original": bm["ce_loss_original"],
         "ce_loss_with_sae": bm["ce_loss_with_sae"],
+        "ce_loss_mean_ablation": bm["ce_loss_mean_ablation"],
         "ce_loss_zero_ablation": bm["ce_loss_zero_ablation"],
         "learned_features_seeds": lf.tolist(),
         "learned_features_mean": float(lf.mean()),
         "learned_features_std": float(lf.std(ddof=1)) if lf.size > 1 else float("nan"),
-        "frequent_features_seeds": [s["frequent_features"] for s in seeds],
+        "saturation": float(lf.mean() / d_sae),
+        "saturated": bool(lf.mean() >= SATURATED * d_sae),
+        "frequent_features_seeds": fq.astype(int).tolist(),
         "frequent_min_fires": main["frequent_min_fires"],
+        "frequent_saturated": bool(fq.mean() >= SATURATED * d_sae),
         "degree_slope": main["degree_slope"],
         "degree_slope_seeds": sl.tolist(),
         "top_coverage": main["top_coverage"],
@@ -313,9 +392,7 @@ def study_checkpoint(
                 "sae": relpath(s["sae"]),
                 "learned_features": s["learned_features"],
                 "frequent_features": s["frequent_features"],
-                "ce_reconstruction_score": s["metrics"]["ce_reconstruction_score"],
-                "l0": s["metrics"]["l0"],
-                "explained_variance": s["metrics"]["explained_variance"],
+                **{k: s["metrics"][k] for k in QUALITY_KEYS},
                 "degree_slope": s["degree_slope"],
                 "top_coverage": s["top_coverage"],
             }
@@ -324,25 +401,22 @@ def study_checkpoint(
         "search": [
             {
                 "sparsity_coefficient": t.coefficient,
-                "ce_reconstruction_score": t.score,
-                "l0": t.payload["l0"],
-                "explained_variance": t.payload["explained_variance"],
+                "score": t.score,
+                **{k: t.payload[k] for k in QUALITY_KEYS},
+                "interpolated": bool(t.payload.get("interpolated")),
                 "sae": relpath(t.payload["sae"]),
             }
             for t in trials
         ],
         "sae_training": [training_stats(t.payload["sae"]) for t in trials] + [s["training"] for s in seeds[1:]],
-        "seconds": round(time.perf_counter() - t0, 2),
     }
-    curves = {"degree_by_rank": main["_degree_by_rank"], "ranking": main["_ranking"]}
-    return {"row": row, "slope": slope, "curves": curves, "sample_file": sample_file}
 
 
 def _local_slope(trials: list[Trial], best: Trial) -> float | None:
     """d score / d log(c) near the chosen coefficient, from the two trials closest to it."""
-    pts = sorted((abs(math.log(t.coefficient / best.coefficient)), t) for t in trials if t is not best)
-    if not pts:
+    others = [t for t in trials if t is not best]
+    if not others:
         return None
-    t = pts[0][1]
+    t = min(others, key=lambda t: abs(math.log(t.coefficient / best.coefficient)))
     du = math.log(t.coefficient) - math.log(best.coefficient)
     return (t.score - best.score) / du if du else None

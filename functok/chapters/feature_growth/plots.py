@@ -17,34 +17,46 @@ def _palette(n: int):
     return sns_theme().color_palette("viridis", n)
 
 
+SCORE_LABELS = {
+    "mean_ablation": "loss recovered vs mean ablation",
+    "explained_variance": "explained variance",
+    "zero_ablation": "CE score vs zero ablation",
+}
+
+
 def score_vs_coefficient(analysis: dict, target: float, tolerance: float):
-    """Fig 12: cross-entropy reconstruction score against the sparsity coefficient, one line per
-    checkpoint, every SAE the search trained (circles) and the chosen one (star); the band is the
-    target +- tolerance."""
+    """Fig 12: the matched quality (results `match_on`) against the sparsity coefficient, one line per
+    checkpoint, every SAE the search trained (circles; the one at the interpolated coefficient: a
+    diamond) and the chosen one (star); the band is the target +- tolerance."""
     import matplotlib.pyplot as plt
 
     rows = analysis.results["checkpoints"]
+    label = SCORE_LABELS.get(analysis.results.get("match_on"), "score")
     colors = _palette(len(rows))
     fig, ax = plt.subplots(figsize=(6.5, 4.2))
     ax.axhspan(target - tolerance, target + tolerance, color="0.85", zorder=0, label="target +- tolerance")
     for r, c in zip(rows, colors):
-        pts = sorted((t["sparsity_coefficient"], t["ce_reconstruction_score"]) for t in r["search"])
+        pts = sorted((t["sparsity_coefficient"], t["score"]) for t in r["search"])
         x, y = zip(*pts)
         ax.plot(x, y, "o-", color=c, ms=4, lw=1, label=f"step {r['step']}")
-        ax.plot([r["sparsity_coefficient"]], [r["ce_reconstruction_score"]], "*", color=c, ms=13, mec="k", mew=0.5)
+        interp = [(t["sparsity_coefficient"], t["score"]) for t in r["search"] if t.get("interpolated")]
+        if interp:
+            ax.plot(*zip(*interp), "D", color=c, ms=6, mfc="none")
+        ax.plot([r["sparsity_coefficient"]], [r["score"]], "*", color=c, ms=13, mec="k", mew=0.5)
     ax.set_xscale("log")
-    lo = min(t["ce_reconstruction_score"] for r in rows for t in r["search"])
+    lo = min(t["score"] for r in rows for t in r["search"])
+    hi = max(t["score"] for r in rows for t in r["search"])
     bottom = max(lo - 0.01, target - 0.1)
-    ax.set_ylim(bottom, 1.0 + 0.003)
+    ax.set_ylim(bottom, min(max(hi, target + tolerance), 1.0) + 0.003)
     for r, c in zip(rows, colors):  # SAEs far below the target: a marker on the bottom edge
-        low = [t["sparsity_coefficient"] for t in r["search"] if t["ce_reconstruction_score"] < bottom]
+        low = [t["sparsity_coefficient"] for t in r["search"] if t["score"] < bottom]
         ax.plot(low, [bottom + 0.002] * len(low), "v", color=c, ms=7, clip_on=False)
     if lo < bottom:
         ax.text(0.99, 0.02, "v: score below the axis", transform=ax.transAxes, ha="right", va="bottom", fontsize=8)
     ax.set(
         xlabel="sparsity coefficient",
-        ylabel="CE reconstruction score",
-        title="Fig 12: reconstruction score vs sparsity coefficient",
+        ylabel=label,
+        title="Fig 12: reconstruction quality vs sparsity coefficient",
     )
     ax.legend(fontsize=8, loc="lower left")
     fig.tight_layout()
@@ -115,6 +127,7 @@ def learned_features(analysis: dict, paper: dict | None = None):
             color="C3",
             label="paper (d_sae 65,536; steps 3k and 130k)",
         )
+    ax.axhline(0.9, color="0.5", ls=":", lw=1, label="saturated (within 10% of d_sae)")
     ax.set_xscale("log")
     ax.set_ylim(0, 1.05)
     ax.set(xlabel="fraction of training", ylabel="share of the dictionary", title="learned features / d_sae")
@@ -171,27 +184,32 @@ def degree_curves(analysis: dict, top_tokens: int = 10):
 
 
 def checkpoint_table(analysis: dict) -> pd.DataFrame:
-    """One row per checkpoint: the chosen SAE's coefficient and quality, and the learned features."""
+    """One row per checkpoint: the chosen SAE's coefficient (and the one interpolated to the target), its
+    quality against both baselines, the losses behind them, and the learned features with saturation."""
     rows = []
     for r in analysis.results["checkpoints"]:
         sd = r["learned_features_std"]
+        cat = r.get("coefficient_at_target")
         rows.append(
             {
                 "step": r["step"],
                 "tokens seen": r["tokens_seen"],
                 "coefficient": r["sparsity_coefficient"],
-                "CE score": r["ce_reconstruction_score"],
+                "at target": cat if cat is not None else np.nan,
                 "matched": "yes" if r["matched"] else "no",
-                "L0": r["l0"],
+                "vs mean abl.": r["mean_ablation_score"],
+                "vs zero abl.": r["ce_reconstruction_score"],
                 "expl. variance": r["explained_variance"],
+                "L0": r["l0"],
                 "H_orig": r["ce_loss_original"],
                 "H*": r["ce_loss_with_sae"],
+                "H_mean": r["ce_loss_mean_ablation"],
                 "H0": r["ce_loss_zero_ablation"],
                 "learned features": f"{r['learned_features_mean']:,.0f}"
                 + ("" if not np.isfinite(sd) else f" +- {sd:,.0f}"),
-                "frequent features": f"{np.mean(r['frequent_features_seeds']):,.0f}"
-                if "frequent_features_seeds" in r
-                else "",
+                "of d_sae": r["saturation"],
+                "saturated": "yes" if r["saturated"] else "no",
+                "frequent features": f"{np.mean(r['frequent_features_seeds']):,.0f}",
                 "degree slope": r["degree_slope"],
                 "top-k coverage": r["top_coverage"],
             }
@@ -201,12 +219,16 @@ def checkpoint_table(analysis: dict) -> pd.DataFrame:
         {
             "tokens seen": "{:,}",
             "coefficient": "{:.3g}",
-            "CE score": "{:.4f}",
-            "L0": "{:.1f}",
+            "at target": "{:.3g}",
+            "vs mean abl.": "{:.4f}",
+            "vs zero abl.": "{:.4f}",
             "expl. variance": "{:.3f}",
+            "L0": "{:.1f}",
             "H_orig": "{:.3f}",
             "H*": "{:.3f}",
+            "H_mean": "{:.3f}",
             "H0": "{:.3f}",
+            "of d_sae": "{:.1%}",
             "degree slope": "{:.2f}",
             "top-k coverage": "{:.1%}",
         }
@@ -214,15 +236,19 @@ def checkpoint_table(analysis: dict) -> pd.DataFrame:
 
 
 def search_table(analysis: dict) -> pd.DataFrame:
-    """Every SAE the coefficient search trained (the points of Fig 12)."""
+    """Every SAE the coefficient search trained (the points of Fig 12); `interpolated`: the SAE at the
+    coefficient interpolated to the target."""
     df = analysis.detail["frames"]["search"].copy()
     df["sae"] = df["sae"].map(lambda p: str(p).split("/")[-1])
     return df.style.format(
         {
             "sparsity_coefficient": "{:.4g}",
+            "score": "{:.4f}",
+            "mean_ablation_score": "{:.4f}",
             "ce_reconstruction_score": "{:.4f}",
-            "l0": "{:.1f}",
             "explained_variance": "{:.3f}",
+            "l0": "{:.1f}",
+            "delta_loss": "{:.4f}",
         }
     )
 

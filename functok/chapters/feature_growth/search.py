@@ -1,5 +1,7 @@
-"""The sparsity-coefficient search of chapter 4: train SAEs until one's cross-entropy reconstruction
-score is within tolerance of the target (bracketing, then interpolation in log coefficient)."""
+"""The sparsity-coefficient search of chapter 4: train SAEs until the target quality is bracketed (one
+SAE scores above it, one below) and one is within tolerance of it (stepping, then interpolation in log
+coefficient); `crossing` then interpolates log-linearly between the two bracketing coefficients, where
+one more SAE is trained (the coefficient at the target, not the first one that happens to be close)."""
 
 from __future__ import annotations
 
@@ -27,9 +29,12 @@ def search_coefficient(
     increasing: bool = False,
     prior_slope: float | None = None,
     integer: bool = False,
+    bracket: bool = False,
 ) -> tuple[Trial, list[Trial]]:
     """Find a coefficient whose score is within `tolerance` of `target`, the score being monotone in
-    log(coefficient) (decreasing unless `increasing`). `score_of(c) -> (score, payload)`.
+    log(coefficient) (decreasing unless `increasing`). `score_of(c) -> (score, payload)`. With
+    `bracket`, a trial within tolerance stops the search only once another trial lies on the other
+    side of the target (so `crossing` can interpolate); the next step then goes just past the target.
 
     Returns (the trial closest to the target, every trial in order). `prior_slope`: d score /
     d log(c) from a similar problem (the previous checkpoint), used for the first step."""
@@ -56,7 +61,7 @@ def search_coefficient(
         trials.append(Trial(c, float(s), payload))
         if not math.isfinite(s):
             break
-        if abs(s - target) <= tolerance:
+        if abs(s - target) <= tolerance and (not bracket or bracket_of(trials, target) is not None):
             break
         u = _next_u(trials, target, sign, max_jump, prior_slope)
     best = min(trials, key=lambda t: abs(t.score - target) if math.isfinite(t.score) else math.inf)
@@ -97,3 +102,31 @@ def _bisect_u(trials: list[Trial], target: float) -> float | None:
     pts = sorted((math.log(t.coefficient), t.score) for t in trials if math.isfinite(t.score))
     pairs = [(a, b) for a, b in zip(pts, pts[1:]) if (a[1] - target) * (b[1] - target) < 0]
     return (pairs[0][0][0] + pairs[0][1][0]) / 2 if pairs else None
+
+
+def bracket_of(trials: list[Trial], target: float) -> tuple[Trial, Trial] | None:
+    """The two trials adjacent in coefficient whose scores lie on either side of the target (one may
+    equal it); where noise makes several such pairs, the one holding the trial closest to the target."""
+    pts = sorted((t for t in trials if math.isfinite(t.score)), key=lambda t: t.coefficient)
+    pairs = [
+        (a, b)
+        for a, b in zip(pts, pts[1:])
+        if (a.score - target) * (b.score - target) <= 0 and a.coefficient != b.coefficient and a.score != b.score
+    ]
+    if not pairs:
+        return None
+    return min(pairs, key=lambda p: min(abs(p[0].score - target), abs(p[1].score - target)))
+
+
+def crossing(trials: list[Trial], target: float, integer: bool = False) -> float | None:
+    """The coefficient where the score reaches the target, by linear interpolation of the score in
+    log(coefficient) between the bracketing trials (`bracket_of`); None when the target is not bracketed.
+    `integer` (top-k's k): rounded to the nearest integer."""
+    pair = bracket_of(trials, target)
+    if pair is None:
+        return None
+    a, b = pair
+    ua, ub = math.log(a.coefficient), math.log(b.coefficient)
+    u = ua + (target - a.score) / (b.score - a.score) * (ub - ua)
+    c = math.exp(u)
+    return float(max(1, round(c))) if integer else c
