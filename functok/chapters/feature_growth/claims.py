@@ -170,7 +170,7 @@ def make_claims(rows: list[dict], cfg) -> list[dict]:
             "learned_features_grow",
             "Learned features grow from the earliest to the final checkpoint",
             f"{paper['learned_features']['early']:,} -> {paper['learned_features']['late']:,} (about "
-            f"{paper['growth_factor']}-fold)",
+            f"{paper['growth_factor']}-fold; from a secondary summary, not the paper's text)",
             f"{g['first_mean']:,.0f} -> {g['last_mean']:,.0f} ({g['factor']:.2f}-fold; steps {g['first_step']} -> "
             f"{g['last_step']}; Spearman rho over all checkpoints {g['spearman_all']:.2f})",
             v if ends_matched else "inconclusive",
