@@ -42,6 +42,12 @@ def test_crossing_is_exact_on_a_log_linear_curve_and_needs_a_bracket():
     lo, hi = search.bracket_of(trials, 0.9)
     assert (lo.score - 0.9) * (hi.score - 0.9) <= 0
     assert math.log(search.crossing(trials, 0.9)) == pytest.approx(1.3, abs=1e-9)
+    # with the slope known (the previous checkpoint's), a first trial within tolerance is bracketed in one step
+    _, trials = search.search_coefficient(
+        score_of, 0.9, 0.02, start=math.e, max_steps=6, bracket=True, prior_slope=-0.05
+    )
+    assert len(trials) == 2 and trials[1].score < 0.9 < trials[0].score
+    assert math.log(search.crossing(trials, 0.9)) == pytest.approx(1.3, abs=1e-9)
 
 
 @pytest.mark.parametrize("u_mid", [-3.0, 0.5, 4.0])
