@@ -249,6 +249,7 @@ def fake_rows(counts, d_sae=100, slopes=None, coefs=None, matched=True, seeds=3)
                 "matched": matched if isinstance(matched, bool) else matched[i],
                 "score": 0.95,
                 "ce_reconstruction_score": 0.9,
+                "ce_loss_zero_ablation": math.log(4096),
                 "explained_variance": 0.8,
                 "coefficient_at_target": None if coefs is None else coefs[i],
             }
@@ -275,6 +276,9 @@ def test_saturation_flag_and_rule():
     assert [r["saturated"] for r in rows] == [False] * 4 + [True]
     c = {c["id"]: c for c in claims.make_claims(rows, Cfg)}
     assert c["learned_features_grow"]["verdict"] == "holds" and "lower bound" in c["learned_features_grow"]["note"]
+    # two checkpoints: no trend over all of them, and the two ends still decide
+    assert verdicts(fake_rows([20, 80]))["learned_features_grow"] == "holds"
+    assert "4,096 tokens" in {c["id"]: c for c in claims.make_claims(rows, Cfg)}["scores_matched"]["note"]
     # the earliest checkpoint saturated: nothing can be said
     assert verdicts(fake_rows([95, 96, 97, 98, 99]))["learned_features_grow"] == "inconclusive"
     # saturated in between only: flagged, and the two ends still decide (here a fall)
