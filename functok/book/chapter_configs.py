@@ -294,7 +294,7 @@ class FeatureGrowthConfig(ChapterConfig):
         hi=1e6,
     )
     search_steps: int = param(
-        5,
+        4,
         "SAEs the coefficient search may train per checkpoint to bracket the target (plus one at the interpolated "
         "coefficient)",
         lo=1,

@@ -135,12 +135,14 @@ def tiny_cfg(**kw) -> FeatureGrowthConfig:
     base = functok.book.config.defaults(FeatureGrowthConfig) | {
         "preset": "tiny",
         "checkpoint_fractions": [0.3, 1.0],
-        "target_score": 0.9,
+        # SAEs trained enough (64 steps at lr 1e-2) that the search brackets the target at the final checkpoint
+        "target_score": 0.85,
         "tolerance": 0.05,
-        "search_steps": 2,
+        "search_steps": 3,
         "n_seeds": 2,
-        "training_tokens": 1024,
-        "batch_size": 128,
+        "training_tokens": 4096,
+        "batch_size": 64,
+        "lr": 1e-2,
         "expansion_factor": 4,
         "n_activations": 300,
         "eval_windows": 6,
@@ -185,7 +187,7 @@ def test_results_layout(env, analysis):
         assert r["layer"] == 1 and r["hook_name"] == "blocks.1.hook_resid_post" and r["d_sae"] == 64
         assert _abs(r["checkpoint"]).parent.parent == run.resolve()
         assert len(r["learned_features_seeds"]) == 2 and r["learned_features"] == r["learned_features_seeds"][0]
-        assert 1 <= len(r["search"]) <= 3  # search_steps, plus one at the interpolated coefficient
+        assert 1 <= len(r["search"]) <= 4  # search_steps, plus one at the interpolated coefficient
         assert r["sparsity_coefficient"] in [t["sparsity_coefficient"] for t in r["search"]]
         # the quality matched on: loss recovered relative to mean ablation, recomputed from the losses
         h_mean, h, h_star = r["ce_loss_mean_ablation"], r["ce_loss_original"], r["ce_loss_with_sae"]
@@ -196,8 +198,8 @@ def test_results_layout(env, analysis):
             interp = [t for t in r["search"] if t["interpolated"]]
             assert len(interp) == 1 and interp[0]["sparsity_coefficient"] == pytest.approx(r["coefficient_at_target"])
             others = [t for t in r["search"] if not t["interpolated"]]
-            above = [t["sparsity_coefficient"] for t in others if t["score"] >= 0.9]
-            below = [t["sparsity_coefficient"] for t in others if t["score"] <= 0.9]
+            above = [t["sparsity_coefficient"] for t in others if t["score"] >= 0.85]
+            below = [t["sparsity_coefficient"] for t in others if t["score"] <= 0.85]
             assert above and below
             assert min(max(above), max(below)) <= r["coefficient_at_target"] <= max(min(above), min(below))
         else:
@@ -211,12 +213,10 @@ def test_results_layout(env, analysis):
     assert {r["checkpoint"] for r in rows} <= set(art.values())
     assert {"tokens", "activation_sample", "training_windows"} <= set(analysis.data)
     assert res["n_checkpoints"] == 2 and res["saturated_steps"] == [r["step"] for r in rows if r["saturated"]]
-    print(
-        {
-            r["step"]: {k: r[k] for k in ("score", "coefficient_at_target", "learned_features", "saturated")}
-            for r in rows
-        }
-    )
+    # the final checkpoint is matched by the SAE at the interpolated coefficient (a fixed tiny setup; the
+    # earliest one sits on a cliff where the interpolated SAE dies, and stays unmatched)
+    assert rows[1]["matched"] and rows[1]["interpolated"] and rows[1]["bracketed"]
+    assert rows[1]["sparsity_coefficient"] == rows[1]["coefficient_at_target"]
     assert [c["id"] for c in analysis.claims] == [
         "learned_features_grow",
         "frequent_features_grow",

@@ -42,6 +42,12 @@ def test_crossing_is_exact_on_a_log_linear_curve_and_needs_a_bracket():
     lo, hi = search.bracket_of(trials, 0.9)
     assert (lo.score - 0.9) * (hi.score - 0.9) <= 0
     assert math.log(search.crossing(trials, 0.9)) == pytest.approx(1.3, abs=1e-9)
+    # with the slope known (the previous checkpoint's), a first trial within tolerance is bracketed in one step
+    _, trials = search.search_coefficient(
+        score_of, 0.9, 0.02, start=math.e, max_steps=6, bracket=True, prior_slope=-0.05
+    )
+    assert len(trials) == 2 and trials[1].score < 0.9 < trials[0].score
+    assert math.log(search.crossing(trials, 0.9)) == pytest.approx(1.3, abs=1e-9)
 
 
 @pytest.mark.parametrize("u_mid", [-3.0, 0.5, 4.0])
@@ -243,6 +249,7 @@ def fake_rows(counts, d_sae=100, slopes=None, coefs=None, matched=True, seeds=3)
                 "matched": matched if isinstance(matched, bool) else matched[i],
                 "score": 0.95,
                 "ce_reconstruction_score": 0.9,
+                "ce_loss_zero_ablation": math.log(4096),
                 "explained_variance": 0.8,
                 "coefficient_at_target": None if coefs is None else coefs[i],
             }
@@ -269,6 +276,9 @@ def test_saturation_flag_and_rule():
     assert [r["saturated"] for r in rows] == [False] * 4 + [True]
     c = {c["id"]: c for c in claims.make_claims(rows, Cfg)}
     assert c["learned_features_grow"]["verdict"] == "holds" and "lower bound" in c["learned_features_grow"]["note"]
+    # two checkpoints: no trend over all of them, and the two ends still decide
+    assert verdicts(fake_rows([20, 80]))["learned_features_grow"] == "holds"
+    assert "4,096 tokens" in {c["id"]: c for c in claims.make_claims(rows, Cfg)}["scores_matched"]["note"]
     # the earliest checkpoint saturated: nothing can be said
     assert verdicts(fake_rows([95, 96, 97, 98, 99]))["learned_features_grow"] == "inconclusive"
     # saturated in between only: flagged, and the two ends still decide (here a fall)

@@ -142,6 +142,19 @@ def _capped(verdict: str, rows: list[dict], key: str, what: str) -> tuple[str, s
     return verdict, f"{where}; the dictionary is too narrow to show the change at them"
 
 
+def _zero_note(rows: list[dict]) -> str:
+    """What the zero-ablation baseline does in this run: constant H0 (a bias-free model's uniform logits)
+    or not."""
+    h0 = [r["ce_loss_zero_ablation"] for r in rows]
+    if max(h0) - min(h0) < 1e-3:
+        return (
+            f"the zero-ablation score is shown for comparison only: its baseline H0 is {h0[0]:.3f} nats at every "
+            f"checkpoint (uniform logits over about {math.exp(h0[0]):,.0f} tokens), so it rewards an early "
+            "checkpoint for being close to uniform"
+        )
+    return f"the zero-ablation score is shown for comparison (its baseline H0: {min(h0):.3f} .. {max(h0):.3f} nats)"
+
+
 def make_claims(rows: list[dict], cfg) -> list[dict]:
     paper = paper_numbers("feature_growth")
     g, st = growth(rows), steepness(rows)
@@ -172,7 +185,12 @@ def make_claims(rows: list[dict], cfg) -> list[dict]:
             f"{paper['learned_features']['early']:,} -> {paper['learned_features']['late']:,} (about "
             f"{paper['growth_factor']}-fold; from a secondary summary, not the paper's text)",
             f"{g['first_mean']:,.0f} -> {g['last_mean']:,.0f} ({g['factor']:.2f}-fold; steps {g['first_step']} -> "
-            f"{g['last_step']}; Spearman rho over all checkpoints {g['spearman_all']:.2f})",
+            f"{g['last_step']}"
+            + (
+                f"; Spearman rho over all checkpoints {g['spearman_all']:.2f})"
+                if math.isfinite(g["spearman_all"])
+                else ")"
+            ),
             v if ends_matched else "inconclusive",
             f"distinct features firing on the sampled activations, mean over seeds, final against earliest checkpoint "
             f"(baseline: the earliest count, and the seed spread as noise), SAEs matched on {base}; {seed_rule}; "
@@ -216,9 +234,8 @@ def make_claims(rows: list[dict], cfg) -> list[dict]:
             f"matched on {base}; holds if at every checkpoint the search brackets the target (an SAE on each side) "
             f"and the chosen SAE lands within the tolerance ({n_ok} of n = {n_ck} checkpoints do); the search trains "
             "at most "
-            f"{cfg.search_steps} SAEs per checkpoint, plus one at the coefficient interpolated to the target; the "
-            "zero-ablation score is shown for comparison only: for these bias-free models zero ablation gives "
-            "uniform logits, so its baseline H0 is ln(vocabulary) at every checkpoint",
+            f"{cfg.search_steps} SAEs per checkpoint, plus one at the coefficient interpolated to the target; "
+            + _zero_note(rows),
         )
     )
     tr = coefficient_trend(rows, cfg.architecture)
@@ -230,7 +247,12 @@ def make_claims(rows: list[dict], cfg) -> list[dict]:
             "later_checkpoints_harder",
             "Later checkpoints need a weaker sparsity penalty to reach the same reconstruction quality",
             "lambda " + " / ".join(str(x) for x in paper["sparsity_coefficients"]) + " at steps 3k / 50k / 130k",
-            f"{coefs} at steps {tr['steps']}; Spearman rho {tr['spearman']:.2f} (one-sided p {tr['p_one_sided']:.3f})",
+            f"{coefs} at steps {tr['steps']}; "
+            + (
+                f"Spearman rho {tr['spearman']:.2f} (one-sided p {tr['p_one_sided']:.3f})"
+                if math.isfinite(tr["spearman"])
+                else "no trend measured (fewer than 3 checkpoints, one unmatched, or a constant coefficient)"
+            ),
             trend_verdict(tr["spearman"], tr["p_one_sided"], tr["sign"]) if all_matched else "inconclusive",
             "the coefficient at the target (log-linear interpolation between the two bracketing SAEs of the search) at "
             f"every studied checkpoint, matched on {base}; Spearman's rho of coefficient against step over all "

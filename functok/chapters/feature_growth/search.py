@@ -34,7 +34,8 @@ def search_coefficient(
     """Find a coefficient whose score is within `tolerance` of `target`, the score being monotone in
     log(coefficient) (decreasing unless `increasing`). `score_of(c) -> (score, payload)`. With
     `bracket`, a trial within tolerance stops the search only once another trial lies on the other
-    side of the target (so `crossing` can interpolate); the next step then goes just past the target.
+    side of the target (so `crossing` can interpolate); until then a trial within tolerance aims the next
+    one half a tolerance past the target.
 
     Returns (the trial closest to the target, every trial in order). `prior_slope`: d score /
     d log(c) from a similar problem (the previous checkpoint), used for the first step."""
@@ -61,9 +62,14 @@ def search_coefficient(
         trials.append(Trial(c, float(s), payload))
         if not math.isfinite(s):
             break
-        if abs(s - target) <= tolerance and (not bracket or bracket_of(trials, target) is not None):
+        near = min(abs(t.score - target) for t in trials if math.isfinite(t.score)) <= tolerance
+        bracketed = bracket_of(trials, target) is not None
+        if near and (not bracket or bracketed):
             break
-        u = _next_u(trials, target, sign, max_jump, prior_slope)
+        goal = target
+        if bracket and abs(s - target) <= tolerance and not bracketed:  # close, one side only: aim just past it
+            goal = target + math.copysign(0.5 * tolerance, target - s)
+        u = _next_u(trials, goal, sign, max_jump, prior_slope)
     best = min(trials, key=lambda t: abs(t.score - target) if math.isfinite(t.score) else math.inf)
     return best, trials
 
