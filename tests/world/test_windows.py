@@ -54,11 +54,12 @@ def test_the_embedded_windows_keep_their_key():
     """The one key recipe gives the embedded windows the key they were cached under before the recipe
     was shared: what shapes them (corpus, BPE, split, context) and nothing else."""
     from functok.book.registry import pretrain_config
+    from functok.world.corpus import corpus_key
 
     cfg = pretrain_config("smoke")
     key = windows.windows_params("smoke", "heldout")
     assert key == {
-        "corpus": cfg.corpus,
+        "corpus": corpus_key(cfg.corpus),  # the embedded corpus enters as its recipe
         "max_documents": cfg.max_documents,
         "heldout_fraction": cfg.heldout_fraction,
         "vocab_size": cfg.vocab_size,
