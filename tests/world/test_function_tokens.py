@@ -208,3 +208,16 @@ def test_expected_documents_matches_random_placement():
     flat = np.array([t for d in even for t in d])
     b = analysis.occurrences_by_bin(flat, np.cumsum([0] + [len(d) for d in even]), 5, 10, seed=0)
     assert b["document_ratio"] > 1 and b["document_z"] > 0  # one per document: more documents than chance
+
+
+def test_burst_table_and_table2_paragraph_read_the_results():
+    from functok.chapters.function_tokens import plots
+
+    docs = [[5] * 20 + [1] * 20] * 10 + [[1] * 40] * 240
+    flat = np.array([t for d in docs for t in d])
+    b = analysis.occurrences_by_bin(flat, np.cumsum([0] + [len(d) for d in docs]), 5, 10, seed=0)
+    df = plots.burst_table({"bursts": {" x": b, " y": {"error": "not one token"}}})
+    assert list(df.index) == [" x"] and df.loc[" x", "documents"] == 10 and df.loc[" x", "occurrences"] == 200
+    t = {"symbol_like_paper_only": ["{", "1"], "only_ours": [{"token": " their"}]}
+    text = plots.table2_differences(t)
+    assert "2 digit, symbol and markup tokens" in text and "1 tokens the paper's lacks" in text and "their" in text

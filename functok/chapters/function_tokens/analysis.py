@@ -212,6 +212,7 @@ def analyze(cfg) -> ChapterResult:
             "function_token_file": relpath(ft_file),
             "tokens": relpath(Path(ft_file).parent / "tokens"),
             "_counts": tc,
+            "_tok": tok,
         }
 
     first = per[cfg.tokenizers[0]]
@@ -340,7 +341,7 @@ def world_summary(cfg, per: dict) -> dict | None:
     import datasets
 
     pre = pretrain_config(cfg.preset)
-    tok = load_tokenizer("embedded", cfg.preset)
+    tok = per["embedded"]["_tok"]
     tokens = datasets.load_from_disk(str(ROOT / per["embedded"]["tokens"]))
     rows = corpus_composition(pre, tok, train_lengths=[len(x) for x in tokens["input_ids"]])
     source, share = largest_share(rows)
@@ -363,8 +364,7 @@ def tokenizer_files(spec: str, preset: str) -> dict:
 
 def table2_comparison(p: dict) -> dict:
     """Our Llama-3 list against the paper's Table 2 (functok.chapters.function_tokens.table2)."""
-    tok = load_tokenizer("llama3")
-    paper = paper_token_ids(load_table2(), tok)
+    paper = paper_token_ids(load_table2(), p["_tok"])
     ranks = our_ranks(p["_counts"])
     cmp = compare(paper, p["function_tokens"], ranks)
     cmp["top15"] = top_overlap(paper, ranks, 15)

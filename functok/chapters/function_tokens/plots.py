@@ -206,3 +206,34 @@ def set_size_table(per: dict, paper: dict) -> pd.DataFrame:
         }
     )
     return pd.DataFrame(rows).set_index("tokenizer")
+
+
+def table2_differences(t: dict) -> str:
+    """The paragraph naming which differences from the paper's list come from the corpus."""
+    symbols = t["symbol_like_paper_only"]
+    only = [r["token"] for r in t["only_ours"]]
+    return (
+        f"Differences that come from the corpus: the paper's list has {len(symbols)} digit, symbol and markup tokens "
+        f"we do not ({', '.join(f'`{show_token(x)}`' for x in symbols[:15]) or 'none'}): SlimPajama holds web pages, "
+        "code and LaTeX, ours is encyclopedia intros, speeches and books. Ours has "
+        f"{len(only)} tokens the paper's lacks ({', '.join(f'`{show_token(x)}`' for x in only[:15]) or 'none'}), "
+        "words frequent in our three sources."
+    )
+
+
+def burst_table(p: dict) -> pd.DataFrame:
+    """Fig 3's tokens per document (observed, expected under random placement, z) beside the bin CVs."""
+    rows = {}
+    for t, b in p["bursts"].items():
+        if "error" in b:
+            continue
+        rows[show_token(t)] = {
+            "occurrences": sum(b["bins"]),
+            "documents": b["documents"],
+            "expected if random": round(b["documents_expected"], 1),
+            "ratio": round(b["document_ratio"], 2),
+            "z": round(b["document_z"], 1),
+            "CV of bin rates": round(b["cv"], 2),
+            "CV if random": round(b["cv_null"], 2),
+        }
+    return pd.DataFrame(rows).T
