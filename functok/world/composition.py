@@ -7,8 +7,6 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Iterable, Sequence
 
-import numpy as np
-
 from functok.book.config import PretrainConfig
 from functok.world.corpus import source_of
 from functok.world.embedded import documents
@@ -92,7 +90,3 @@ def model_summary(cfg: PretrainConfig, tok, train_tokens_available: int) -> list
         )
         del model
     return out
-
-
-def lengths_from_offsets(offsets: np.ndarray) -> list[int]:
-    return np.diff(np.asarray(offsets)).astype(int).tolist()
