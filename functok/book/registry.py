@@ -105,3 +105,47 @@ def from_notebook(chapter: str, namespace: dict[str, Any]) -> ChapterConfig:
     that is no parameter (a misspelled papermill -p) is refused (functok.book.config.notebook_values)."""
     cls = ALL_CONFIGS[chapter]
     return validate(cls, notebook_values(cls, namespace))
+
+
+# ---------------------------------------------------------------------------------------------
+# Model runs: a preset's `model_runs` section re-runs chapters on other models (the real pretrained
+# LLMs from wheels) beside the embedded run. Each writes into <out_dir>/<label>/<chapter>.{ipynb,json};
+# the scorecard shows one column per label ("embedded" is the preset's own run).
+
+
+@dataclass(frozen=True)
+class ModelRun:
+    """One chapter re-run on another model: its label (a folder name), chapter and parameter overrides."""
+
+    label: str
+    chapter: str
+    overrides: dict
+
+
+LABEL_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789-._")
+
+
+def model_runs(preset: str = "embedded") -> list[ModelRun]:
+    """The preset's model runs, in preset order ({label: {chapter: overrides}} in the YAML)."""
+    section = load_preset(preset).get("model_runs") or {}
+    if not isinstance(section, dict):
+        raise ParamError(f"model_runs: got {section!r}; expected a mapping {{label: {{chapter: parameters}}}}")
+    runs = []
+    for label, by_chapter in section.items():
+        if not isinstance(label, str) or not label or set(label) - LABEL_CHARS or label == "embedded":
+            raise ParamError(
+                f"model_runs: label {label!r} is no folder name; expected lower-case letters, digits, '-', '.', '_' "
+                "(and not 'embedded')"
+            )
+        if not isinstance(by_chapter, dict) or not by_chapter:
+            raise ParamError(f"model_runs.{label}: got {by_chapter!r}; expected a mapping {{chapter: parameters}}")
+        for name, overrides in by_chapter.items():
+            chapter(name)  # unknown chapters: one line naming the known ones
+            runs.append(ModelRun(label, name, dict(overrides or {})))
+    return runs
+
+
+def resolve_model_run(run: ModelRun, preset: str, out_dir: str) -> ChapterConfig:
+    """The config of a model run: the preset's chapter section, then the run's overrides, writing into
+    <out_dir>/<label>/."""
+    return resolve(run.chapter, preset, {**run.overrides, "out_dir": f"{out_dir.rstrip('/')}/{run.label}"})

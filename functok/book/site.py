@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from functok.book.config import ROOT
-from functok.book.registry import CHAPTERS, chapters, resolve
+from functok.book.registry import CHAPTERS, ModelRun, chapters, model_runs, resolve, resolve_model_run
 from functok.book.run import run_chapter
 
 MATHJAX_DIR = ROOT / "vendor" / "node_modules" / "mathjax" / "es5"
@@ -22,8 +22,38 @@ MATHJAX_DIR = ROOT / "vendor" / "node_modules" / "mathjax" / "es5"
 # Scorecard
 
 
+def results_files(results_dir: Path) -> list[tuple[str, str, Path]]:
+    """(chapter, label, results file) of a book tree, in book order: the preset's own run ("embedded",
+    `<chapter>.json`) first, then each model run (`<label>/<chapter>.json`, registry.model_runs)."""
+    results_dir = Path(results_dir)
+    out = []
+    for chapter in chapters():
+        if (results_dir / f"{chapter}.json").exists():
+            out.append((chapter, "embedded", results_dir / f"{chapter}.json"))
+        for path in sorted(results_dir.glob(f"*/{chapter}.json")):
+            if not path.parent.name.startswith("."):
+                out.append((chapter, path.parent.name, path))
+    return out
+
+
+def split_claim_id(claim_id: str, label: str) -> tuple[str, str]:
+    """'function_content_highest[llama-2L]' -> ('function_content_highest', 'llama-2L'): a claim made per
+    model inside one run goes in that model's column; other claims in the run's own column."""
+    base, bracket, rest = claim_id.partition("[")
+    return (base, rest.rstrip("]")) if bracket and rest.endswith("]") else (claim_id, label)
+
+
+def _title(chapter: str) -> str:
+    return chapter.replace("_", " ").capitalize()
+
+
+def _page(chapter: str, label: str) -> str:
+    return f"chapters/{chapter}.ipynb" if label == "embedded" else f"chapters/{label}/{chapter}.ipynb"
+
+
 def scorecard_markdown(results_dir: Path) -> str:
-    """The reproduction scorecard: every claim of every results file, with a link to its chapter."""
+    """The reproduction scorecard: per chapter, each claim side by side across models (one column per
+    model), then every claim of every results file with its note and a link to its page."""
     icon = {"holds": "**holds**", "fails": "**fails**", "inconclusive": "*inconclusive*"}
     lines = [
         "# Reproduction scorecard",
@@ -33,28 +63,48 @@ def scorecard_markdown(results_dir: Path) -> str:
         "models named in each chapter.",
         "",
     ]
+    files = results_files(results_dir)
     n = 0
     for chapter in chapters():
-        path = results_dir / f"{chapter}.json"
-        if not path.exists():
+        runs = [(label, json.loads(path.read_text())) for ch, label, path in files if ch == chapter]
+        if not runs:
             continue
-        doc = json.loads(path.read_text())
-        lines += [
-            f"## [{chapter.replace('_', ' ').capitalize()}](chapters/{chapter}.ipynb)",
-            "",
-            f"Preset `{doc['params'].get('preset')}`, commit `{doc['provenance']['git_commit'][:12]}`, "
-            f"{doc['provenance']['seconds']:.0f} s.",
-            "",
-            "| claim | paper | ours | verdict | note |",
-            "|---|---|---|---|---|",
-        ]
-        for c in doc["claims"]:
-            lines.append(
-                f"| {_md(c['statement'])} | {_md(_fmt(c['paper']))} | {_md(_fmt(c['ours']))} | "
-                f"{icon[c['verdict']]} | {_md(c.get('note', ''))} |"
-            )
-            n += 1
-        lines.append("")
+        lines += [f"## [{_title(chapter)}]({_page(chapter, 'embedded')})", ""]
+        # side by side: rows are claims, columns the models they were measured on
+        columns: list[str] = []
+        rows: dict[str, dict] = {}
+        for label, doc in runs:
+            for c in doc["claims"]:
+                base, column = split_claim_id(c.get("id", c["statement"]), label)
+                if column not in columns:
+                    columns.append(column)
+                row = rows.setdefault(base, {"statement": c["statement"], "paper": c["paper"], "cells": {}})
+                row["cells"][column] = f"{_md(_fmt(c['ours']))}: {icon[c['verdict']]}"
+        if len(columns) > 1:
+            lines += [
+                "| claim | paper | " + " | ".join(columns) + " |",
+                "|---|---|" + "---|" * len(columns),
+            ]
+            for row in rows.values():
+                cells = " | ".join(row["cells"].get(col, "") for col in columns)
+                lines.append(f"| {_md(row['statement'])} | {_md(_fmt(row['paper']))} | {cells} |")
+            lines.append("")
+        for label, doc in runs:
+            model = "" if label == "embedded" else f" on [{label}]({_page(chapter, label)})"
+            lines += [
+                f"Run{model}: preset `{doc['params'].get('preset')}`, commit "
+                f"`{doc['provenance']['git_commit'][:12]}`, {doc['provenance']['seconds']:.0f} s.",
+                "",
+                "| claim | paper | ours | verdict | note |",
+                "|---|---|---|---|---|",
+            ]
+            for c in doc["claims"]:
+                lines.append(
+                    f"| {_md(c['statement'])} | {_md(_fmt(c['paper']))} | {_md(_fmt(c['ours']))} | "
+                    f"{icon[c['verdict']]} | {_md(c.get('note', ''))} |"
+                )
+                n += 1
+            lines.append("")
     if n == 0:
         lines += ["No results yet: run `functok book`.", ""]
     return "\n".join(lines)
@@ -117,8 +167,9 @@ def world_markdown(results_dir: Path) -> str:
 BOOK_SOURCES = ("_config.yml", "book/intro.md")
 
 
-def toc_yaml() -> str:
-    """`_toc.yml`, generated from the chapter registry (the book's one list of chapters)."""
+def toc_yaml(runs: list[ModelRun] = ()) -> str:
+    """`_toc.yml`, generated from the chapter registry (the book's one list of chapters) and the preset's
+    model runs (a section under their chapter)."""
     lines = [
         "# Generated by functok.book.site.toc_yaml from the chapter registry: do not edit.",
         "format: jb-book",
@@ -127,7 +178,15 @@ def toc_yaml() -> str:
         "  - caption: Chapters",
         "    chapters:",
     ]
-    lines += [f"      - file: book/chapters/{c.name}\n        title: {json.dumps(c.title)}" for c in CHAPTERS]
+    for c in CHAPTERS:
+        lines.append(f"      - file: book/chapters/{c.name}\n        title: {json.dumps(c.title)}")
+        labels = [r.label for r in runs if r.chapter == c.name]
+        if labels:
+            lines.append("        sections:")
+            lines += [
+                f"          - file: book/chapters/{label}/{c.name}\n            title: {json.dumps('On ' + label)}"
+                for label in labels
+            ]
     lines += ["  - caption: Results", "    chapters:", "      - file: book/scorecard", ""]
     return "\n".join(lines)
 
@@ -141,7 +200,12 @@ def build_site(root: Path = ROOT) -> Path:
             (root / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy(ROOT / name, root / name)
     results_dir = root / "book" / "chapters"
-    (root / "_toc.yml").write_text(toc_yaml())
+    runs = [
+        ModelRun(label, chapter, {})
+        for chapter, label, _ in results_files(results_dir)
+        if label != "embedded" and (results_dir / label / f"{chapter}.ipynb").exists()
+    ]
+    (root / "_toc.yml").write_text(toc_yaml(runs))
     (root / "book" / "scorecard.md").write_text(scorecard_markdown(results_dir))
     (root / "book" / "world.md").write_text(world_markdown(results_dir))
     missing = [c for c in chapters() if not (results_dir / f"{c}.ipynb").exists()]
@@ -162,12 +226,17 @@ def build_site(root: Path = ROOT) -> Path:
 
 
 def build_book(preset: str = "embedded", run: bool = True, root: Path = ROOT) -> Path:
-    """Every chapter on one preset (all validated before the first runs) into root/book/chapters,
-    then the site into root/_build/html."""
+    """Every chapter on one preset, then the preset's model runs (all validated before the first runs),
+    into root/book/chapters, then the site into root/_build/html."""
     out = Path(root) / "book" / "chapters"
     cfgs = [resolve(c, preset, {"out_dir": str(out)}) for c in chapters()]
+    extra = [(r, resolve_model_run(r, preset, str(out))) for r in model_runs(preset)]
     if run:
         for cfg in cfgs:
             print(f"== functok run {cfg.chapter} --preset {preset}", flush=True)
+            run_chapter(cfg)
+        for r, cfg in extra:
+            params = " ".join(f"-p {k} {json.dumps(v)}" for k, v in r.overrides.items())
+            print(f"== functok run {cfg.chapter} --preset {preset} {params} (model run '{r.label}')", flush=True)
             run_chapter(cfg)
     return build_site(root)
