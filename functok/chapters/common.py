@@ -6,7 +6,9 @@ from __future__ import annotations
 import pandas as pd
 
 from functok.book.paper import numbers
+from functok.book.registry import model_runs, resolve, resolve_model_run
 from functok.sae.training import SAESpec
+from functok.world.windows import token_windows
 
 
 def sns_theme():
@@ -44,3 +46,22 @@ def sae_training_spec(cfg) -> SAESpec:
         lr=cfg.sae_lr,
         seed=cfg.seed,
     )
+
+
+def sae_chapter_config(preset: str, model: str):
+    """Chapter 2's config for a model: the preset's model run of chapter 2 on it (its SAE parameters), else
+    the preset's chapter 2 section with this model. Chapter 5 trains (or finds cached) the same SAE."""
+    for r in model_runs(preset):
+        if r.chapter == "feature_coverage" and r.overrides.get("model") == model:
+            return resolve_model_run(r, preset, "book/chapters")
+    return resolve("feature_coverage", preset, {} if model == "embedded" else {"model": model})
+
+
+def sae_training_windows(preset: str, checkpoint: str, embedded: bool, context_size: int, training_tokens: int):
+    """The windows SAEs train on: the embedded models' own training windows, or the first half of the
+    training documents (`train_a`) cut by the model's tokenizer, as many windows as the training needs
+    (each starts with BOS, which no SAE reads); chapter 2's graph on such a model reads the other half."""
+    if embedded:
+        return token_windows(preset, "train")
+    need = -(-training_tokens // (context_size - 1))
+    return token_windows(preset, "train_a", checkpoint, context_size=context_size, max_windows=need)

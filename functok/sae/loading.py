@@ -91,14 +91,15 @@ def registry() -> dict[str, dict]:
 
 def width_of(sae_id: str) -> int | None:
     """d_sae from a Gemma-Scope-style id ('layer_20/width_1m/...' -> 2^20; 'width_16k' -> 16384)."""
-    m = re.search(r"width_(\d+)([km])\b", sae_id)
+    m = re.search(r"width_(\d+)([km])(?![a-z0-9])", sae_id)  # Gemma Scope 2: ..._width_16k_l0_medium
     if not m:
         return None
     return int(m.group(1)) * (1024 if m.group(2) == "k" else 2**20)
 
 
 # d_model of the models Gemma Scope covers (for download sizes; the registry does not store it)
-_GEMMA_D_MODEL = {"gemma-2-2b": 2304, "gemma-2-9b": 3584, "gemma-2-27b": 4608}
+_GEMMA_D_MODEL = {"gemma-2-2b": 2304, "gemma-2-9b": 3584, "gemma-2-27b": 4608, "gemma-3-270m": 640}
+GEMMA_CONVERSIONS = ("gemma_2", "gemma_3")  # Gemma Scope (1) and Gemma Scope 2: ids name layer and width
 
 
 @dataclass(frozen=True)
@@ -204,13 +205,11 @@ def validate_sae_spec(spec: Any, name: str = "sae", allow_download: bool | None 
             f"expected one of its {len(ids)} ids, e.g. '{next(iter(ids))}'"
         )
     d_sae = width_of(sae_id) or width_of(ids[sae_id])
-    d_in = _GEMMA_D_MODEL.get(entry.get("model") or "") if entry.get("conversion_func") == "gemma_2" else None
+    gemma = entry.get("conversion_func") in GEMMA_CONVERSIONS
+    d_in = _GEMMA_D_MODEL.get((entry.get("model") or "").split("/")[-1]) if gemma else None
     layer = re.search(r"layer_(\d+)", ids[sae_id])
-    hook = (
-        f"blocks.{layer.group(1)}.hook_resid_post"
-        if layer and entry.get("conversion_func") == "gemma_2" and "-res" in (entry.get("repo_id") or "")
-        else None
-    )
+    residual = "-res" in (entry.get("repo_id") or "") or ids[sae_id].startswith("resid_post/")
+    hook = f"blocks.{layer.group(1)}.hook_resid_post" if layer and gemma and residual else None
     src = SAESource(
         spec=text,
         kind="hub",

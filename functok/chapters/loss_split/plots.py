@@ -29,6 +29,28 @@ def _xaxis(ax, label: str = "training step") -> None:
     ax.set_xlabel(label + " (symlog)")
 
 
+def over_training(analysis: dict) -> dict:
+    """The models with checkpoints over training (a real pretrained model has only its final weights)."""
+    per = analysis.detail["models"]
+    return {n: p for n, p in per.items() if sum(c["step"] is not None for c in p["result"]["checkpoints"]) >= 2}
+
+
+def final_losses_table(analysis: dict) -> pd.DataFrame:
+    """One row per model: its four final group losses (and all tokens) with intervals, the order they
+    fall in and the windows they were measured on (each model's own tokenizer cuts the same documents)."""
+    rows = []
+    for name, p in analysis.detail["models"].items():
+        r, c = p["result"], p["result"]["checkpoints"][-1]
+        row = {"model": name, "layers": r["n_layers"], "function tokens": r["n_function_tokens"]}
+        for k in KEYS:
+            lo, hi = c["ci"][k]
+            row[k] = f"{c['groups'][k]:.3f} [{lo:.3f}, {hi:.3f}]"
+        row["order (lowest first)"] = " < ".join(sorted((k for k in KEYS if k != "all"), key=lambda k: c["groups"][k]))
+        row["predictions"] = f"{c['counts']['all']:,}"
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("model")
+
+
 def group_curves(analysis: dict):
     """Fig 9a/9b: per model, the four groups and the average over training. Lines: the training log
     (every step, centred rolling mean); markers with bars: held-out checkpoints with their intervals;
@@ -36,7 +58,7 @@ def group_curves(analysis: dict):
     below it are past the milestone; hollow markers: not past it)."""
     import matplotlib.pyplot as plt
 
-    per = analysis.detail["models"]
+    per = over_training(analysis)
     colors = _colors()
     fig, axes = plt.subplots(1, len(per), figsize=(6 * len(per), 4.2), squeeze=False, sharey=True)
     for ax, (name, p) in zip(axes[0], per.items()):
@@ -82,7 +104,7 @@ def next_token_curves(analysis: dict):
     import matplotlib.pyplot as plt
 
     sns = sns_theme()
-    per = analysis.detail["models"]
+    per = over_training(analysis)
     fig, axes = plt.subplots(1, len(per), figsize=(6 * len(per), 4.2), squeeze=False, sharey=True)
     for ax, (name, p) in zip(axes[0], per.items()):
         f = p["next_frame"].dropna(subset=["step"])
@@ -259,7 +281,7 @@ def greedy_share_figure(analysis: dict):
     import matplotlib.pyplot as plt
 
     sns = sns_theme()
-    per = analysis.detail["models"]
+    per = over_training(analysis)
     fig, ax = plt.subplots(figsize=(6.5, 3.8))
     pal = sns.color_palette("deep", len(per))
     for color, (name, p) in zip(pal, per.items()):

@@ -32,6 +32,7 @@ import numpy as np
 from functok.book.cache import cached_dir, relpath, write_json_atomic
 from functok.book.config import ParamError, as_dict
 from functok.book.results import ChapterResult, seed_everything
+from functok.chapters.reactivation.appendix_a import appendix_a
 from functok.chapters.reactivation.claims import make_claims
 from functok.chapters.reactivation.setup import Setup, setup
 from functok.chapters.reactivation.steering import steer, trace
@@ -358,6 +359,8 @@ def _measure(cfg, s: Setup, t0: float, t_setup: float, progress: bool) -> dict:
         "steering": rows,
         "timing": {"setup_s": round(t_setup, 1), "total_s": round(time.perf_counter() - t0, 1)},
     }
+    if cfg.chat_template:  # Appendix A through the chat template (instruct models)
+        results["appendix_a"] = appendix_a(s, cfg, progress)
     data = {"tokens": relpath(s.windows_path), "n_tokens": int(s.windows.numel())}
     artifacts = {
         "checkpoint": results["model"],

@@ -155,4 +155,73 @@ def make_claims(res: dict, cfg) -> list[dict]:
             f"baseline: the same prompts, alpha 0). " + steer_pre,
         )
     )
+    if "appendix_a" in res:
+        claims += chat_claims(res["appendix_a"], cfg)
     return claims
+
+
+def _fisher_greater(a_hits: int, b_hits: int, n: int) -> float:
+    """One-sided Fisher exact p-value that rate a > rate b, n prompts each."""
+    from scipy.stats import fisher_exact
+
+    return float(fisher_exact([[a_hits, n - a_hits], [b_hits, n - b_hits]], alternative="greater")[1])
+
+
+def chat_claims(app: dict, cfg) -> list[dict]:
+    """Appendix A through the chat template, per trait (functok.chapters.reactivation.appendix_a)."""
+    n = len(cfg.test_prompts)
+    out = []
+    for name, t in app["traits"].items():
+        base = round(t["base"]["rate"] * n)
+        raw = round(t["raw"]["rate"] * n)
+        if t.get("k") is None:
+            why = (
+                f"the trait's own activation steers {raw}/{n} answers vs {base}/{n} unsteered, so no SAE features "
+                "can be searched"
+                if raw <= base
+                else f"no top-k set of its {t['active_features']} active features reaches {cfg.trait_keep:.0%} of "
+                f"the raw activation's {raw}/{n}"
+            )
+            ours = f"raw activation {raw}/{n}, unsteered {base}/{n}, no top-k set"
+            for cid, statement in (
+                (f"chat_steering[{name}]", f"Steering the last function token with the '{name}' features works"),
+                (
+                    f"chat_steering_position[{name}]",
+                    f"The '{name}' edit works at the last function token, not at a content token",
+                ),
+            ):
+                out.append(claim(cid, statement, "Fig 7, Fig 11", ours, "inconclusive", "precondition: " + why))
+            continue
+        last = round(t["topk_last"]["rate"] * n)
+        content = round(t["topk_content"]["rate"] * n)
+        every = round(t["topk_every"]["rate"] * n)
+        p_base = _fisher_greater(last, base, n)
+        out.append(
+            claim(
+                f"chat_steering[{name}]",
+                f"Steering the last function token with the '{name}' features works",
+                "Fig 7, Fig 11 (e.g. Mount Fuji -> Russia)",
+                f"top-{t['k']} features: {last}/{n} answers show it vs {base}/{n} unsteered",
+                "holds" if last * 2 >= n and p_base < 0.05 else "fails",
+                f"rule: holds if at least half of the {n} test prompts' greedy answers show the trait "
+                f"(regular expression {t['pattern']!r}) and more than unsteered (one-sided Fisher exact p = "
+                f"{p_base:.3g} < 0.05), fails "
+                f"otherwise; the edit: the sum of the top-{t['k']} SAE features' activation x decoder row of the trait "
+                f"prompt's final-token activation (Appendix A's binary search, keeping {cfg.trait_keep:.0%} of the raw "
+                f"activation's {raw}/{n}); baseline: the unsteered answers; at every position it steers {every}/{n}",
+            )
+        )
+        p_pos = _fisher_greater(last, content, n)
+        out.append(
+            claim(
+                f"chat_steering_position[{name}]",
+                f"The '{name}' edit works at the last function token, not at a content token",
+                "the paper edits only the last function token",
+                f"last function token {last}/{n}, last content token {content}/{n}",
+                "holds" if p_pos < 0.05 else ("fails" if content >= last else "inconclusive"),
+                f"rule: the same top-{t['k']} vector added at the user's last content token instead; holds if the "
+                f"function-token edit steers more answers (one-sided Fisher exact p = {p_pos:.3g} < 0.05), fails if "
+                "the content-token edit steers as many or more, inconclusive otherwise (the reviewers' control)",
+            )
+        )
+    return out

@@ -5,6 +5,7 @@ windows (`setup(cfg) -> Setup`)."""
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -12,11 +13,12 @@ from typing import Any
 import numpy as np
 
 from functok.book.config import ParamError
-from functok.book.registry import pretrain_config, resolve
-from functok.chapters.common import sae_training_spec
+from functok.book.registry import pretrain_config
+from functok.chapters.common import sae_chapter_config, sae_training_spec, sae_training_windows
 from functok.sae.loading import load_sae, validate_sae_spec
 from functok.sae.models import hook_name, load_model
 from functok.sae.training import train_sae
+from functok.world import wheel_models
 from functok.world.function_tokens import function_token_file, load_function_token_ids
 from functok.world.pretrain import embedded_checkpoint
 from functok.world.windows import load_windows, token_windows
@@ -69,6 +71,21 @@ def check_prompts(tok, prompts: list[str], is_function: np.ndarray, name: str = 
             )
 
 
+def check_traits(traits: dict) -> None:
+    """Appendix A's traits: {name: {"prompt": text, "pattern": regular expression}}, at least one."""
+    if not traits:
+        raise ParamError("traits: got {}; expected at least one {name: {prompt, pattern}} with chat_template")
+    for name, t in traits.items():
+        if not isinstance(t, dict) or not all(isinstance(t.get(k), str) and t[k] for k in ("prompt", "pattern")):
+            raise ParamError(f"traits: {name!r} is {t!r}; expected {{'prompt': text, 'pattern': regular expression}}")
+        try:
+            re.compile(t["pattern"])
+        except re.error as e:
+            raise ParamError(
+                f"traits: {name!r} has pattern {t['pattern']!r}: {e}; expected a regular expression"
+            ) from None
+
+
 def _windows(cfg, checkpoint: str) -> Path:
     """The preset's training documents as the model sees them (BOS before each document), in windows of
     context_size: the embedded models' own training windows, or the documents tokenized by the model's
@@ -89,12 +106,10 @@ def _sae_source(cfg, checkpoint: str, layer: int, d_model: int, progress: bool) 
         if src.d_in is not None and src.d_in != d_model:
             raise ParamError(f"sae: '{spec}' reads vectors of width {src.d_in}; the model's d_model is {d_model}")
         return spec
-    fc = resolve("feature_coverage", cfg.preset)
-    return str(
-        train_sae(
-            checkpoint, hook_name(layer), sae_training_spec(fc), token_windows(cfg.preset, "train"), progress=progress
-        )
-    )
+    fc = sae_chapter_config(cfg.preset, cfg.model)
+    ctx = cfg.context_size or pretrain_config(cfg.preset).context_size
+    windows = sae_training_windows(cfg.preset, checkpoint, cfg.model == "embedded", ctx, fc.training_tokens)
+    return str(train_sae(checkpoint, hook_name(layer), sae_training_spec(fc), windows, progress=progress))
 
 
 def setup(cfg, progress: bool = True) -> Setup:
@@ -109,12 +124,14 @@ def setup(cfg, progress: bool = True) -> Setup:
         )
     if not cfg.concepts:
         raise ParamError("concepts: got []; expected at least one content word")
+    if cfg.chat_template:
+        check_traits(cfg.traits)
     if cfg.model == "embedded":
         checkpoint, run = embedded_checkpoint(cfg.preset)
         fn_ids = json.loads((Path(run) / "function_tokens.json").read_text())["ids"]
         ft_file = str(Path(run) / "function_tokens.json")
     else:
-        checkpoint, fn_ids, ft_file = cfg.model, None, ""
+        checkpoint, fn_ids, ft_file = wheel_models.resolve(cfg.model), None, ""
     model = load_model(checkpoint, device=cfg.device, dtype=cfg.model_dtype)
     tok = model.tokenizer
     n_layers = model.cfg.n_layers

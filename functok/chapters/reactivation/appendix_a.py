@@ -1,0 +1,175 @@
+"""Steering an instruction-tuned model through its chat template, by the paper's Appendix A procedure.
+
+For each trait (a concept the answer should show, e.g. "Russia"):
+1. the trait prompt's activation at the last token of its chat template (the "\\n" that ends the
+   assistant header: the paper's last function token) at the chapter's layer;
+2. added at the same position of each test prompt (the paper's: Mount Fuji, a university, a tourist
+   attraction, ...), the share of greedy answers that show the trait (a regular expression): the raw
+   vector's success rate;
+3. that activation decomposed by the SAE, features ranked by activation, and the smallest top-k set whose
+   reconstruction (sum of activation x decoder row) still steers at least `trait_keep` of the raw vector's
+   rate found by binary search (the paper's procedure);
+4. the top-k vector applied at the last function token, at the last content token of the user's message
+   (the control the reviewers asked for), and at every position; and scaled by each alpha.
+Nothing is tuned to make a trait appear: a trait the raw vector cannot produce is reported as such.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from dataclasses import dataclass
+
+import numpy as np
+
+from functok.book.config import ParamError
+from functok.chapters.reactivation.setup import Setup
+from functok.sae.activations import activations_at
+
+
+@dataclass
+class Prompt:
+    text: str
+    ids: list[int]
+    last_content: int  # position of the last content token of the user's message (-1: none)
+
+
+def chat_ids(tok, prompt: str) -> list[int]:
+    """The prompt as the user's turn of the model's chat template, ending where the answer starts."""
+    if not getattr(tok, "chat_template", None):
+        raise ParamError("chat_template: the model's tokenizer has no chat template; expected an instruct model")
+    ids = tok.apply_chat_template([{"role": "user", "content": prompt}], add_generation_prompt=True, tokenize=True)
+    if isinstance(ids, dict) or hasattr(ids, "keys"):  # transformers 5 may return a BatchEncoding
+        ids = ids["input_ids"]
+    return [int(i) for i in ids]
+
+
+def prepare(s: Setup, prompts: list[str]) -> list[Prompt]:
+    tok = s.model.tokenizer
+    out = []
+    for p in prompts:
+        ids = chat_ids(tok, p)
+        user = tok.encode(p, add_special_tokens=False)
+        # the user's message sits just before the assistant header: find its last occurrence
+        start = max((i for i in range(len(ids) - len(user) + 1) if ids[i : i + len(user)] == user), default=-1)
+        content = [start + j for j, t in enumerate(user) if start >= 0 and not s.is_function[t]]
+        out.append(Prompt(p, ids, content[-1] if content else -1))
+    return out
+
+
+def last_activation(s: Setup, ids: list[int]):
+    import torch
+
+    return activations_at(s.model, s.hook, torch.tensor([ids]), batch_size=1)[0, -1]
+
+
+def generate(s: Setup, ids: list[int], n_new: int, vector=None, positions: list[int] | None = None) -> str:
+    """Greedy answer; `vector` added at the hook at `positions` of the prompt in every forward (no KV cache)."""
+    import torch
+
+    dev = next(s.model.parameters()).device
+
+    def hook(act, hook):
+        act[:, positions, :] += vector.to(act.device, act.dtype)
+        return act
+
+    hooks = [(s.hook, hook)] if vector is not None and positions else []
+    x = torch.tensor([ids], device=dev)
+    eos = s.model.tokenizer.eos_token_id
+    with torch.no_grad():
+        for _ in range(n_new):
+            logits = s.model.run_with_hooks(x, fwd_hooks=hooks) if hooks else s.model(x)
+            nxt = logits[0, -1].argmax()
+            x = torch.cat([x, nxt.view(1, 1)], dim=1)
+            if int(nxt) == eos:
+                break
+    return s.model.tokenizer.decode(x[0, len(ids) :].tolist(), skip_special_tokens=True)
+
+
+def shows(text: str, pattern: str) -> bool:
+    return re.search(pattern, text, flags=re.IGNORECASE) is not None
+
+
+def rate(s: Setup, prompts: list[Prompt], pattern: str, n_new: int, vector=None, where: str = "last") -> dict:
+    """Success rate of an edit over the test prompts; where: 'last' (the final function token), 'content'
+    (the user's last content token), 'all' (every position of the prompt)."""
+    answers, hits = [], 0
+    for p in prompts:
+        if where == "last":
+            pos = [len(p.ids) - 1]
+        elif where == "content":
+            pos = [p.last_content] if p.last_content >= 0 else []
+        else:
+            pos = list(range(len(p.ids)))
+        text = generate(s, p.ids, n_new, vector, pos)
+        ok = shows(text, pattern)
+        hits += ok
+        answers.append({"prompt": p.text, "answer": text, "shows_trait": ok})
+    return {"rate": hits / len(prompts), "answers": answers}
+
+
+def topk_vector(s: Setup, f, order: np.ndarray, k: int):
+    idx = order[:k]
+    w = s.sae.W_dec[idx].detach().float().cpu()
+    return (f[idx, None] * w).sum(0)
+
+
+def appendix_a(s: Setup, cfg, progress: bool = True) -> dict:
+    """{trait: {...}} for every trait of cfg.traits (see the module's docstring)."""
+    import torch
+    from tqdm import tqdm
+
+    tok = s.model.tokenizer
+    tests = prepare(s, cfg.test_prompts)
+    final = {tok.decode([p.ids[-1]]) for p in tests}
+    out = {}
+    for name, t in tqdm(cfg.traits.items(), desc="appendix A", disable=not progress, file=sys.stderr):
+        pattern = t["pattern"]
+        trait_ids = chat_ids(tok, t["prompt"])
+        v = last_activation(s, trait_ids)
+        trait_answer = generate(s, trait_ids, cfg.n_new_tokens)
+        base = rate(s, tests, pattern, cfg.n_new_tokens)
+        raw = rate(s, tests, pattern, cfg.n_new_tokens, v)
+        with torch.no_grad():
+            f = s.sae.encode(v[None].to(s.sae.W_enc.device, s.sae.W_enc.dtype)).float().cpu()[0]
+        active = int((f > 0).sum())
+        order = np.argsort(-f.numpy(), kind="stable")
+        row = {
+            "prompt": t["prompt"],
+            "pattern": pattern,
+            "trait_answer": trait_answer,
+            "trait_prompt_shows_trait": shows(trait_answer, pattern),
+            "base": base,
+            "raw": raw,
+            "active_features": active,
+            "search": [],
+        }
+        target = cfg.trait_keep * raw["rate"]
+        k, found = None, None
+        if raw["rate"] > base["rate"] and active:
+            lo, hi = 1, active
+            while lo <= hi:  # smallest k whose top-k reconstruction reaches the target rate
+                mid = (lo + hi) // 2
+                r = rate(s, tests, pattern, cfg.n_new_tokens, topk_vector(s, f, order, mid))
+                row["search"].append({"k": mid, "rate": r["rate"]})
+                if r["rate"] >= target and r["rate"] > base["rate"]:
+                    k, found, hi = mid, r, mid - 1
+                else:
+                    lo = mid + 1
+        row["k"] = k
+        if k is not None:
+            vec = topk_vector(s, f, order, k)
+            row["features"] = [int(i) for i in order[:k]]
+            row["feature_activations"] = [float(f[i]) for i in order[:k]]
+            row["topk_last"] = found
+            row["topk_content"] = rate(s, tests, pattern, cfg.n_new_tokens, vec, "content")
+            row["topk_every"] = rate(s, tests, pattern, cfg.n_new_tokens, vec, "all")
+            row["alphas"] = {
+                str(a): rate(s, tests, pattern, cfg.n_new_tokens, float(a) * vec)["rate"] for a in cfg.alphas if a
+            }
+        out[name] = row
+    return {
+        "traits": out,
+        "final_token": sorted(final),
+        "final_is_function": all(s.is_function[p.ids[-1]] for p in tests),
+    }
