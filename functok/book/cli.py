@@ -56,10 +56,10 @@ def grid_values(name: str, text: str) -> list:
     value = parse_value(text)
     if isinstance(value, list):
         return value
-    values = [parse_value(v.strip()) for v in str(text).split(",")]
-    if any(v == "" for v in values):
+    pieces = [v.strip() for v in str(text).split(",")]
+    if not all(pieces):
         raise ParamError(f"{name}: grid values {text!r}; expected a list like '[0.3, 0.4]' or 0.3,0.4")
-    return values
+    return [parse_value(v) for v in pieces]
 
 
 def _grid(pairs) -> dict:
@@ -179,7 +179,11 @@ def cmd_sweep(args) -> int:
         return 0
     from functok.book import sweep_ray  # with functok.book.run, like `functok run`: once the input is valid
 
-    outcomes = sweep_ray.execute(p, opts)
+    try:
+        outcomes = sweep_ray.execute(p, opts)
+    except sweep_ray.SweepError as e:
+        print(f"functok: error: {e}", file=sys.stderr)
+        return 1
     failed = sweep_ray.failures(p, outcomes)
     done = sum(r.finished() for r in p.runs)
     print(f"sweep {p.chapter}: {done} of {len(p.runs)} runs finished ({len(outcomes)} ran now); index {p.index}")

@@ -38,6 +38,10 @@ def cpu_count() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
+class SweepError(RuntimeError):
+    """The sweep could not run at all (Ray did not start or answer): one line, exit status 1."""
+
+
 def _local_auth() -> None:
     """A local cluster keeps Ray's token authentication (its ports listen on the node's address) with a
     token of this process in the environment, which its Ray processes inherit, instead of the token
@@ -56,6 +60,8 @@ def cluster(opts: SweepOptions, resources: dict | None = None):
     os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
     if not opts.address:
         _local_auth()
+        # Ray renices task workers by +15: on a shared machine runs would starve behind any other work
+        os.environ.setdefault("RAY_worker_niceness", "0")
     import ray
 
     try:
@@ -63,9 +69,9 @@ def cluster(opts: SweepOptions, resources: dict | None = None):
             ray.init(address=opts.address, log_to_driver=False)
         else:
             ray.init(num_cpus=cpu_count(), include_dashboard=False, log_to_driver=False, **(resources or {}))
-    except (ConnectionError, RuntimeError) as e:
-        where = opts.address or "a local cluster"
-        raise ParamError(f"address: could not start or reach Ray at {where} ({str(e).splitlines()[0]})") from None
+    except Exception as e:  # noqa: BLE001  Ray raises several kinds (ConnectionError, timeouts): one line
+        where = f"reach the Ray cluster at {opts.address}" if opts.address else "start a local Ray cluster"
+        raise SweepError(f"sweep: could not {where} ({type(e).__name__}: {str(e).splitlines()[0]})") from None
     try:
         check_resources(ray.cluster_resources(), opts)
         yield ray
