@@ -38,6 +38,7 @@ PACKAGES = (
     "seaborn",
     "papermill",
     "jupyter-book",
+    "ray",
     "functok",
 )
 

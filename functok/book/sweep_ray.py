@@ -64,14 +64,19 @@ def cluster(opts: SweepOptions, resources: dict | None = None):
         os.environ.setdefault("RAY_worker_niceness", "0")
     import ray
 
-    try:
-        if opts.address:
-            ray.init(address=opts.address, log_to_driver=False)
-        else:
-            ray.init(num_cpus=cpu_count(), include_dashboard=False, log_to_driver=False, **(resources or {}))
-    except Exception as e:  # noqa: BLE001  Ray raises several kinds (ConnectionError, timeouts): one line
-        where = f"reach the Ray cluster at {opts.address}" if opts.address else "start a local Ray cluster"
-        raise SweepError(f"sweep: could not {where} ({type(e).__name__}: {str(e).splitlines()[0]})") from None
+    for attempt in (1, 2):  # a local start can time out inside Ray on a machine busy with other work: once more
+        try:
+            if opts.address:
+                ray.init(address=opts.address, log_to_driver=False)
+            else:
+                ray.init(num_cpus=cpu_count(), include_dashboard=False, log_to_driver=False, **(resources or {}))
+            break
+        except Exception as e:  # noqa: BLE001  Ray raises several kinds (ConnectionError, timeouts): one line
+            ray.shutdown()
+            if attempt == 2 or opts.address:
+                where = f"reach the Ray cluster at {opts.address}" if opts.address else "start a local Ray cluster"
+                msg = f"sweep: could not {where} ({type(e).__name__}: {str(e).splitlines()[0]})"
+                raise SweepError(msg) from None
     try:
         check_resources(ray.cluster_resources(), opts)
         yield ray
