@@ -13,6 +13,7 @@ sweep has something to run.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import secrets
@@ -93,8 +94,6 @@ def check_resources(have: dict, opts: SweepOptions) -> None:
 
 def spec(run: PlannedRun, opts: SweepOptions) -> dict:
     """What a task needs to run one run (plain JSON: it crosses to the worker and to the run's process)."""
-    import dataclasses
-
     return {
         "key": run.key,
         "chapter": run.cfg.chapter,
