@@ -162,7 +162,9 @@ def robustness_markdown(folder: Path, page_dir: Path) -> str:
         "run in parallel on Ray) and counts, for every claim, how often it holds, fails or is inconclusive "
         "across the grid. A verdict that flips within a reasonable range of a parameter says more about the "
         "parameter than about the paper. The figures show the measured value (*ours*; for text values the "
-        "first number in them) against the swept parameter. The [scorecard](scorecard.md) has the main run.",
+        "first number in them) against the swept parameter. A claim's statement is shown as its first run "
+        "words it (a statement naming the swept value, such as a coverage share, names each run's own value in "
+        "that run). The [scorecard](scorecard.md) has the main run.",
         "",
     ]
     folders = sweep_folders(folder) if Path(folder).exists() else []
