@@ -5,10 +5,12 @@ The rules:
 
 - One builder per key. A builder takes the lock file `<cache>/<kind>/.<key>.lock` (`filelock`, an
   flock that holds across processes and across machines sharing the cache on a file system with
-  locks), looks again whether the entry is complete, removes the temporary folders `.<key>.tmp-*` that
-  dead builders of that key left behind, builds into a fresh temporary folder and renames it into
-  place. Other callers wait on the lock and then find the entry complete. Nothing deletes a complete
-  entry; an incomplete folder at the entry's place (no params.json) is replaced under the lock.
+  locks; where flock is missing filelock falls back to a lock file), looks again whether the entry is
+  complete (listing the folders, so that NFS shows what another machine built), removes the temporary
+  folders `.<key>.tmp-*` that dead builders of that key left behind, builds into a fresh temporary
+  folder and renames it into place. Other callers wait on the lock and then find the entry complete.
+  Nothing deletes a complete entry; an incomplete folder at the entry's place (no params.json) is
+  replaced under the lock.
 - Complete means checked. `manifest.json` lists every file of the entry with its size (and its sha256
   when under 8 MiB); it is written before `params.json`, which marks the entry complete. Every hit
   checks that each listed file is there with its size (`verify(folder, hashes=True)` also checks the
@@ -70,7 +72,7 @@ def cached_dir(kind: str, params: dict[str, Any], build: Callable[[Path], None])
         print(f"cache: waiting for another process building {relpath(final)}", file=sys.stderr, flush=True)
         lock.acquire()
     try:
-        if (final / "params.json").exists():  # built by the process we waited for
+        if complete(final):  # built by the process we waited for (maybe on another machine)
             return checked(final)
         for stale in final.parent.glob(f".{final.name}.tmp-*"):  # left by a dead builder: we hold the lock
             shutil.rmtree(stale, ignore_errors=True)
@@ -91,6 +93,16 @@ def cached_dir(kind: str, params: dict[str, Any], build: Callable[[Path], None])
     finally:
         lock.release()
     return final
+
+
+def complete(final: Path) -> bool:
+    """The entry has its params.json. Read by listing the folders: on NFS, opening a folder revalidates the
+    client's cached view of it (close-to-open), so an entry another machine completed while we waited for
+    the lock is seen, not rebuilt over."""
+    try:
+        return final.name in os.listdir(final.parent) and "params.json" in os.listdir(final)
+    except (FileNotFoundError, NotADirectoryError):
+        return False
 
 
 def manifest_of(folder: Path) -> dict:

@@ -5,6 +5,8 @@
     functok presets
     functok pretrain [--preset NAME] [-p NAME VALUE]...
     functok book [--preset NAME] [--no-run]
+    functok sweep CHAPTER [--preset NAME] [-p NAME VALUE]... --grid NAME VALUES [--grid ...] [--out DIR]
+                  [--address auto|HOST:PORT] [--cpus-per-run N] [--gpus-per-run X] [--dry-run]
 
 Parameters are validated before any kernel starts or model loads; bad input exits with code 2 and
 one line naming the parameter. `python -m functok ...` works the same. The CLI belongs to the book
@@ -19,7 +21,7 @@ import sys
 
 import yaml
 
-from functok.book import config, registry
+from functok.book import config, registry, sweep
 from functok.book.config import ParamError
 
 
@@ -46,6 +48,27 @@ def _overrides(pairs) -> dict:
     for name, value in pairs or []:
         out[name] = parse_value(value)
     return out
+
+
+def grid_values(name: str, text: str) -> list:
+    """A --grid's values: a YAML list ('[0.3, 0.4]', '[[gpt2], [llama3]]') or comma-separated ('0.3,0.4'),
+    each value parsed like -p."""
+    value = parse_value(text)
+    if isinstance(value, list):
+        return value
+    pieces = [v.strip() for v in str(text).split(",")]
+    if not all(pieces):
+        raise ParamError(f"{name}: grid values {text!r}; expected a list like '[0.3, 0.4]' or 0.3,0.4")
+    return [parse_value(v) for v in pieces]
+
+
+def _grid(pairs) -> dict:
+    grid: dict = {}
+    for name, text in pairs or []:
+        if name in grid:
+            raise ParamError(f"{name}: --grid given twice; expected all its values in one --grid")
+        grid[name] = grid_values(name, text)
+    return grid
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -77,6 +100,23 @@ def build_parser() -> argparse.ArgumentParser:
 
     pre = sub.add_parser("pretrain", help="build the embedded corpus, tokenizer and models of a preset")
     with_params(pre)
+
+    sw = sub.add_parser("sweep", help="run a chapter over a grid of parameter values on Ray, one run per set")
+    sw.add_argument("chapter")
+    with_params(sw)
+    sw.add_argument(
+        "--grid",
+        nargs=2,
+        action="append",
+        metavar=("NAME", "VALUES"),
+        help="sweep one parameter over VALUES: '[0.3, 0.4, 0.5]' or 0.3,0.4,0.5 (several --grid: every combination)",
+    )
+    helps = {name: m["help"] for name, m in config.field_help(sweep.SweepOptions).items()}
+    sw.add_argument("--out", default="", help=helps["out"])
+    sw.add_argument("--address", default="", help=helps["address"])
+    sw.add_argument("--cpus-per-run", type=float, default=1.0, help=helps["cpus_per_run"])
+    sw.add_argument("--gpus-per-run", type=float, default=0.0, help=helps["gpus_per_run"])
+    sw.add_argument("--dry-run", action="store_true", help="validate and list the runs (finished or to run); run none")
 
     book = sub.add_parser("book", help="run every chapter, then build the static site into _build/html")
     book.add_argument("--preset", default="embedded")
@@ -128,6 +168,33 @@ def pretrain_process(cfg) -> int:
     return subprocess.run([sys.executable, "-m", "functok.world.pretrain", "--config-json", values]).returncode
 
 
+def cmd_sweep(args) -> int:
+    """Plan and validate every run, then run the unfinished ones on Ray; 1 if any failed."""
+    opts = sweep.options(
+        out=args.out, address=args.address, cpus_per_run=args.cpus_per_run, gpus_per_run=args.gpus_per_run
+    )
+    p = sweep.plan(args.chapter, args.preset, _overrides(args.param), _grid(args.grid), opts.out or None)
+    if args.dry_run:
+        print(sweep.describe(p))
+        return 0
+    from functok.book import sweep_ray  # with functok.book.run, like `functok run`: once the input is valid
+
+    try:
+        outcomes = sweep_ray.execute(p, opts)
+    except sweep_ray.SweepError as e:
+        print(f"functok: error: {e}", file=sys.stderr)
+        return 1
+    failed = sweep_ray.failures(p, outcomes)
+    done = sum(r.finished() for r in p.runs)
+    print(f"sweep {p.chapter}: {done} of {len(p.runs)} runs finished ({len(outcomes)} ran now); index {p.index}")
+    if failed:
+        print(f"functok: {len(failed)} run(s) failed:", file=sys.stderr)
+        for line in failed:
+            print(f"  {line}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -155,6 +222,8 @@ def main(argv: list[str] | None = None) -> int:
 
             site = build_book(args.preset, run=not args.no_run)
             print(f"open file://{site / 'index.html'}")
+        elif args.cmd == "sweep":
+            return cmd_sweep(args)
     except ParamError as e:
         print(f"functok: error: {e}", file=sys.stderr)
         return 2

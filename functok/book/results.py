@@ -38,6 +38,7 @@ PACKAGES = (
     "seaborn",
     "papermill",
     "jupyter-book",
+    "ray",
     "functok",
 )
 
@@ -184,6 +185,7 @@ class Run:
                 "started": self.started,
                 "seconds": round(time.time() - self._t0, 2),
                 "command": reproduce_command(self.cfg),
+                "runtime": runtime(),
                 "data": _clean(data),
                 "artifacts": _clean(artifacts),
             },
@@ -194,6 +196,15 @@ class Run:
         path = results_dir(self.cfg) / f"{self.cfg.chapter}.json"
         write_json_atomic(path, doc)
         return path
+
+
+def runtime() -> dict:
+    """Where the run ran: the host, its thread cap and the GPUs it saw (a sweep sets both per run)."""
+    return {
+        "host": platform.node(),
+        "threads": os.environ.get("FUNCTOK_THREADS"),
+        "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
+    }
 
 
 def seed_everything(seed: int) -> None:

@@ -94,12 +94,12 @@ def remove_stale_staging(staging: Path) -> list[Path]:
     return removed
 
 
-def keep_failed(executed: Path, name: str) -> Path | None:
-    """Move a failed run's notebook to _build/failed/ (shutil.move: also across file systems). A failure
-    to keep it is reported, never raised: the chapter's own error is the one that matters."""
+def keep_failed(executed: Path, name: str, failed_dir: Path | None = None) -> Path | None:
+    """Move a failed run's notebook to `failed_dir` (default _build/failed/; shutil.move: also across file
+    systems). A failure to keep it is reported, never raised: the chapter's own error is the one that matters."""
     if not executed.exists():
         return None
-    failed = FAILED_DIR
+    failed = Path(failed_dir or FAILED_DIR)
     try:
         failed.mkdir(parents=True, exist_ok=True)
         return Path(shutil.move(str(executed), str(failed / name)))
@@ -108,8 +108,9 @@ def keep_failed(executed: Path, name: str) -> Path | None:
         return None
 
 
-def run_chapter(cfg: ChapterConfig) -> Path:
-    """Execute one chapter notebook with papermill; returns the executed notebook's path in cfg.out_dir."""
+def run_chapter(cfg: ChapterConfig, failed_dir: Path | None = None) -> Path:
+    """Execute one chapter notebook with papermill; returns the executed notebook's path in cfg.out_dir.
+    A failed run's notebook goes to `failed_dir` (default _build/failed/; a sweep gives each run its own)."""
     import papermill as pm
 
     out_dir = _out_dir(cfg)
@@ -136,7 +137,7 @@ def run_chapter(cfg: ChapterConfig) -> Path:
                 if not produced.exists():
                     raise RuntimeError(f"chapter {cfg.chapter}: the notebook ran but wrote no {results.name}")
             except Exception as e:
-                kept = keep_failed(executed, final.name)
+                kept = keep_failed(executed, final.name, failed_dir)
                 if getattr(e, "ename", None) == "ParamError":  # bad input found inside the kernel: one line
                     raise ParamError(str(e.evalue).replace("\n", " ").strip()) from None
                 if kept:

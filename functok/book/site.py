@@ -13,7 +13,10 @@ from pathlib import Path
 
 from functok.book.config import ROOT
 from functok.book.registry import CHAPTERS, ModelRun, chapters, model_runs, resolve, resolve_model_run
+from functok.book.robustness import robustness_markdown
 from functok.book.run import run_chapter
+from functok.book.sweep import options, robustness_plans
+from functok.book.sweep_ray import execute, failures
 
 MATHJAX_DIR = ROOT / "vendor" / "node_modules" / "mathjax" / "es5"
 
@@ -60,7 +63,8 @@ def scorecard_markdown(results_dir: Path) -> str:
         "",
         "Every claim the chapters test, generated from their results files (`<chapter>.json`). "
         "*Paper* is the number the paper reports, *ours* what this build measured, on the data and "
-        "models named in each chapter.",
+        "models named in each chapter. How the verdicts change when a parameter changes: "
+        "[robustness](robustness.md).",
         "",
     ]
     files = results_files(results_dir)
@@ -165,6 +169,7 @@ def world_markdown(results_dir: Path) -> str:
 
 
 BOOK_SOURCES = ("_config.yml", "book/intro.md")
+ROBUSTNESS = Path("book") / "robustness"  # under a book root: the preset's robustness sweeps, one folder each
 
 
 def toc_yaml(runs: list[ModelRun] = ()) -> str:
@@ -187,7 +192,13 @@ def toc_yaml(runs: list[ModelRun] = ()) -> str:
                 f"          - file: book/chapters/{label}/{c.name}\n            title: {json.dumps('On ' + label)}"
                 for label in labels
             ]
-    lines += ["  - caption: Results", "    chapters:", "      - file: book/scorecard", ""]
+    lines += [
+        "  - caption: Results",
+        "    chapters:",
+        "      - file: book/scorecard",
+        "      - file: book/robustness",
+        "",
+    ]
     return "\n".join(lines)
 
 
@@ -208,6 +219,7 @@ def build_site(root: Path = ROOT) -> Path:
     (root / "_toc.yml").write_text(toc_yaml(runs))
     (root / "book" / "scorecard.md").write_text(scorecard_markdown(results_dir))
     (root / "book" / "world.md").write_text(world_markdown(results_dir))
+    (root / "book" / "robustness.md").write_text(robustness_markdown(root / ROBUSTNESS, root / "book"))
     missing = [c for c in chapters() if not (results_dir / f"{c}.ipynb").exists()]
     if missing:
         raise FileNotFoundError(f"chapters not yet run into {results_dir}: {', '.join(missing)}")
@@ -226,11 +238,13 @@ def build_site(root: Path = ROOT) -> Path:
 
 
 def build_book(preset: str = "embedded", run: bool = True, root: Path = ROOT) -> Path:
-    """Every chapter on one preset, then the preset's model runs (all validated before the first runs),
-    into root/book/chapters, then the site into root/_build/html."""
+    """Every chapter on one preset, then the preset's model runs, into root/book/chapters, then its
+    robustness sweeps (on a local Ray cluster) into root/book/robustness (all validated before the first
+    run), then the site into root/_build/html."""
     out = Path(root) / "book" / "chapters"
     cfgs = [resolve(c, preset, {"out_dir": str(out)}) for c in chapters()]
     extra = [(r, resolve_model_run(r, preset, str(out))) for r in model_runs(preset)]
+    sweeps = robustness_plans(preset, Path(root) / ROBUSTNESS)
     if run:
         for cfg in cfgs:
             print(f"== functok run {cfg.chapter} --preset {preset}", flush=True)
@@ -239,4 +253,9 @@ def build_book(preset: str = "embedded", run: bool = True, root: Path = ROOT) ->
             params = " ".join(f"-p {k} {json.dumps(v)}" for k, v in r.overrides.items())
             print(f"== functok run {cfg.chapter} --preset {preset} {params} (model run '{r.label}')", flush=True)
             run_chapter(cfg)
+        for p in sweeps:
+            print(f"== {p.command()} (robustness)", flush=True)
+            failed = failures(p, execute(p, options(out=str(p.out))))
+            if failed:
+                raise RuntimeError(f"robustness sweep of {p.chapter}: {len(failed)} run(s) failed: {'; '.join(failed)}")
     return build_site(root)

@@ -43,6 +43,14 @@ def test_every_chapter_writes_results_with_claims(smoke_book):
 
 
 @pytest.mark.slow
+def test_the_robustness_sweep_ran_on_ray_and_every_run_finished(smoke_book):
+    root, _ = smoke_book
+    index = json.loads((root / "book" / "robustness" / "function_tokens" / "index.json").read_text())
+    assert index["runs"] and all(r["status"] == "finished" for r in index["runs"])
+    assert "[robustness](robustness.md)" in (root / "book" / "scorecard.md").read_text()
+
+
+@pytest.mark.slow
 def test_intro_shows_the_worlds_composition(smoke_book):
     """The intro page's composition table is chapter 1's `results.world`, row for row."""
     root, site = smoke_book
@@ -66,6 +74,7 @@ def test_every_page_renders_in_a_browser(smoke_book):
         "index": site / "index.html",
         "intro": site / "book" / "intro.html",
         "scorecard": site / "book" / "scorecard.html",
+        "robustness": site / "book" / "robustness.html",
     }
     pages.update({c: site / "book" / "chapters" / f"{c}.html" for c in registry.chapters()})
     shots = ARTIFACTS / "screens"
@@ -106,6 +115,10 @@ def test_every_page_renders_in_a_browser(smoke_book):
         page.goto(pages["scorecard"].as_uri(), wait_until="load")
         rows = page.locator("table tbody tr").count()
         assert rows >= len(registry.chapters()), "the scorecard is empty"
+        page.goto(pages["robustness"].as_uri(), wait_until="load")
+        text = page.inner_text("body")
+        assert "coverage_threshold" in text and "Why this sweep" in text, "the smoke preset's sweep is not on the page"
+        assert page.locator("img").count() > 0, "robustness: no figure"
         page.goto(pages["intro"].as_uri(), wait_until="load")
         page.wait_for_function("document.querySelectorAll('mjx-container').length > 0", timeout=15000)
         browser.close()

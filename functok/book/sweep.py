@@ -1,0 +1,253 @@
+"""Sweeps: one chapter over a grid of parameter values, one run per parameter set.
+
+A sweep is planned here, without Ray: every run of the grid is resolved and validated before any
+starts (a bad value anywhere is the usual one-line ParamError), and each gets a run key, a readable
+name plus a hash of its whole resolved config (`coverage_threshold-0.3-1a2b3c4d`). A run writes its
+executed notebook and results file into `<out>/<run key>/` (functok.book.run, atomically) and its log
+into `<out>/<run key>/log.txt`; `<out>/index.json` lists every run and its state, rewritten atomically
+whenever a run ends. A run is finished when its results file exists, so a re-run skips it, and a run a
+killed sweep left behind has no results file and runs again. functok.book.sweep_ray executes a plan.
+
+A preset's `robustness:` section lists the sweeps the book runs for its robustness page.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import itertools
+import json
+import re
+import shlex
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, ClassVar
+
+from functok.book.cache import relpath, write_json_atomic
+from functok.book.config import ROOT, ChapterConfig, ParamError, load_preset, param, validate
+from functok.book.registry import chapter as chapter_entry
+from functok.book.registry import resolve
+
+INDEX = "index.json"
+LOG = "log.txt"
+FAILED = "failed"  # <out>/<run key>/failed/: a failed run's executed notebook
+NOT_SWEPT = ("preset", "out_dir")  # one sweep is one preset; the sweep sets each run's out_dir
+
+
+@dataclass
+class SweepOptions:
+    """How a sweep runs (the `functok sweep` options beyond the chapter's own parameters)."""
+
+    chapter: ClassVar[str] = "sweep"  # for the one-line refusal of an unknown name
+
+    out: str = param("", "sweep folder: <out>/<run key>/ per run and <out>/index.json (default: _build/sweeps/CHAPTER)")
+    address: str = param("", "Ray cluster to use: 'auto' or HOST:PORT of a running one; empty: a local cluster here")
+    cpus_per_run: float = param(1.0, "CPUs each run asks Ray for; its torch threads are capped at this", lo=0.1)
+    gpus_per_run: float = param(
+        0.0, "GPUs each run asks Ray for (fractions share one); 0 hides every GPU from the run", lo=0.0, hi=64.0
+    )
+
+
+def options(**values: Any) -> SweepOptions:
+    """Validated sweep options (ranges as for chapter parameters; one-line ParamError)."""
+    return validate(SweepOptions, values)  # type: ignore[arg-type, return-value]
+
+
+@dataclass(frozen=True)
+class PlannedRun:
+    """One run of a sweep: its key, its grid values, and its validated config (out_dir <out>/<key>)."""
+
+    key: str
+    values: dict  # the grid's values for this run, in grid order
+    cfg: ChapterConfig
+
+    @property
+    def folder(self) -> Path:
+        return Path(self.cfg.out_dir)
+
+    @property
+    def results(self) -> Path:
+        return self.folder / f"{self.cfg.chapter}.json"
+
+    @property
+    def notebook(self) -> Path:
+        return self.folder / f"{self.cfg.chapter}.ipynb"
+
+    @property
+    def log(self) -> Path:
+        return self.folder / LOG
+
+    def finished(self) -> bool:
+        """run_chapter moves notebook and results file in together, results last: its file means done."""
+        return self.results.exists()
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A sweep: chapter, preset, fixed overrides, the grid (name -> values, in order) and every run."""
+
+    chapter: str
+    preset: str
+    fixed: dict
+    grid: dict
+    out: Path
+    runs: tuple[PlannedRun, ...]
+    why: str = ""  # what the sweep asks (the robustness page shows it)
+
+    @property
+    def index(self) -> Path:
+        return self.out / INDEX
+
+    def command(self) -> str:
+        """The `functok sweep` command that plans this sweep again."""
+        parts = ["functok", "sweep", self.chapter, "--preset", self.preset]
+        for name, value in self.fixed.items():
+            parts += ["-p", name, _text(value)]
+        for name, values in self.grid.items():
+            parts += ["--grid", name, json.dumps(values)]
+        return " ".join(shlex.quote(p) for p in parts)
+
+
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def default_out(chapter: str) -> Path:
+    return ROOT / "_build" / "sweeps" / chapter
+
+
+def plan(
+    chapter: str, preset: str, fixed: dict, grid: dict[str, list], out: str | Path | None = None, why: str = ""
+) -> Plan:
+    """Every run of the grid (the product of its values, in grid order), each validated like `functok
+    run` before anything starts. ParamError (one line, naming the parameter) on any bad name or value."""
+    chapter_entry(chapter)  # a chapter of the book ('pretrain' is no chapter to sweep)
+    if not grid:
+        raise ParamError("grid: nothing to sweep; expected at least one --grid NAME VALUES")
+    for name in NOT_SWEPT:
+        if name in grid or name in fixed:
+            how = "one sweep runs one preset (--preset)" if name == "preset" else "the sweep sets it (--out)"
+            raise ParamError(f"{name}: cannot be set per run of a sweep; {how}")
+    for name, values in grid.items():
+        if name in fixed:
+            raise ParamError(f"{name}: both fixed (-p) and swept (--grid); expected one of the two")
+        if not isinstance(values, list) or not values:
+            raise ParamError(f"{name}: grid values {values!r}; expected a non-empty list like [0.3, 0.4]")
+    out = Path(out).expanduser().resolve() if out else default_out(chapter)
+    if out.is_file():
+        raise ParamError(f"out: '{out}' is a file; expected a folder")
+    runs, seen = [], {}
+    for combo in itertools.product(*grid.values()):
+        values = dict(zip(grid, combo))
+        cfg = resolve(chapter, preset, {**fixed, **values})
+        key = run_key(values, cfg)
+        if key in seen:
+            raise ParamError(f"grid: {values} and {seen[key]} are the same parameter set; expected distinct values")
+        seen[key] = values
+        runs.append(PlannedRun(key, values, dataclasses.replace(cfg, out_dir=str(out / key))))
+    return Plan(chapter, preset, dict(fixed), {k: list(v) for k, v in grid.items()}, out, tuple(runs), why)
+
+
+def run_key(values: dict, cfg: ChapterConfig) -> str:
+    """A folder name: the grid values, readable, then a hash of the whole resolved config (but out_dir),
+    so that another preset or fixed parameter never reuses a run folder."""
+    whole = {k: v for k, v in dataclasses.asdict(cfg).items() if k != "out_dir"} | {"chapter": cfg.chapter}
+    digest = hashlib.sha1(json.dumps(whole, sort_keys=True, default=str).encode()).hexdigest()[:8]
+    readable = "__".join(f"{name}-{_slug(v)}" for name, v in values.items())
+    return f"{readable[:80]}-{digest}"
+
+
+def _slug(value: Any) -> str:
+    text = value if isinstance(value, str) else json.dumps(value)
+    return re.sub(r"[^A-Za-z0-9.]+", "+", text).strip("+") or "x"
+
+
+# ---------------------------------------------------------------------------------------------
+# The index: every run of the sweep and its state, rewritten whole (atomically) when a run ends.
+
+
+def write_index(p: Plan, outcomes: dict[str, dict] | None = None) -> Path:
+    """`<out>/index.json`. A run is 'finished' (its results file exists), 'failed' (it ended without
+    one: `returncode`, `log`) or 'pending'. Paths are relative to the sweep folder."""
+    outcomes = outcomes or {}
+    rows = []
+    for r in p.runs:
+        done = r.finished()
+        row = {
+            "key": r.key,
+            "values": r.values,
+            "status": "finished" if done else ("failed" if r.key in outcomes else "pending"),
+            "results": f"{r.key}/{r.results.name}",
+            "notebook": f"{r.key}/{r.notebook.name}",
+            "log": f"{r.key}/{LOG}",
+        }
+        row.update({k: v for k, v in outcomes.get(r.key, {}).items() if k in ("returncode", "seconds", "node")})
+        rows.append(row)
+    doc = {
+        "chapter": p.chapter,
+        "preset": p.preset,
+        "fixed": p.fixed,
+        "grid": p.grid,
+        "command": p.command(),
+        "why": p.why,
+        "updated": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "runs": rows,
+    }
+    write_json_atomic(p.index, doc)
+    return p.index
+
+
+def read_index(out: str | Path) -> dict:
+    return json.loads((Path(out) / INDEX).read_text())
+
+
+def describe(p: Plan) -> str:
+    """What --dry-run prints: one line per run, finished or to run."""
+    todo = sum(not r.finished() for r in p.runs)
+    lines = [f"sweep {p.chapter} on preset {p.preset}: {len(p.runs)} runs, {todo} to run, into {relpath(p.out)}"]
+    for r in p.runs:
+        state = "finished" if r.finished() else "to run"
+        values = ", ".join(f"{k}={_text(v)}" for k, v in r.values.items())
+        lines.append(f"  {r.key:<50} {state:<9} {values}")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------
+# The preset's robustness sweeps (the book's robustness page)
+
+
+@dataclass(frozen=True)
+class RobustnessSweep:
+    """One sweep of a preset's `robustness:` list: a chapter, its grid, fixed parameters, and why."""
+
+    chapter: str
+    grid: dict
+    params: dict
+    why: str
+
+
+def robustness_sweeps(preset: str) -> list[RobustnessSweep]:
+    """The preset's `robustness:` list ([{chapter, grid, params?, why}]), one sweep per chapter."""
+    section = load_preset(preset).get("robustness") or []
+    if not isinstance(section, list):
+        raise ParamError(f"robustness: got {section!r}; expected a list of {{chapter, grid, params, why}}")
+    out: list[RobustnessSweep] = []
+    for i, item in enumerate(section):
+        if not isinstance(item, dict) or set(item) - {"chapter", "grid", "params", "why"} or "grid" not in item:
+            raise ParamError(f"robustness[{i}]: got {item!r}; expected a mapping with chapter, grid, params, why")
+        name = str(item.get("chapter", ""))
+        chapter_entry(name)
+        if any(s.chapter == name for s in out):
+            raise ParamError(f"robustness[{i}]: chapter '{name}' twice; expected one sweep per chapter (one grid)")
+        grid, params = item["grid"], item.get("params") or {}
+        if not isinstance(grid, dict) or not isinstance(params, dict):
+            raise ParamError(f"robustness[{i}]: grid and params must be mappings {{name: values}}")
+        out.append(RobustnessSweep(name, dict(grid), dict(params), str(item.get("why", "")).strip()))
+    return out
+
+
+def robustness_plans(preset: str, folder: Path) -> list[Plan]:
+    """The preset's robustness sweeps, planned (validated) into folder/<chapter>/."""
+    sweeps = robustness_sweeps(preset)
+    return [plan(s.chapter, preset, s.params, s.grid, Path(folder) / s.chapter, why=s.why) for s in sweeps]
