@@ -32,7 +32,7 @@ def top_tokens(cfg, analysis) -> list:
 
 
 def _flat(p: dict):
-    """The run's token ids (read once per form from the cached tokens folder)."""
+    """The run's token ids (`analyze` keeps them; else read once from the cached tokens folder)."""
     if "_flat" not in p:
         p["_flat"] = flat_tokens(ROOT / Path(p["tokens"]))
     return p["_flat"]
