@@ -6,12 +6,14 @@ Run:  FUNCTOK_THREADS=1 nice -n 10 .venv/bin/python benchmarks/live_redraw.py [-
 Needs the preset's artifacts in the cache (`functok book --preset embedded` builds them); a cold cache
 measures the chapter's whole run instead. Chapters without cheap fields (feature_growth) are listed as such.
 Each change sets the widget from code, as a user's edit does, and times the callback (validation, the
-chapter's re-derivation and every redrawn view, figures rendered to PNG).
+chapter's re-derivation and every redrawn view, figures rendered to PNG): wall seconds, and the CPU seconds
+of this process (on a machine shared with other jobs the wall time includes waiting for a core).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import sys
 import time
@@ -35,6 +37,16 @@ CHANGES = {
 }
 
 
+@contextlib.contextmanager
+def timed(chapter: str, what: str, note: str = ""):
+    """Print one row: wall and CPU seconds of the block, and the notes it appends."""
+    notes = [note] if note else []
+    wall, cpu = time.perf_counter(), time.process_time()
+    yield notes
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    print(f"{chapter:<18} {what:<18} {wall:>8.2f} {cpu:>8.2f}  {'; '.join(notes)}", flush=True)
+
+
 def main() -> None:
     import matplotlib
 
@@ -47,7 +59,7 @@ def main() -> None:
     ap.add_argument("--preset", default="embedded")
     args = ap.parse_args()
 
-    print(f"{'chapter':<18} {'field':<18} {'seconds':>8}  views redrawn")
+    print(f"{'chapter':<18} {'field':<18} {'wall s':>8} {'cpu s':>8}  views redrawn")
     for name in args.chapters:
         cfg = resolve(name, args.preset)
         cheap = cheap_fields(type(cfg))
@@ -56,27 +68,19 @@ def main() -> None:
             continue
         live = importlib.import_module(f"functok.chapters.{name}.live")
         analyze = importlib.import_module(f"functok.chapters.{name}.analysis").analyze
-        t0 = time.perf_counter()
-        analysis = analyze(cfg)
-        t_measure = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        form = live.form(cfg, analysis)
-        t_form = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        form.redraw(all_views=True)  # in the notebook the chapter has drawn its figures before the form opens
-        t_first = time.perf_counter() - t0
-        print(f"{name:<18} {'(analyze)':<18} {t_measure:>8.2f}")
-        print(f"{name:<18} {'(build the form)':<18} {t_form:>8.2f}")
-        print(f"{name:<18} {'(first draw, all)':<18} {t_first:>8.2f}  imports and every view once")
+        with timed(name, "(analyze)", "from the cache"):
+            analysis = analyze(cfg)
+        with timed(name, "(build the form)"):
+            form = live.form(cfg, analysis)
+        with timed(name, "(first draw, all)", "imports and every view once, as the notebook drew them"):
+            form.redraw(all_views=True)
         for field in cheap:
             before = form.redraws
-            t0 = time.perf_counter()
-            form.set(field, CHANGES[field])
-            seconds = time.perf_counter() - t0
+            with timed(name, field) as note:
+                form.set(field, CHANGES[field])
             if form.redraws == before:
                 raise SystemExit(f"{name}.{field}: nothing was redrawn ({form.status.value})")
-            views = form.status.value.split(" in ")[0].removeprefix("redrew ")
-            print(f"{name:<18} {field:<18} {seconds:>8.2f}  {views}")
+            note.append(form.status.value.split(" in ")[0].removeprefix("redrew "))
 
 
 if __name__ == "__main__":
