@@ -20,6 +20,7 @@ from functok.book.results import reproduce_command
 
 LONG = 80  # characters: a longer value folds away behind its size
 COLUMNS = 2  # parameter/value pairs per table row: the table stays short
+PAD = ' style="padding-right:1.5em"'  # a value keeps its distance from the next parameter's name
 HIDE = "remove-cell"  # myst-nb: the cell is not on the page, and stays in the notebook
 MACHINERY = ("parameters", "injected-parameters")  # tags of the cells the summary table replaces
 
@@ -51,7 +52,7 @@ class RunSummary:
 
     def _repr_html_(self) -> str:
         cells = [
-            f"<td>{html.escape(n)}</td><td>{'<b>' + _value(v) + '</b>' if own else _value(v)}</td>"
+            f"<td>{html.escape(n)}</td><td{PAD}>{'<b>' + _value(v) + '</b>' if own else _value(v)}</td>"
             for n, v, own in self.rows()
         ]
         head = "<th>parameter</th><th>value</th>" * COLUMNS
