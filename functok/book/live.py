@@ -63,7 +63,7 @@ def mime_bundle(obj: Any) -> dict:
         import matplotlib.pyplot as plt
 
         buf = io.BytesIO()
-        obj.savefig(buf, format="png", bbox_inches="tight")
+        obj.savefig(buf, format="png")  # the chapters' figures fit themselves (tight_layout): no second layout pass
         plt.close(obj)
         data = {"image/png": base64.b64encode(buf.getvalue()).decode(), "text/plain": "<Figure>"}
     elif hasattr(obj, "_repr_html_"):
