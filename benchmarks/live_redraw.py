@@ -78,7 +78,7 @@ def main() -> None:
             before = form.redraws
             with timed(name, field) as note:
                 form.set(field, CHANGES[field])
-                note.append(form.status.value.split(" in ")[0].removeprefix("redrew "))
+                note.append(form.status.value.removeprefix("redrew "))
             if form.redraws == before:
                 raise SystemExit(f"{name}.{field}: nothing was redrawn ({form.status.value})")
 

@@ -191,12 +191,14 @@ class Form:
         t0 = time.perf_counter()
         if todo and self.update is not None:
             self.state = self.update(self.cfg, self.state)
+        t_update = time.perf_counter() - t0
         for v in todo:
             self.outputs[v.title].outputs = draw_view(v, self.cfg, self.state)
         self.drawn = self.cfg
         self.redraws += len(todo)
         titles = "; ".join(v.title for v in todo) or "nothing"
-        self.status.value = f"redrew {titles} in {time.perf_counter() - t0:.2f} s"
+        derived = f" ({t_update:.2f} s re-deriving)" if self.update is not None and todo else ""
+        self.status.value = f"redrew {titles} in {time.perf_counter() - t0:.2f} s{derived}"
         return [v.title for v in todo]
 
     def run(self) -> None:
