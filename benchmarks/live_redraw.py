@@ -81,6 +81,10 @@ def main() -> None:
                 note.append(form.status.value.removeprefix("redrew "))
             if form.redraws == before:
                 raise SystemExit(f"{name}.{field}: nothing was redrawn ({form.status.value})")
+        with timed(name, "(back to the run's)") as note:  # every knob back: the run's own claims again
+            for field in cheap:
+                form.set(field, getattr(cfg, field))
+            note.append(f"claims as the run's: {form.state.claims == analysis.claims}")
 
 
 if __name__ == "__main__":
