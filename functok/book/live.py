@@ -222,5 +222,5 @@ class Form:
 
 
 def _show(value: Any) -> str:
-
+    """A value as its text box shows it (lists as JSON, which `-p` reads back)."""
     return json.dumps(value) if isinstance(value, list) else str(value)
