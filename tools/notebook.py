@@ -46,12 +46,19 @@ def parameters_source(chapter: str) -> str:
 
 SETUP = """import warnings; warnings.filterwarnings("ignore", message="IProgress not found")  # plain tqdm bars
 from functok.book.registry import from_notebook
-from functok.book.results import reproduce_command, Run
+from functok.book.pages import run_summary
+from functok.book.results import Run
 from IPython.display import Markdown, display
 
 cfg = from_notebook("{chapter}", globals())  # same checks as the CLI
 run = Run(cfg)  # seeds everything, starts the clock
-display(Markdown(f"Reproduce this page: `{{reproduce_command(cfg)}}`"))"""
+display(run_summary(cfg))  # the parameters this run used, how to reproduce it, its results file"""
+
+# the last cell of every chapter (tagged remove-cell): the live form on the run the notebook just made
+LIVE_FORM = """# Tweak this run's parameters live (in Jupyter; the built site hides this cell, every build runs it)
+from functok.chapters.{chapter}.live import form
+
+form(cfg, analysis)"""
 
 
 def sync_parameters(chapter: str) -> None:

@@ -33,16 +33,20 @@ class FunctionTokensConfig(ChapterConfig):
     coverage_threshold: float = param(
         0.40, "function tokens cover this share of all token occurrences", lo=0.01, hi=0.99
     )
-    top_n: int = param(15, "rows of the top-token table (Fig 2b)", lo=1, hi=1000)
+    top_n: int = param(15, "rows of the top-token table (Fig 2b)", lo=1, hi=1000, cost="cheap")
     burst_tokens: list = param(
         [" of", " Washington"],
         "a function and a content token whose occurrences Fig 3 shows",
         kind="strings",
         min_items=2,
     )
-    n_bins: int = param(50, "equal-size bins of documents in Fig 3a/3b", lo=2, hi=10_000)
+    n_bins: int = param(50, "equal-size bins of documents in Fig 3a/3b", lo=2, hi=10_000, cost="cheap")
     sweep_thresholds: list = param(
-        [0.2, 0.3, 0.4, 0.5, 0.6], "coverage thresholds for the sensitivity table", kind="fractions", min_items=1
+        [0.2, 0.3, 0.4, 0.5, 0.6],
+        "coverage thresholds for the sensitivity table",
+        kind="fractions",
+        min_items=1,
+        cost="cheap",
     )
 
 
@@ -110,15 +114,21 @@ class LossSplitConfig(ChapterConfig):
         "inconclusive",
         lo=1,
         hi=1000,
+        cost="cheap",
     )
     converge_fraction: float = param(
         0.10,
         "a loss has converged once it stays within this share of its total decrease of its final value",
         lo=0.001,
         hi=0.9,
+        cost="cheap",
     )
     log_smoothing: int = param(
-        10, "training-log steps in the centred rolling mean of the curves and the convergence rule", lo=1, hi=100_000
+        10,
+        "training-log steps in the centred rolling mean of the curves and the convergence rule",
+        lo=1,
+        hi=100_000,
+        cost="cheap",
     )
 
 
@@ -193,21 +203,28 @@ class FeatureCoverageConfig(ChapterConfig):
         "frequency control: each function token is matched to the content tokens whose count is within this factor",
         lo=1.01,
         hi=10.0,
+        cost="cheap",
     )
     count_knots: int = param(
         3,
         "frequency control: knots of the piecewise-linear curve of log(1+degree) on log count (0: a straight line)",
         lo=0,
         hi=20,
+        cost="cheap",
     )
     n_bootstrap: int = param(
-        1000, "frequency control: seeded per-token bootstrap resamples (intervals and p-values)", lo=1000, hi=100_000
+        1000,
+        "frequency control: seeded per-token bootstrap resamples (intervals and p-values)",
+        lo=1000,
+        hi=100_000,
+        cost="cheap",
     )
     alpha: float = param(
         0.05,
         "frequency control: family-wise error rate across the layers (Holm-Bonferroni); intervals at 1 - alpha",
         lo=0.001,
         hi=0.2,
+        cost="cheap",
     )
     architecture: str = param(
         "batchtopk",
@@ -388,6 +405,7 @@ class ReactivationConfig(ChapterConfig):
         "precondition: a concept counts only if its feature's precision P(concept | fires) is at least this",
         lo=0.0,
         hi=1.0,
+        cost="cheap",
     )
     n_windows: int = param(2000, "training windows scanned to select features and measure re-activation", lo=1)
     horizon: int = param(64, "re-activation: tokens after a concept's occurrence that are followed", lo=1, hi=100_000)

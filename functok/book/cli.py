@@ -145,7 +145,8 @@ def cmd_params(chapter: str) -> None:
         if m.get("min_items"):
             rng = "non-empty" if m["min_items"] == 1 else f">= {m['min_items']} values"
         default = config.defaults(type(cfg))[f.name]
-        print(f"  {f.name:<20} {hints[f.name].__name__:<6} default={default!r:<24} {rng:<18} {m.get('help', '')}")
+        live = " [cheap: the live form redraws it]" if m.get("cost") == "cheap" else ""
+        print(f"  {f.name:<20} {hints[f.name].__name__:<6} default={default!r:<24} {rng:<18} {m.get('help', '')}{live}")
 
 
 def cmd_presets() -> None:

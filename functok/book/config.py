@@ -32,6 +32,9 @@ class ParamError(ValueError):
     """Bad input: one line naming the parameter, the value and what was expected."""
 
 
+COSTS = ("cheap", "expensive")  # what changing a field costs: a redraw, or new measurements (a run)
+
+
 def param(
     default: Any,
     help: str,
@@ -41,10 +44,15 @@ def param(
     choices: tuple | None = None,
     kind: str | None = None,
     min_items: int = 0,
+    cost: str = "expensive",
 ) -> Any:
     """A config field. `kind` adds a check: 'corpus', 'tokenizer', 'models', 'path', 'sae'. A list field
-    with `min_items=1` needs at least one value (an empty list is refused), `min_items=2` two, ..."""
-    meta = {"help": help, "lo": lo, "hi": hi, "choices": choices, "kind": kind, "min_items": min_items}
+    with `min_items=1` needs at least one value (an empty list is refused), `min_items=2` two, ...
+    `cost="cheap"`: the field only changes what is computed from the chapter's measurements (thresholds,
+    top-k, bins, plot choices), so the live form (functok.book.live) redraws instead of re-running."""
+    if cost not in COSTS:
+        raise ValueError(f"cost: got {cost!r}; expected one of {', '.join(COSTS)}")
+    meta = {"help": help, "lo": lo, "hi": hi, "choices": choices, "kind": kind, "min_items": min_items, "cost": cost}
     if isinstance(default, (list, dict)):
         return field(default_factory=lambda d=default: type(d)(d), metadata=meta)
     return field(default=default, metadata=meta)
@@ -68,6 +76,11 @@ class ChapterConfig:
     preset: str = param("embedded", "preset whose `pretrain` section defines the embedded corpus, tokenizer and models")
     seed: int = param(0, "random seed for every sampled choice in this chapter", lo=0)
     out_dir: str = param("book/chapters", "folder where the results file <chapter>.json is written", kind="dir")
+
+
+def cheap_fields(cls: type) -> tuple[str, ...]:
+    """The fields marked `cost="cheap"`: a change is redrawn from the run's measurements."""
+    return tuple(f.name for f in fields(cls) if f.metadata.get("cost") == "cheap")
 
 
 def field_help(cls: type) -> dict[str, dict]:

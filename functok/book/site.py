@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from functok.book.config import ROOT
+from functok.book.pages import copy_downloads, prepare_pages
 from functok.book.registry import CHAPTERS, ModelRun, chapters, model_runs, resolve, resolve_model_run
 from functok.book.robustness import robustness_markdown
 from functok.book.run import run_chapter
@@ -57,7 +58,7 @@ def _page(chapter: str, label: str) -> str:
 def scorecard_markdown(results_dir: Path) -> str:
     """The reproduction scorecard: per chapter, each claim side by side across models (one column per
     model), then every claim of every results file with its note and a link to its page."""
-    icon = {"holds": "**holds**", "fails": "**fails**", "inconclusive": "*inconclusive*"}
+    icon = {v: verdict_html(v) for v in VERDICT_STYLE}
     lines = [
         "# Reproduction scorecard",
         "",
@@ -68,6 +69,7 @@ def scorecard_markdown(results_dir: Path) -> str:
         "",
     ]
     files = results_files(results_dir)
+    lines += summary_markdown(files)
     n = 0
     for chapter in chapters():
         runs = [(label, json.loads(path.read_text())) for ch, label, path in files if ch == chapter]
@@ -112,6 +114,47 @@ def scorecard_markdown(results_dir: Path) -> str:
     if n == 0:
         lines += ["No results yet: run `functok book`.", ""]
     return "\n".join(lines)
+
+
+# colour and a symbol and the word: a verdict reads the same in grey scale, to colour-blind readers and in text
+VERDICT_STYLE = {"holds": ("\u2714", "#1a7f37"), "fails": ("\u2718", "#cf222e"), "inconclusive": ("?", "#9a6700")}
+
+
+def verdict_html(verdict: str, text: str | None = None) -> str:
+    symbol, colour = VERDICT_STYLE[verdict]
+    return (
+        f'<span class="functok-verdict functok-{verdict}" style="color:{colour};font-weight:bold">'
+        f"{symbol} {verdict if text is None else text}</span>"
+    )
+
+
+def verdict_counts(files: list[tuple[str, str, Path]]) -> dict[tuple[str, str], dict[str, int]]:
+    """{(chapter, model): {verdict: claims}} over results files, a model being the column the claim goes in
+    side by side (split_claim_id: per-model claims of one run in their model's column)."""
+    out: dict[tuple[str, str], dict[str, int]] = {}
+    for chapter, label, path in files:
+        for c in json.loads(Path(path).read_text())["claims"]:
+            _, model = split_claim_id(c.get("id", c["statement"]), label)
+            counts = out.setdefault((chapter, model), dict.fromkeys(VERDICT_STYLE, 0))
+            counts[c["verdict"]] += 1
+    return out
+
+
+def summary_markdown(files: list[tuple[str, str, Path]]) -> list[str]:
+    """The scorecard's opening table: per chapter and model, how many claims hold, fail, are inconclusive."""
+    counts = verdict_counts(files)
+    if not counts:
+        return []
+    lines = [
+        "## Summary",
+        "",
+        "| chapter | measured on | " + " | ".join(verdict_html(v) for v in VERDICT_STYLE) + " |",
+        "|---|---|" + "---:|" * len(VERDICT_STYLE),
+    ]
+    for (chapter, model), c in counts.items():
+        cells = " | ".join(verdict_html(v, str(c[v])) if c[v] else "0" for v in VERDICT_STYLE)
+        lines.append(f"| [{_title(chapter)}]({_page(chapter, 'embedded')}) | {_md(model)} | {cells} |")
+    return lines + [""]
 
 
 def _fmt(x) -> str:
@@ -220,6 +263,7 @@ def build_site(root: Path = ROOT) -> Path:
     (root / "book" / "scorecard.md").write_text(scorecard_markdown(results_dir))
     (root / "book" / "world.md").write_text(world_markdown(results_dir))
     (root / "book" / "robustness.md").write_text(robustness_markdown(root / ROBUSTNESS, root / "book"))
+    prepare_pages(results_dir)
     missing = [c for c in chapters() if not (results_dir / f"{c}.ipynb").exists()]
     if missing:
         raise FileNotFoundError(f"chapters not yet run into {results_dir}: {', '.join(missing)}")
@@ -234,6 +278,7 @@ def build_site(root: Path = ROOT) -> Path:
     if not MATHJAX_DIR.exists():
         raise FileNotFoundError("MathJax is not vendored: run `make install` (npm install in vendor/)")
     shutil.copytree(MATHJAX_DIR, site / "_static" / "mathjax", dirs_exist_ok=True)
+    copy_downloads(results_dir, site / "book" / "chapters")  # each page links its results file and notebook
     return site
 
 

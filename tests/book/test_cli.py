@@ -107,6 +107,8 @@ def test_params_lists_every_parameter(capsys):
     assert "[0.01, 0.99]" in out  # the coverage threshold's range
     assert [line for line in out.splitlines() if line.startswith("  tokenizers ") and "non-empty" in line]
     assert [line for line in out.splitlines() if line.startswith("  burst_tokens ") and ">= 2 values" in line]
+    cheap = [line.split()[0] for line in out.splitlines() if line.endswith("[cheap: the live form redraws it]")]
+    assert cheap == ["top_n", "n_bins", "sweep_thresholds"]
 
 
 def test_presets_lists_cost_and_needs(capsys):

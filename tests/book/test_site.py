@@ -4,6 +4,7 @@ and headless Chromium opens every page (screenshots saved under test-artifacts/s
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -112,9 +113,12 @@ def test_every_page_renders_in_a_browser(smoke_book):
                 assert page.locator("a.btn-download-source-button, a[href$='.ipynb']").count() > 0, (
                     f"{name}: no download"
                 )
+                check_parameters_shown_once(page, name, "smoke")
+                check_results_link(page, path, root / "book" / "chapters" / f"{name}.json")
         page.goto(pages["scorecard"].as_uri(), wait_until="load")
         rows = page.locator("table tbody tr").count()
         assert rows >= len(registry.chapters()), "the scorecard is empty"
+        assert summary_counts(page) == claim_counts(root / "book" / "chapters")
         page.goto(pages["robustness"].as_uri(), wait_until="load")
         text = page.inner_text("body")
         assert "coverage_threshold" in text and "Why this sweep" in text, "the smoke preset's sweep is not on the page"
@@ -123,3 +127,54 @@ def test_every_page_renders_in_a_browser(smoke_book):
         page.wait_for_function("document.querySelectorAll('mjx-container').length > 0", timeout=15000)
         browser.close()
     assert not external, f"pages fetched from the network: {external[:5]}"
+
+
+def check_parameters_shown_once(page, name: str, preset: str) -> None:
+    """One parameter table; no parameters cell, no papermill cell, no validation code beside it."""
+    assert page.locator("table.functok-params").count() == 1, f"{name}: expected one parameter table"
+    code = [t for t in page.locator("div.cell_input, div.highlight").all_inner_texts()]
+    blocks = [t for t in code if "# Parameters" in t or "from_notebook(" in t]
+    assert not blocks, f"{name}: a parameter block besides the table: {blocks[0][:200]}"
+    table = page.locator("table.functok-params").inner_text()
+    for f in ("seed", "preset"):
+        assert f in table, f"{name}: {f} missing from the parameter table"
+    assert table.count("preset") == 1 and preset in table
+
+
+def check_results_link(page, page_path: Path, results: Path) -> None:
+    """The page links its results file, and the link resolves to that file's content."""
+    href = page.locator("a.functok-results").get_attribute("href")
+    target = (page_path.parent / href).resolve()
+    assert target.is_file(), f"{page_path.name}: results link {href} resolves to nothing"
+    assert json.loads(target.read_text()) == json.loads(results.read_text())
+
+
+def claim_counts(results_dir: Path) -> dict[tuple[str, str, str], int]:
+    """{(chapter, model, verdict): claims} straight from the results files: a claim id 'x[m]' counts
+    for model m, any other for the run ('embedded' at the top level, else its folder's name)."""
+    counts: dict[tuple[str, str, str], int] = {}
+    for path in sorted(results_dir.glob("*.json")) + sorted(results_dir.glob("*/*.json")):
+        doc = json.loads(path.read_text())
+        run = "embedded" if path.parent == results_dir else path.parent.name
+        for c in doc["claims"]:
+            m = re.fullmatch(r".*\[(.+)\]", c["id"])
+            key = (doc["chapter"], m.group(1) if m else run, c["verdict"])
+            counts[key] = counts.get(key, 0) + 1
+    return counts
+
+
+def summary_counts(page) -> dict[tuple[str, str, str], int]:
+    """The scorecard summary's table as {(chapter, model, verdict): count}, read as a reader sees it."""
+    table = page.locator("section#summary table").first
+    head = [h.strip() for h in table.locator("thead th").all_inner_texts()]
+    verdicts = [h.split(" ", 1)[1] for h in head[2:]]  # '\u2714 holds' -> 'holds'
+    assert verdicts == ["holds", "fails", "inconclusive"]
+    out = {}
+    for row in table.locator("tbody tr").all():
+        cells = [c.strip() for c in row.locator("td").all_inner_texts()]
+        chapter = Path(row.locator("td a").first.get_attribute("href")).stem  # the chapter's page
+        for verdict, cell in zip(verdicts, cells[2:]):
+            n = int(cell.split()[-1])  # '\u2714 3' or '0'
+            if n:
+                out[(chapter, cells[1], verdict)] = n
+    return out

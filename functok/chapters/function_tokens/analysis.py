@@ -213,6 +213,7 @@ def analyze(cfg) -> ChapterResult:
             "tokens": relpath(Path(ft_file).parent / "tokens"),
             "_counts": tc,
             "_tok": tok,
+            "_flat": (flat, offsets),  # every document's token ids: the live form re-bins Fig 3 from them
         }
 
     first = per[cfg.tokenizers[0]]
