@@ -364,6 +364,14 @@ class FeatureGrowthConfig(ChapterConfig):
     keep_checkpoints: bool = param(False, "keep downloaded hub checkpoints after use")
 
 
+# chapter 5's chat prompts: the paper's Mount Fuji, university, tourist attraction and dish, and more
+TEST_PROMPTS = (
+    "Where is Mount Fuji?|What is a famous university?|Recommend a tourist attraction.|What is a traditional dish?|"
+    "Name a famous writer.|What is a popular sport?|Tell me about a famous river.|Which city should I visit?|"
+    "What is a famous building?|Name a national holiday.|What is a well-known song?|Tell me about a historical event."
+).split("|")
+
+
 @dataclass
 class ReactivationConfig(ChapterConfig):
     """Chapter 5: content features are re-activated by function tokens, and steering the last function
@@ -461,29 +469,13 @@ class ReactivationConfig(ChapterConfig):
         {
             "Russia": {"prompt": "What is the largest country in the world?", "pattern": r"Russia|Moscow"},
             "Speak Chinese": {"prompt": "请用中文回答：你最喜欢的颜色是什么？", "pattern": r"[\u4e00-\u9fff]"},
-            "UK": {
-                "prompt": "Which country is London the capital of?",
-                "pattern": r"\bUK\b|United Kingdom|Brit(ain|ish)|England|London",
-            },
+            "UK": {"prompt": "Which country is London the capital of?", "pattern": r"\bUK\b|Brit(ain|ish)|England"},
         },
         "chat_template: per trait, a prompt whose answer shows it and a regular expression that detects it in an "
         "answer (the paper's three features: Russia, Speak Chinese, UK)",
     )
     test_prompts: list = param(
-        [
-            "Where is Mount Fuji?",
-            "What is a famous university?",
-            "Recommend a tourist attraction.",
-            "What is a traditional dish?",
-            "Name a famous writer.",
-            "What is a popular sport?",
-            "Tell me about a famous river.",
-            "Which city should I visit?",
-            "What is a famous building?",
-            "Name a national holiday.",
-            "What is a well-known song?",
-            "Tell me about a historical event.",
-        ],
+        list(TEST_PROMPTS),
         "chat_template: the prompts steered (the paper's Mount Fuji, a university, a tourist attraction, a dish, and "
         "more; the paper used 20, not published)",
         kind="strings",

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, get_type_hints
 
 import ipywidgets as widgets
+import yaml
 
 from functok.book.cli import parse_value
 from functok.book.config import BOOK_CHAPTERS_DIR, ChapterConfig, ParamError, cheap_fields, validate
@@ -141,7 +142,7 @@ class Form:
             w = widgets.IntText(value=value, **common)
         elif typ is float:
             w = widgets.FloatText(value=value, **common)
-        elif typ is list:
+        elif typ in (list, dict):
             w = widgets.Text(value=_show(value), continuous_update=False, **common)
         else:
             w = widgets.Text(value=value, continuous_update=False, **common)
@@ -150,12 +151,15 @@ class Form:
 
     def _value(self, name: str, raw: Any) -> Any:
         """A list box is read like the CLI's `-p NAME VALUE`; every other widget gives a typed value."""
+        if isinstance(raw, str) and isinstance(getattr(self.cfg, name), dict):  # a mapping box: YAML (JSON is YAML)
+            value = yaml.safe_load(raw) if raw.strip() else raw
+            return value if isinstance(value, dict) else raw
         return parse_value(raw) if isinstance(raw, str) and isinstance(getattr(self.cfg, name), list) else raw
 
     def set(self, name: str, value: Any) -> None:
         """Set a field as a user would: the widget's value changes and its callback runs."""
         w = self.widgets[name]
-        w.value = _show(value) if isinstance(w, widgets.Text) and isinstance(value, list) else value
+        w.value = _show(value) if isinstance(w, widgets.Text) and isinstance(value, (list, dict)) else value
 
     # -- changes -----------------------------------------------------------------------------
 
@@ -223,4 +227,4 @@ class Form:
 
 def _show(value: Any) -> str:
     """A value as its text box shows it (lists as JSON, which `-p` reads back)."""
-    return json.dumps(value) if isinstance(value, list) else str(value)
+    return json.dumps(value) if isinstance(value, (list, dict)) else str(value)

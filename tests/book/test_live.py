@@ -91,6 +91,9 @@ def test_a_bad_value_shows_the_clis_line_and_changes_nothing(form, capsys, name,
 
 
 def test_a_cheap_change_redraws_only_the_views_that_read_it(form):
+    import matplotlib.pyplot as plt
+
+    plt.close("all")  # figures other tests left open
     form.set("top_n", 7)
     assert form.cfg.top_n == 7 and form.top.calls == [(7, "measurements-1")] and form.bins.calls == []
     out = form.outputs["top"].outputs
@@ -101,8 +104,6 @@ def test_a_cheap_change_redraws_only_the_views_that_read_it(form):
     assert form.outputs["bins"].outputs == ()
     assert form.command.value == "" and form.run_button.disabled
     assert form.status.value.startswith("redrew top in ")
-    import matplotlib.pyplot as plt
-
     assert plt.get_fignums() == []  # drawn figures are closed: none leaks into the next cell
 
 

@@ -378,7 +378,9 @@ def test_refusals(tiny_llama, llama_saes, corpus, tmp_path):
         fc.plan(validate(C, {**ok, "layers": [1], "sae": str(tmp_path / "wide")}))
     with pytest.raises(ParamError, match=r"reads blocks.0.hook_resid_post; expected blocks.2.hook_resid_post"):
         fc.plan(validate(C, {**ok, "layers": [2], "sae": str(llama_saes / "layer_0")}))
-    with pytest.raises(ParamError, match=r"^sae: 'train' trains SAEs on the embedded model only"):
+    with pytest.raises(
+        ParamError, match=r"^sae: 'train' trains SAEs on the embedded models and the models that ship in wheels only"
+    ):
         fc.plan(validate(C, {**ok, "sae": "train"}))
     with pytest.raises(ParamError, match=r"^average_l0: .* one value per layer"):
         fc.plan(
