@@ -7,7 +7,9 @@ Prints per model:
 - tokens/s through the middle layer (the forward stops after it, as SAE training and chapter 2 run it);
 - tokens/s of a full forward with the loss (chapter 3);
 - activations/s training a BatchTopK SAE (d_sae 8 x d_model, k 32, batch 512) with SAELens's SAETrainer;
-and the matmul's GFLOP/s measured before each figure; every figure / matmul rate is the fraction printed.
+and the matmul's GFLOP/s measured just before each figure. The fraction printed is the figure's useful FLOP/s
+(2 x the weights it multiplies per token; for the SAE 6 x 2 x d_model x d_sae per activation, forward and
+backward of a dense encoder and decoder) over the matmul's: how much of the machine each step uses.
 Threads: FUNCTOK_THREADS, else every core. The fp32 folders are built (cached) on first use.
 """
 
@@ -56,18 +58,27 @@ def main() -> None:
         ctx = 256
         x = torch.randint(0, V, (max(1, args.tokens // ctx), ctx))
         n = x.numel()
+        blocks = [sum(p.numel() for p in b.parameters()) for b in model.blocks]
+        flop_mid = 2 * sum(blocks[: L + 1])  # per token, the weights it multiplies (attention scores left out)
+        flop_full = 2 * (sum(blocks) + d * V)
         g = matmul_gflops()
         t = time.perf_counter()
         acts = activations_at(model, hook_name(L), x, batch_size=8)
         mid = n / (time.perf_counter() - t)
-        print(f"{name}: middle layer {L}: {mid:,.0f} tokens/s = {mid / g:.2f} tokens/s per matmul GFLOP/s ({g:.1f})")
+        print(
+            f"{name}: middle layer {L}: {mid:,.0f} tokens/s = {mid * flop_mid / 1e9 / g:.1%} of a same-run fp32 "
+            f"matmul ({g:.1f} GFLOP/s)"
+        )
         g = matmul_gflops()
         t = time.perf_counter()
         with torch.no_grad():
             for i in range(0, len(x), 2):
                 model(x[i : i + 2], return_type="loss")
         full = n / (time.perf_counter() - t)
-        print(f"{name}: full forward + loss: {full:,.0f} tokens/s = {full / g:.2f} per matmul GFLOP/s ({g:.1f})")
+        print(
+            f"{name}: full forward + loss: {full:,.0f} tokens/s = {full * flop_full / 1e9 / g:.1%} of the matmul "
+            f"({g:.1f} GFLOP/s)"
+        )
         flat = acts.reshape(-1, d)
         reps = -(-args.sae_activations // len(flat))
         train = flat.repeat(reps, 1)[: args.sae_activations].contiguous()
@@ -80,7 +91,7 @@ def main() -> None:
         sae = len(train) / (time.perf_counter() - t)
         print(
             f"{name}: SAE training (d_sae {8 * d}): {sae:,.0f} activations/s = "
-            f"{sae / g:.2f} per matmul GFLOP/s ({g:.1f})"
+            f"{sae * 12 * d * 8 * d / 1e9 / g:.1%} of the matmul ({g:.1f} GFLOP/s)"
         )
         del model, acts, flat, train
 

@@ -481,6 +481,12 @@ class ReactivationConfig(ChapterConfig):
         kind="strings",
         min_items=1,
     )
+    trait_layers: list = param(
+        [],
+        "chat_template: layers where the raw trait activation's success rate is also measured (Appendix A's layer "
+        "scan; the SAE steps run at `layer`)",
+        kind="ints",
+    )
     trait_keep: float = param(
         0.8,
         "chat_template: the top-k search keeps the smallest k whose success rate is at least this share of the raw "

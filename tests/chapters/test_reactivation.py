@@ -246,6 +246,8 @@ def test_given_features_are_used(env, analysis):
         ({"steer_prompts": ["The history xqz"]}, "^steer_prompts: 'The history xqz' ends in"),
         ({"concepts": [" xqzvjk"]}, "^concepts: ' xqzvjk' never occurs"),
         ({"layer": 7}, "^layer: got 7; the model has 2 layers"),
+        ({"trait_layers": [2]}, "^trait_layers: got 2; the model has 2 layers"),
+        ({"chat_template": True}, "^chat_template: the tokenizer of 'embedded' has no chat template"),
     ],
 )
 def test_bad_input_is_refused_with_one_line(env, analysis, kw, fragment):

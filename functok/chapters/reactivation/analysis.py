@@ -270,7 +270,8 @@ def analyze(cfg, progress: bool = True) -> ChapterResult:
         "checkpoint": ident(s.checkpoint),
         "sae": ident(s.sae_source),
         "windows": ident(s.windows_path),
-        **{k: v for k, v in as_dict(cfg).items() if k != "out_dir"},
+        # a field added later enters the key only when set, so the caches made before it stay valid
+        **{k: v for k, v in as_dict(cfg).items() if k != "out_dir" and not (k in ADDED_LATER and not v)},
     }
     box: dict = {}
 
@@ -284,6 +285,7 @@ def analyze(cfg, progress: bool = True) -> ChapterResult:
     return ChapterResult(out["results"], make_claims(out["results"], cfg), out["data"], out["artifacts"])
 
 
+ADDED_LATER = ("trait_layers",)
 ANALYSIS_VERSION = 1  # bump when a change to the measurements changes their results
 
 

@@ -9,7 +9,9 @@ For each trait (a concept the answer should show, e.g. "Russia"):
 3. that activation decomposed by the SAE, features ranked by activation, and the smallest top-k set whose
    reconstruction (sum of activation x decoder row) still steers at least `trait_keep` of the raw vector's
    rate found by binary search (the paper's procedure);
-4. the top-k vector applied at the last function token, at the last content token of the user's message
+4. the raw activation's success rate at each layer of `trait_layers` too (the paper scans every layer and
+   keeps the best; the book reports the scan next to the chapter's layer, where its SAE is);
+5. the top-k vector applied at the last function token, at the last content token of the user's message
    (the control the reviewers asked for), and at every position; and scaled by each alpha.
 Nothing is tuned to make a trait appear: a trait the raw vector cannot produce is reported as such.
 """
@@ -25,6 +27,7 @@ import numpy as np
 from functok.book.config import ParamError
 from functok.chapters.reactivation.setup import Setup
 from functok.sae.activations import activations_at
+from functok.sae.models import hook_name
 
 
 @dataclass
@@ -57,23 +60,28 @@ def prepare(s: Setup, prompts: list[str]) -> list[Prompt]:
     return out
 
 
-def last_activation(s: Setup, ids: list[int]):
+def last_activation(s: Setup, ids: list[int], hook: str | None = None):
     import torch
 
-    return activations_at(s.model, s.hook, torch.tensor([ids]), batch_size=1)[0, -1]
+    return activations_at(s.model, hook or s.hook, torch.tensor([ids]), batch_size=1)[0, -1]
 
 
-def generate(s: Setup, ids: list[int], n_new: int, vector=None, positions: list[int] | None = None) -> str:
-    """Greedy answer; `vector` added at the hook at `positions` of the prompt in every forward (no KV cache)."""
+def generate(
+    s: Setup, ids: list[int], n_new: int, vector=None, positions: list[int] | None = None, hook: str | None = None
+) -> str:
+    """Greedy answer; `vector` added at `hook` (default: the chapter's) at `positions` of the prompt in every
+    forward (no KV cache)."""
     import torch
 
     dev = next(s.model.parameters()).device
 
-    def hook(act, hook):
+    hook_at = hook
+
+    def edit(act, hook):
         act[:, positions, :] += vector.to(act.device, act.dtype)
         return act
 
-    hooks = [(s.hook, hook)] if vector is not None and positions else []
+    hooks = [(hook_at or s.hook, edit)] if vector is not None and positions else []
     x = torch.tensor([ids], device=dev)
     eos = s.model.tokenizer.eos_token_id
     with torch.no_grad():
@@ -90,9 +98,11 @@ def shows(text: str, pattern: str) -> bool:
     return re.search(pattern, text, flags=re.IGNORECASE) is not None
 
 
-def rate(s: Setup, prompts: list[Prompt], pattern: str, n_new: int, vector=None, where: str = "last") -> dict:
+def rate(
+    s: Setup, prompts: list[Prompt], pattern: str, n_new: int, vector=None, where: str = "last", hook: str | None = None
+) -> dict:
     """Success rate of an edit over the test prompts; where: 'last' (the final function token), 'content'
-    (the user's last content token), 'all' (every position of the prompt)."""
+    (the user's last content token), 'all' (every position of the prompt); hook: the chapter's by default."""
     answers, hits = [], 0
     for p in prompts:
         if where == "last":
@@ -101,7 +111,7 @@ def rate(s: Setup, prompts: list[Prompt], pattern: str, n_new: int, vector=None,
             pos = [p.last_content] if p.last_content >= 0 else []
         else:
             pos = list(range(len(p.ids)))
-        text = generate(s, p.ids, n_new, vector, pos)
+        text = generate(s, p.ids, n_new, vector, pos, hook=hook)
         ok = shows(text, pattern)
         hits += ok
         answers.append({"prompt": p.text, "answer": text, "shows_trait": ok})
@@ -143,6 +153,12 @@ def appendix_a(s: Setup, cfg, progress: bool = True) -> dict:
             "raw": raw,
             "active_features": active,
             "search": [],
+            # the paper's layer scan: the raw trait activation of each layer, added at that layer
+            "layers": {
+                str(L): rate(s, tests, pattern, cfg.n_new_tokens, last_activation(s, trait_ids, h), hook=h)["rate"]
+                for L in cfg.trait_layers
+                for h in [hook_name(L)]
+            },
         }
         target = cfg.trait_keep * raw["rate"]
         k, found = None, None

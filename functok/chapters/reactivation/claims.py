@@ -156,7 +156,7 @@ def make_claims(res: dict, cfg) -> list[dict]:
         )
     )
     if "appendix_a" in res:
-        claims += chat_claims(res["appendix_a"], cfg)
+        claims += chat_claims(res["appendix_a"], cfg, bar)
     return claims
 
 
@@ -167,22 +167,30 @@ def _fisher_greater(a_hits: int, b_hits: int, n: int) -> float:
     return float(fisher_exact([[a_hits, n - a_hits], [b_hits, n - b_hits]], alternative="greater")[1])
 
 
-def chat_claims(app: dict, cfg) -> list[dict]:
-    """Appendix A through the chat template, per trait (functok.chapters.reactivation.appendix_a)."""
+def chat_claims(app: dict, cfg, bar: list[str] = ()) -> list[dict]:
+    """Appendix A through the chat template, per trait (functok.chapters.reactivation.appendix_a); `bar`: the
+    SAE's quality-bar failures, which leave every top-k claim inconclusive (its features are not interpreted)."""
     n = len(cfg.test_prompts)
     out = []
     for name, t in app["traits"].items():
         base = round(t["base"]["rate"] * n)
         raw = round(t["raw"]["rate"] * n)
-        if t.get("k") is None:
+        if t.get("k") is None or bar:
             why = (
-                f"the trait's own activation steers {raw}/{n} answers vs {base}/{n} unsteered, so no SAE features "
+                "SAE below the quality bar: " + ", ".join(bar)
+                if bar
+                else f"the trait's own activation steers {raw}/{n} answers vs {base}/{n} unsteered, so no SAE features "
                 "can be searched"
                 if raw <= base
                 else f"no top-k set of its {t['active_features']} active features reaches {cfg.trait_keep:.0%} of "
                 f"the raw activation's {raw}/{n}"
             )
-            ours = f"raw activation {raw}/{n}, unsteered {base}/{n}, no top-k set"
+            ours = (
+                f"raw activation {raw}/{n}, unsteered {base}/{n}, no top-k set"
+                if t.get("k") is None
+                else f"top-{t['k']} features: {round(t['topk_last']['rate'] * n)}/{n} vs {base}/{n} unsteered (not "
+                "counted)"
+            )
             for cid, statement in (
                 (f"chat_steering[{name}]", f"Steering the last function token with the '{name}' features works"),
                 (

@@ -143,3 +143,54 @@ def steering_examples(analysis: dict, n_prompts: int = 4) -> pd.DataFrame:
                 row[f"{c.strip()} (alpha {best})"] = hit[0]["continuation"] + (" ✓" if hit[0]["success"] else "")
         out[p] = row
     return pd.DataFrame(out).T
+
+
+def appendix_a_table(analysis: dict) -> pd.DataFrame | None:
+    """Appendix A per trait: the success rates of the unsteered answers, the raw trait activation (at the
+    chapter's layer and at each scanned layer), the top-k SAE vector at the last function token, at the last
+    content token and at every position, and the k the search found (None: no top-k set)."""
+    app = analysis.results.get("appendix_a")
+    if not app:
+        return None
+    out = {}
+    for name, t in app["traits"].items():
+        row = {
+            "trait prompt shows it": "yes" if t["trait_prompt_shows_trait"] else "no",
+            "unsteered": t["base"]["rate"],
+        }
+        row[f"raw, layer {analysis.results['layer']}"] = t["raw"]["rate"]
+        row |= {f"raw, layer {L}": r for L, r in t.get("layers", {}).items()}
+        row["k (of active)"] = (
+            f"{t['k']} (of {t['active_features']})" if t["k"] else f"none (of {t['active_features']})"
+        )
+        for key, label in (
+            ("topk_last", "top-k, last \\n"),
+            ("topk_content", "top-k, content"),
+            ("topk_every", "top-k, every"),
+        ):
+            row[label] = t[key]["rate"] if key in t else float("nan")
+        out[name] = row
+    df = pd.DataFrame(out).T
+    rates = [c for c in df.columns if c not in ("trait prompt shows it", "k (of active)")]
+    return df.style.format("{:.0%}", subset=rates, na_rep="–")
+
+
+def appendix_a_examples(analysis: dict, n_prompts: int = 4) -> pd.DataFrame | None:
+    """A few test prompts: the unsteered answer and, per trait, the answer with the raw activation and with
+    the top-k SAE vector at the final "\\n" (✓: the trait's pattern matches)."""
+    app = analysis.results.get("appendix_a")
+    if not app:
+        return None
+    out: dict = {}
+
+    def put(answers, label):
+        for a in answers[:n_prompts]:
+            out.setdefault(a["prompt"], {})[label] = a["answer"].strip() + (" ✓" if a["shows_trait"] else "")
+
+    for i, (name, t) in enumerate(app["traits"].items()):
+        if i == 0:  # the unsteered answers are the same for every trait
+            put(t["base"]["answers"], "unsteered")
+        put(t["raw"]["answers"], f"{name}: raw activation")
+        if "topk_last" in t:
+            put(t["topk_last"]["answers"], f"{name}: top-{t['k']} features")
+    return pd.DataFrame(out).T

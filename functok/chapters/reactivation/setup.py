@@ -138,6 +138,9 @@ def setup(cfg, progress: bool = True) -> Setup:
     layer = default_layer(n_layers) if cfg.layer < 0 else cfg.layer
     if layer >= n_layers:
         raise ParamError(f"layer: got {cfg.layer}; the model has {n_layers} layers (0..{n_layers - 1}, or -1)")
+    bad = [L for L in cfg.trait_layers if not 0 <= L < n_layers]
+    if bad:
+        raise ParamError(f"trait_layers: got {bad[0]}; the model has {n_layers} layers (0..{n_layers - 1})")
     if fn_ids is None:
         path = function_token_file(checkpoint, "embedded", cfg.preset, 0.40)
         fn_ids, ft_file = load_function_token_ids(path), str(path)
@@ -146,6 +149,11 @@ def setup(cfg, progress: bool = True) -> Setup:
     is_function[[i for i in fn_ids if i < vocab]] = True
     concepts = concept_tokens(tok, cfg.concepts)
     check_prompts(tok, cfg.steer_prompts, is_function)
+    if cfg.chat_template and not getattr(tok, "chat_template", None):
+        raise ParamError(
+            f"chat_template: the tokenizer of {cfg.model!r} has no chat template; expected an instruct model such "
+            "as smollm2-135m-instruct, or chat_template false"
+        )
     if not cfg.trace_prompts:
         raise ParamError("trace_prompts: got []; expected at least one prompt")
     src = _sae_source(cfg, checkpoint, layer, int(model.cfg.d_model), progress)
