@@ -10,6 +10,7 @@ import torch
 
 from functok.book.config import ParamError, defaults
 from functok.book.registry import ReactivationConfig
+from functok.book.site import split_claim_id
 from functok.chapters.reactivation import appendix_a as A
 from functok.chapters.reactivation.claims import chat_claims
 from functok.chapters.reactivation.setup import Setup
@@ -194,7 +195,8 @@ def test_chat_claims_follow_their_rules(last, content, base, bar, want_steer, wa
     c = cfg(test_prompts=[f"q{i}" for i in range(12)])
     app = {"traits": {"Russia": _trait(last, content, last, base)}}
     steer, position = chat_claims(app, c, bar)
-    assert steer["id"] == "chat_steering[Russia]" and position["id"] == "chat_steering_position[Russia]"
+    assert steer["id"] == "chat_steering:Russia" and position["id"] == "chat_steering_position:Russia"
+    assert split_claim_id(steer["id"], "smollm2") == (steer["id"], "smollm2")  # a trait is no model column
     assert (steer["verdict"], position["verdict"]) == (want_steer, want_position)
     if bar:
         assert "quality bar" in steer["note"] and "quality bar" in position["note"]

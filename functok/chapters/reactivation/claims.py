@@ -192,9 +192,9 @@ def chat_claims(app: dict, cfg, bar: list[str] = ()) -> list[dict]:
                 "counted)"
             )
             for cid, statement in (
-                (f"chat_steering[{name}]", f"Steering the last function token with the '{name}' features works"),
+                (f"chat_steering:{name}", f"Steering the last function token with the '{name}' features works"),
                 (
-                    f"chat_steering_position[{name}]",
+                    f"chat_steering_position:{name}",
                     f"The '{name}' edit works at the last function token, not at a content token",
                 ),
             ):
@@ -206,7 +206,7 @@ def chat_claims(app: dict, cfg, bar: list[str] = ()) -> list[dict]:
         p_base = _fisher_greater(last, base, n)
         out.append(
             claim(
-                f"chat_steering[{name}]",
+                f"chat_steering:{name}",
                 f"Steering the last function token with the '{name}' features works",
                 "Fig 7, Fig 11 (e.g. Mount Fuji -> Russia)",
                 f"top-{t['k']} features: {last}/{n} answers show it vs {base}/{n} unsteered",
@@ -222,7 +222,7 @@ def chat_claims(app: dict, cfg, bar: list[str] = ()) -> list[dict]:
         p_pos = _fisher_greater(last, content, n)
         out.append(
             claim(
-                f"chat_steering_position[{name}]",
+                f"chat_steering_position:{name}",
                 f"The '{name}' edit works at the last function token, not at a content token",
                 "the paper edits only the last function token",
                 f"last function token {last}/{n}, last content token {content}/{n}",
