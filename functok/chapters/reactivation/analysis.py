@@ -32,12 +32,14 @@ import numpy as np
 from functok.book.cache import cached_dir, relpath, write_json_atomic
 from functok.book.config import ParamError, as_dict
 from functok.book.results import ChapterResult, seed_everything
+from functok.chapters.common import sae_heldout_windows
 from functok.chapters.reactivation.appendix_a import appendix_a
 from functok.chapters.reactivation.claims import make_claims
 from functok.chapters.reactivation.setup import Setup, setup
 from functok.chapters.reactivation.steering import steer, trace
 from functok.sae.activations import activations_at
 from functok.sae.quality import evaluate_sae, quality_failures
+from functok.world.wheel_models import is_wheel_model
 from functok.world.windows import token_windows
 
 # ---------------------------------------------------------------------------------------------
@@ -150,14 +152,17 @@ def unsteered_production(s: Setup, batch_size: int) -> dict[str, dict]:
 
 
 def sae_quality(cfg, s: Setup, scan_l0: float, alive: float) -> dict:
-    """The SAE's L0, explained variance and CE score on held-out windows (the embedded preset's; another
-    model: the last 32 scanned windows), the share of its features alive on the scanned windows, and
+    """The SAE's L0, explained variance and CE score on held-out windows (the embedded preset's; a model from
+    a wheel with a trained SAE: 32 windows of chapter 2's graph documents, which the SAE never saw; another
+    model: the first 32 scanned windows), the share of its features alive on the scanned windows, and
     what keeps it below functok.sae.quality.QUALITY_BAR (the features of an SAE below the bar are not
     interpreted: the chapter's claims become inconclusive)."""
     if cfg.model == "embedded":
         win, n = token_windows(cfg.preset, "heldout"), 32
+    elif is_wheel_model(cfg.model) and cfg.sae == "train":
+        win, n = sae_heldout_windows(cfg.preset, cfg.model, s.checkpoint, int(s.windows.shape[1]))
     else:
-        win, n = s.windows_path, None
+        win, n = s.windows_path, 32
     q = evaluate_sae(s.sae_source, s.checkpoint, win, max_windows=n, model=s.model, batch_size=cfg.batch_size)
     d_sae = int(s.sae.cfg.d_sae)
     out = {
