@@ -372,6 +372,15 @@ TEST_PROMPTS = (
 ).split("|")
 
 
+# chapter 5's steering prompts: each ends in a function token that the country could follow
+STEER_PROMPTS = (
+    "He was born in|The army marched to|The treaty was signed with|The president of|She moved to|They sailed to|"
+    "The largest city in|He was sent as ambassador to|The war with|The people of|Trade with|The king of|"
+    "The border of|The capital of|He travelled from|The government of|An alliance with|The embassy in|"
+    "The river flows into the|The history of"
+).split("|")
+
+
 @dataclass
 class ReactivationConfig(ChapterConfig):
     """Chapter 5: content features are re-activated by function tokens, and steering the last function
@@ -427,28 +436,7 @@ class ReactivationConfig(ChapterConfig):
         min_items=1,
     )
     steer_prompts: list = param(
-        [
-            "He was born in",
-            "The army marched to",
-            "The treaty was signed with",
-            "The president of",
-            "She moved to",
-            "They sailed to",
-            "The largest city in",
-            "He was sent as ambassador to",
-            "The war with",
-            "The people of",
-            "Trade with",
-            "The king of",
-            "The border of",
-            "The capital of",
-            "He travelled from",
-            "The government of",
-            "An alliance with",
-            "The embassy in",
-            "The river flows into the",
-            "The history of",
-        ],
+        list(STEER_PROMPTS),
         "prompts ending in a function token whose last token is steered (Fig 7, Fig 11)",
         kind="strings",
         min_items=1,

@@ -224,3 +224,54 @@ def test_frequency_explains_degree_reports_every_layer():
     assert "the layers disagree: R2 >= 0.5 at L6, below at L2, L4" in c["note"]
     assert C.frequency_explains_claim(res([0.6, 0.7, 0.8]))["verdict"] == "holds"
     assert C.frequency_explains_claim(res([0.1, 0.2, 0.3]))["verdict"] == "fails"
+
+
+def _loop_bootstrap(degree, counts, is_function, p: ControlParams) -> tuple[np.ndarray, np.ndarray]:
+    """The bootstraps written the plain way, one resample at a time (weighted lstsq per resample; the
+    matched-pair mean per resample): the vectorized code must draw and compute the same numbers."""
+    seen = np.flatnonzero(counts > 0)
+    x, y, f = np.log(counts[seen].astype(float)), np.log1p(degree[seen].astype(float)), is_function[seen]
+    k = np.linspace(x[~f].min(), x[~f].max(), p.n_knots + 2)[1:-1]
+    X = np.column_stack([np.ones_like(x), x, *[np.maximum(0, x - kj) for kj in k], f.astype(float)])
+    rng = np.random.default_rng(p.seed)
+    gs = []
+    for _ in range(p.n_bootstrap):
+        w = np.zeros(y.size)
+        for idx in (np.flatnonzero(f), np.flatnonzero(~f)):
+            w += np.bincount(idx[rng.integers(0, idx.size, idx.size)], minlength=y.size)
+        gs.append(np.linalg.lstsq((X * w[:, None]).T @ X, (X * w[:, None]).T @ y, rcond=None)[0][-1])
+    yy = np.log1p(degree.astype(float))
+    content = np.flatnonzero((counts > 0) & ~is_function)
+    content = content[np.argsort(counts[content], kind="stable")]
+    func = np.flatnonzero((counts > 0) & is_function)
+    func = func[np.argsort(-counts[func], kind="stable")]
+    cc = counts[content].astype(float)
+    spans = []
+    for t in func:
+        i0 = np.searchsorted(cc, counts[t] / p.window * (1 - 1e-12), "left")
+        i1 = np.searchsorted(cc, counts[t] * p.window * (1 + 1e-12), "right")
+        if i1 > i0:
+            spans.append((t, i0, i1))
+    rng = np.random.default_rng(p.seed)
+    draws = []
+    for _ in range(p.n_bootstrap):
+        wf = np.bincount(rng.integers(0, len(spans), len(spans)), minlength=len(spans))
+        wc = np.bincount(rng.integers(0, cc.size, cc.size), minlength=cc.size)
+        num = den = 0.0
+        for (t, i0, i1), a in zip(spans, wf):
+            if a and wc[i0:i1].sum():
+                num += a * (yy[t] - (wc[i0:i1] * yy[content[i0:i1]]).sum() / wc[i0:i1].sum())
+                den += a
+        draws.append(num / den)
+    return np.array(gs), np.array(draws)
+
+
+def test_vectorized_bootstraps_equal_the_loop():
+    degree, counts, isf = synthetic(3, boost=1.3)
+    p = ControlParams(n_bootstrap=200, seed=7)
+    gs, draws = _loop_bootstrap(degree, counts, isf, p)
+    reg, m = degree_regression(degree, counts, isf, p), matched_pairs(degree, counts, isf, p)
+    lo, hi = np.quantile(gs, [(1 - p.level) / 2, (1 + p.level) / 2])
+    assert reg["lo"] == pytest.approx(lo, rel=1e-9) and reg["hi"] == pytest.approx(hi, rel=1e-9)
+    lo, hi = np.quantile(draws, [(1 - p.level) / 2, (1 + p.level) / 2])
+    assert m["lo"] == pytest.approx(lo, rel=1e-9) and m["hi"] == pytest.approx(hi, rel=1e-9)
