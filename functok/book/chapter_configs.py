@@ -419,7 +419,8 @@ class ReactivationConfig(ChapterConfig):
     )
     min_precision: float = param(
         0.5,
-        "precondition: a concept counts only if its feature's precision P(concept | fires) is at least this",
+        "precondition: a concept counts only if the 95% lower bound of its feature's precision P(concept | fires) "
+        "is at least this",
         lo=0.0,
         hi=1.0,
         cost="cheap",

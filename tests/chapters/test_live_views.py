@@ -35,6 +35,8 @@ def _planted(precision: float) -> dict:
     """Chapter 5's measurements for two concepts whose features have this precision."""
     concept = {
         "precision": precision,
+        "n_occurrences": 500,
+        "p_fire_on_concept": 0.9,  # 450 firings on the concept: precision 0.7 has a 95% lower bound of 0.66
         "unsteered": {"contexts": 10, "predicted": 3},
         "reactivation": {"fn_ratio": 3.0, "fn_after_rate": 0.3, "fn_base_rate": 0.1, "ct_after_rate": 0.2},
         "steering_success": {"0": 0.0, "4": 0.9},

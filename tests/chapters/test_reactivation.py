@@ -3,6 +3,8 @@ on synthetic activations, the steering edit, and the chapter end to end on a tin
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -295,6 +297,8 @@ def _result(precisions: dict, predicted: dict, fn_ratio: float = 3.0, success: f
     concepts = {
         c: {
             "precision": p,
+            "n_occurrences": 500,
+            "p_fire_on_concept": 0.9,  # 450 firings on the concept: the bound is within 5 points of p
             "unsteered": {"contexts": 10, "predicted": predicted[c]},
             "reactivation": {
                 "fn_ratio": fn_ratio,
@@ -319,7 +323,7 @@ def test_claims_follow_the_preconditions():
     # imprecise features: nothing to test, whatever the rates say
     by = {c["id"]: c for c in make_claims(_result({" A": 0.01, " B": 0.2}, {" A": 3, " B": 1}), cfg)}
     assert {c["verdict"] for c in by.values()} == {"inconclusive"}
-    assert "precision 1.0% < 50%" in by["reactivation"]["note"]
+    assert "precision 450/45000 = 1.0%, 95% lower bound 0.9% < 50%" in by["reactivation"]["note"]
     # precise features, but the model never produces the concepts: re-activation judged, steering not
     by = {c["id"]: c for c in make_claims(_result({" A": 0.9, " B": 0.8}, {" A": 0, " B": 0}, success=0.0), cfg)}
     assert by["reactivation"]["verdict"] == "holds"
@@ -328,6 +332,26 @@ def test_claims_follow_the_preconditions():
     # one concept passes: judged on it alone
     by = {c["id"]: c for c in make_claims(_result({" A": 0.9, " B": 0.01}, {" A": 2, " B": 2}, success=0.0), cfg)}
     assert by["steering"]["verdict"] == "fails" and "B (feature precision" in by["steering"]["note"]
+
+
+def test_a_feature_that_fired_a_few_times_is_no_concept_feature():
+    """Precision 1 from one firing (a feature that fired once, on the concept) does not pass the bar; the
+    Wilson bound by hand: 1 of 1 gives 0.207, 20 of 20 gives 0.839, 45 of 50 gives 0.786."""
+    from functok.chapters.reactivation.claims import make_claims, precision_bound
+
+    def v(on, fired, occ):
+        return {"n_occurrences": occ, "p_fire_on_concept": on / occ, "precision": on / fired}
+
+    assert precision_bound(v(1, 1, 20)) == (1, 1, pytest.approx(0.2065, abs=1e-3))
+    assert precision_bound(v(20, 20, 20))[2] == pytest.approx(0.8389, abs=1e-3)
+    assert precision_bound(v(45, 50, 60))[2] == pytest.approx(0.7864, abs=1e-3)
+    assert math.isnan(precision_bound(v(0, 1, 20))[2])  # never fired on the concept: no precision to bound
+    res = _result({" A": 0.9, " B": 0.9}, {" A": 3, " B": 3})
+    res["concepts"][" A"].update(v(1, 1, 20))  # France on SmolLM2's SAE: one firing, precision 1
+    claims = make_claims(res, tiny_cfg(min_precision=0.5, steer_prompts=["x"]))
+    by = {c["id"]: c for c in claims}
+    assert "A (feature precision 1/1 = 100.0%, 95% lower bound 20.7% < 50%)" in by["reactivation"]["note"]
+    assert "(1 of 1)" in by["reactivation"]["note"]  # judged on B alone
 
 
 def test_an_sae_below_the_quality_bar_makes_every_claim_inconclusive():

@@ -13,23 +13,40 @@ def _paper() -> dict:
     return paper_numbers("reactivation")
 
 
+def precision_bound(v: dict, z: float = 1.96) -> tuple[int, int, float]:
+    """(firings on the concept, firings in all, the Wilson 95% lower bound of precision P(concept | fires)).
+    The counts come back from the recorded rates: on = P(fires | concept) x occurrences, fired = on /
+    precision. A bound, not the point estimate, meets min_precision: a feature that fired once, on the
+    concept, has precision 1 and a bound of 0.21."""
+    on = int(round(v["p_fire_on_concept"] * v["n_occurrences"]))
+    prec = v.get("precision", float("nan"))
+    fired = int(round(on / prec)) if on and prec == prec and prec > 0 else 0
+    if fired == 0:
+        return on, fired, float("nan")
+    p, n = on / fired, fired
+    centre, half = p + z * z / (2 * n), z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return on, fired, float((centre - half) / (1 + z * z / n))
+
+
 def preconditions(res: dict, cfg) -> dict[str, dict]:
     """Per concept, whether the setup can express the paper's claims (issue 13): re-activation needs a
-    feature that stands for the concept (precision P(concept | fires) >= cfg.min_precision); steering
-    also needs a model that produces the concept unsteered in at least one of its own contexts (greedy
-    top-1 where the concept comes next)."""
+    feature that stands for the concept (the 95% lower bound of its precision P(concept | fires) at least
+    cfg.min_precision); steering also needs a model that produces the concept unsteered in at least one
+    of its own contexts (greedy top-1 where the concept comes next)."""
     out = {}
     for c, v in res["concepts"].items():
-        prec = v.get("precision", float("nan"))
-        feature_ok = prec == prec and prec >= cfg.min_precision
+        on, fired, lb = precision_bound(v)
+        feature_ok = lb == lb and lb >= cfg.min_precision
         un = v.get("unsteered", {"predicted": 0, "contexts": 0})
+        prec = f"feature precision {on}/{fired} = {on / fired:.1%}" if fired else "feature never fires"
         out[c] = {
             "feature": feature_ok,
             "model": un["predicted"] > 0,
+            "precision_lower": lb,
             "why": "; ".join(
                 w
                 for w, bad in (
-                    (f"feature precision {prec:.1%} < {cfg.min_precision:.0%}", not feature_ok),
+                    (f"{prec}, 95% lower bound {lb:.1%} < {cfg.min_precision:.0%}", not feature_ok),
                     (f"the model predicts it in 0 of {un['contexts']} contexts", un["predicted"] == 0),
                 )
                 if bad
@@ -77,7 +94,8 @@ def make_claims(res: dict, cfg) -> list[dict]:
             f"per concept: share of function tokens within {cfg.horizon} tokens after the concept on which its feature "
             f"fires, vs function tokens of windows without the concept; holds if at least twice the baseline for most "
             f"concepts ({len(ok)} of {len(judged)}). Baseline: the same feature on function tokens of windows without "
-            f"the concept. Precondition: the feature's precision P(concept | fires) at least {cfg.min_precision:.0%}; "
+            f"the concept. Precondition: the 95% lower bound (Wilson) of the feature's precision P(concept | fires) at "
+            f"least {cfg.min_precision:.0%}; "
             f"inconclusive when no concept passes" + _excluded(pre, "feature"),
         )
     )
@@ -100,7 +118,8 @@ def make_claims(res: dict, cfg) -> list[dict]:
     steered = [a for a in res["alphas"] if a != 0]
     cs = {c: v for c, v in cs_all.items() if pre[c]["feature"] and pre[c]["model"]}  # steering: both preconditions
     steer_pre = (
-        f"Preconditions: feature precision at least {cfg.min_precision:.0%} and the unsteered model predicts the "
+        f"Preconditions: feature precision's 95% lower bound at least {cfg.min_precision:.0%} and the unsteered "
+        f"model predicts the "
         f"concept (greedy) in at least one of its own contexts; inconclusive when no concept passes"
         + _excluded(pre, "model")
     )

@@ -8,12 +8,14 @@ from __future__ import annotations
 import pandas as pd
 
 from functok.chapters.common import show_token, sns_theme
+from functok.chapters.reactivation.claims import precision_bound
 
 
 def features_table(analysis: dict) -> pd.DataFrame:
     """The feature of each concept: how it was chosen and how selective it is."""
     rows = []
     for c, v in analysis.results["concepts"].items():
+        on, fired, lb = precision_bound(v)
         rows.append(
             {
                 "concept": repr(c),
@@ -22,7 +24,8 @@ def features_table(analysis: dict) -> pd.DataFrame:
                 "occurrences": v["n_occurrences"],
                 "P(fires | concept)": round(v["p_fire_on_concept"], 3),
                 "P(fires | other tokens)": round(v["p_fire_elsewhere"], 4),
-                "precision P(concept | fires)": round(v.get("precision", float("nan")), 3),
+                "precision P(concept | fires)": "{} of {} = {:.3f}".format(on, fired, v["precision"]) if fired else "-",
+                "precision, 95% lower bound": round(lb, 3),
                 "mean activation on concept": round(v["mean_activation_on_concept"], 3),
                 "model predicts it (unsteered)": "{predicted} of {contexts}".format(**v["unsteered"])
                 if "unsteered" in v
