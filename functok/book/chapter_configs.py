@@ -458,7 +458,10 @@ class ReactivationConfig(ChapterConfig):
         {
             "Russia": {"prompt": "What is the largest country in the world?", "pattern": r"Russia|Moscow"},
             "Speak Chinese": {"prompt": "请用中文回答：你最喜欢的颜色是什么？", "pattern": r"[\u4e00-\u9fff]"},
-            "UK": {"prompt": "Which country is London the capital of?", "pattern": r"\bUK\b|Brit(ain|ish)|England"},
+            "UK": {
+                "prompt": "Which country is London the capital of?",
+                "pattern": r"\bUK\b|United Kingdom|Brit(ain|ish)|England|London",
+            },
         },
         "chat_template: per trait, a prompt whose answer shows it and a regular expression that detects it in an "
         "answer (the paper's three features: Russia, Speak Chinese, UK)",
