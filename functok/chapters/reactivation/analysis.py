@@ -39,7 +39,7 @@ from functok.chapters.reactivation.setup import Setup, setup
 from functok.chapters.reactivation.steering import steer, trace
 from functok.sae.activations import activations_at
 from functok.sae.quality import evaluate_sae, quality_failures
-from functok.world.wheel_models import is_wheel_model
+from functok.world.wheel_models import is_wheel_model, provenance
 from functok.world.windows import token_windows
 
 # ---------------------------------------------------------------------------------------------
@@ -287,7 +287,10 @@ def analyze(cfg, progress: bool = True) -> ChapterResult:
     out = box.get("out") or json.loads((cached_dir("reactivation_analysis", key, build) / "analysis.json").read_text())
     if "out" not in box:
         out["results"]["timing"]["cached"] = True
-    return ChapterResult(out["results"], make_claims(out["results"], cfg), out["data"], out["artifacts"])
+    artifacts = dict(out["artifacts"])
+    if is_wheel_model(cfg.model):  # the GGUF file, its sha256 and its package (as chapters 2 and 3 record)
+        artifacts["gguf"] = provenance(cfg.model)
+    return ChapterResult(out["results"], make_claims(out["results"], cfg), out["data"], artifacts)
 
 
 ADDED_LATER = ("trait_layers",)
