@@ -12,6 +12,19 @@ from pathlib import Path
 from functok.book.cache import cache_dir
 from functok.book.config import ParamError, offline, wheel_models
 
+# fp32 logits one forward may hold: a loss keeps a second copy (log-softmax), so about twice this in all
+LOGITS_BYTES = 1 << 30
+
+
+def logit_rows(model, batch_size: int, context: int) -> int:
+    """Windows per forward that returns logits or a loss: batch_size, fewer where their fp32 logits pass
+    LOGITS_BYTES (Gemma-3's 262k vocabulary: 8 windows of 256 tokens are 2.1 GB of logits, and the run's
+    peak memory went past 8 GB)."""
+    d_vocab = getattr(getattr(model, "cfg", None), "d_vocab", None)
+    if not d_vocab:  # a stand-in model (tests) that says nothing of its vocabulary
+        return int(batch_size)
+    return max(1, min(int(batch_size), LOGITS_BYTES // (max(1, int(context)) * int(d_vocab) * 4)))
+
 
 def load_model(checkpoint: str | Path, device: str = "cpu", dtype: str = "float32"):
     """A TransformerLens `TransformerBridge` for a local HF checkpoint folder (holding its tokenizer,

@@ -31,6 +31,7 @@ from functok.sae.activations import (
     windows_id,
 )
 from functok.sae.loading import load_sae
+from functok.sae.models import logit_rows
 from functok.world.windows import load_windows
 
 _LOSSES: dict[tuple, tuple] = {}
@@ -57,6 +58,7 @@ def reference_losses(
             return torch.zeros_like(act)
 
         orig, zero_abl = [], []
+        batch_size = logit_rows(m, batch_size, x.shape[1])
         with torch.no_grad():
             for i in range(0, len(x), batch_size):
                 xb = x[i : i + batch_size].to(model_device(m))
@@ -112,6 +114,7 @@ def evaluate_sae(sae_dir, checkpoint, windows, max_windows: int | None = None, m
         return out
 
     losses = []
+    batch_size = logit_rows(m, batch_size, x.shape[1])
     with torch.no_grad():
         for i in range(0, len(x), batch_size):
             current["x"] = x[i : i + batch_size].to(model_device(m))
@@ -261,6 +264,7 @@ def mean_ablation_loss(
                 current["x"] = x[i : i + batch_size].to(model_device(m))
                 m.run_with_hooks(current["x"], return_type=None, fwd_hooks=[(hook_name, add)])
             mean = acc["sum"] / max(acc["n"], 1)
+            batch_size = logit_rows(m, batch_size, x.shape[1])
             for i in range(0, len(x), batch_size):
                 current["x"] = x[i : i + batch_size].to(model_device(m))
                 losses.append(

@@ -35,3 +35,17 @@ def test_hub_names_are_refused_offline(monkeypatch):
     monkeypatch.delenv("FUNCTOK_ONLINE", raising=False)
     with pytest.raises(ParamError, match="^checkpoint: 'EleutherAI/pythia-14m' is no local folder"):
         models.load_model("EleutherAI/pythia-14m")
+
+
+def test_logit_rows_caps_the_logits_one_forward_holds():
+    """Gemma-3's 262,144-token vocabulary: 8 windows of 256 tokens would be 2 GiB of fp32 logits; the cap
+    (1 GiB) gives 4; a 4,096-token vocabulary keeps the batch; a stand-in model without a config keeps it."""
+    from types import SimpleNamespace
+
+    from functok.sae.models import LOGITS_BYTES, logit_rows
+
+    gemma = SimpleNamespace(cfg=SimpleNamespace(d_vocab=262_144))
+    assert logit_rows(gemma, 8, 256) == LOGITS_BYTES // (256 * 262_144 * 4) == 4
+    assert logit_rows(gemma, 8, 4096) == 1  # never below one window
+    assert logit_rows(SimpleNamespace(cfg=SimpleNamespace(d_vocab=4096)), 8, 256) == 8
+    assert logit_rows(lambda x: x, 5, 256) == 5

@@ -13,7 +13,7 @@ import numpy as np
 
 from functok.book.cache import cache_path, cached_dir, relpath
 from functok.book.config import ROOT
-from functok.sae.models import hub_checkpoint, load_model
+from functok.sae.models import hub_checkpoint, load_model, logit_rows
 from functok.world.function_tokens import function_mask
 from functok.world.loss_groups import prediction_groups
 from functok.world.runtime import n_threads
@@ -76,8 +76,9 @@ def evaluate_model(
         "n_pred": np.full(N, T - 1, dtype=np.float64),
     }
     with torch.no_grad():
-        for i in range(0, N, batch_size):
-            x = x_all[i : i + batch_size].to(device)
+        step = logit_rows(model, batch_size, x_all.shape[1])
+        for i in range(0, N, step):
+            x = x_all[i : i + step].to(device)
             b = x.shape[0]
             logits = model(x, return_type="logits").float()  # [b, T, V]
             y = x[:, 1:]

@@ -38,6 +38,7 @@ from functok.chapters.reactivation.claims import make_claims
 from functok.chapters.reactivation.setup import Setup, setup
 from functok.chapters.reactivation.steering import steer, trace
 from functok.sae.activations import activations_at
+from functok.sae.models import logit_rows
 from functok.sae.quality import evaluate_sae, quality_failures
 from functok.world.wheel_models import is_wheel_model, provenance
 from functok.world.windows import token_windows
@@ -139,9 +140,9 @@ def unsteered_production(s: Setup, batch_size: int) -> dict[str, dict]:
     for c, ids in s.concept_tokens.items():
         starts = occurrences(xn, ids[:1])[:, 1:]  # [n, T-1]: position p predicts x[p + 1]
         rows = np.flatnonzero(starts.any(1))
-        hits = 0
-        for i in range(0, rows.size, batch_size):
-            r = rows[i : i + batch_size]
+        hits, step = 0, logit_rows(s.model, batch_size, x.shape[1])
+        for i in range(0, rows.size, step):
+            r = rows[i : i + step]
             with torch.no_grad():
                 logits = s.model(x[r])
             top = logits[:, :-1].argmax(-1).cpu().numpy()
