@@ -362,3 +362,14 @@ def test_an_sae_below_the_quality_bar_makes_every_claim_inconclusive():
     claims = make_claims(res, tiny_cfg(min_precision=0.5, steer_prompts=["x"]))
     assert {c["verdict"] for c in claims} == {"inconclusive"}
     assert all("every concept (SAE below the quality bar: density" in c["note"] for c in claims)
+
+
+def test_the_cache_key_holds_what_shapes_the_measurements():
+    """A claim threshold (a cheap field) or Appendix A's inputs without the chat template do not change the
+    measurements, so they do not enter the cache key; with the chat template, the traits do."""
+    base = R.key_fields(tiny_cfg())
+    assert R.key_fields(tiny_cfg(min_precision=0.9)) == base
+    assert R.key_fields(tiny_cfg(traits={"X": {"prompt": "p?", "pattern": "x"}}, trait_keep=0.5)) == base
+    assert R.key_fields(tiny_cfg(n_windows=7)) != base
+    chat = R.key_fields(tiny_cfg(chat_template=True))
+    assert "traits" in chat and R.key_fields(tiny_cfg(chat_template=True, trait_keep=0.5)) != chat

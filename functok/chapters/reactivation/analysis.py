@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from functok.book.cache import cached_dir, relpath, write_json_atomic
-from functok.book.config import ParamError, as_dict
+from functok.book.config import ParamError, as_dict, cheap_fields
 from functok.book.results import ChapterResult, seed_everything
 from functok.chapters.common import sae_heldout_windows
 from functok.chapters.reactivation.appendix_a import appendix_a
@@ -276,8 +276,7 @@ def analyze(cfg, progress: bool = True) -> ChapterResult:
         "checkpoint": ident(s.checkpoint),
         "sae": ident(s.sae_source),
         "windows": ident(s.windows_path),
-        # a field added later enters the key only when set, so the caches made before it stay valid
-        **{k: v for k, v in as_dict(cfg).items() if k != "out_dir" and not (k in ADDED_LATER and not v)},
+        **key_fields(cfg),
     }
     box: dict = {}
 
@@ -295,6 +294,17 @@ def analyze(cfg, progress: bool = True) -> ChapterResult:
 
 
 ADDED_LATER = ("trait_layers",)
+CHAT_ONLY = ("traits", "test_prompts", "trait_layers", "trait_keep")  # read only with chat_template
+
+
+def key_fields(cfg) -> dict:
+    """The parameters that shape the measurements, for the cache key: not the claims' thresholds (cheap
+    fields: the claims are judged again on every load), not Appendix A's inputs without the chat template,
+    and a field added later only when set (so caches made before it stay valid)."""
+    skip = {"out_dir", *cheap_fields(type(cfg)), *(() if cfg.chat_template else CHAT_ONLY)}
+    return {k: v for k, v in as_dict(cfg).items() if k not in skip and not (k in ADDED_LATER and not v)}
+
+
 ANALYSIS_VERSION = 1  # bump when a change to the measurements changes their results
 
 
