@@ -13,19 +13,19 @@ def _paper() -> dict:
     return paper_numbers("reactivation")
 
 
-def precision_bound(v: dict, z: float = 1.96) -> tuple[int, int, float]:
+def precision_bound(v: dict) -> tuple[int, int, float]:
     """(firings on the concept, firings in all, the Wilson 95% lower bound of precision P(concept | fires)).
     The counts come back from the recorded rates: on = P(fires | concept) x occurrences, fired = on /
     precision. A bound, not the point estimate, meets min_precision: a feature that fired once, on the
     concept, has precision 1 and a bound of 0.21."""
+    from scipy.stats import binomtest
+
     on = int(round(v["p_fire_on_concept"] * v["n_occurrences"]))
     prec = v.get("precision", float("nan"))
     fired = int(round(on / prec)) if on and prec == prec and prec > 0 else 0
     if fired == 0:
         return on, fired, float("nan")
-    p, n = on / fired, fired
-    centre, half = p + z * z / (2 * n), z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
-    return on, fired, float((centre - half) / (1 + z * z / n))
+    return on, fired, float(binomtest(on, fired).proportion_ci(0.95, method="wilson").low)
 
 
 def preconditions(res: dict, cfg) -> dict[str, dict]:
@@ -38,15 +38,18 @@ def preconditions(res: dict, cfg) -> dict[str, dict]:
         on, fired, lb = precision_bound(v)
         feature_ok = lb == lb and lb >= cfg.min_precision
         un = v.get("unsteered", {"predicted": 0, "contexts": 0})
-        prec = f"feature precision {on}/{fired} = {on / fired:.1%}" if fired else "feature never fires"
+        prec = (
+            f"feature precision {on}/{fired} = {on / fired:.1%}, 95% lower bound {lb:.1%} < {cfg.min_precision:.0%}"
+            if fired
+            else "the feature never fires on the concept"
+        )
         out[c] = {
             "feature": feature_ok,
             "model": un["predicted"] > 0,
-            "precision_lower": lb,
             "why": "; ".join(
                 w
                 for w, bad in (
-                    (f"{prec}, 95% lower bound {lb:.1%} < {cfg.min_precision:.0%}", not feature_ok),
+                    (prec, not feature_ok),
                     (f"the model predicts it in 0 of {un['contexts']} contexts", un["predicted"] == 0),
                 )
                 if bad
@@ -119,8 +122,7 @@ def make_claims(res: dict, cfg) -> list[dict]:
     cs = {c: v for c, v in cs_all.items() if pre[c]["feature"] and pre[c]["model"]}  # steering: both preconditions
     steer_pre = (
         f"Preconditions: feature precision's 95% lower bound at least {cfg.min_precision:.0%} and the unsteered "
-        f"model predicts the "
-        f"concept (greedy) in at least one of its own contexts; inconclusive when no concept passes"
+        "model predicts the concept (greedy) in at least one of its own contexts; inconclusive when no concept passes"
         + _excluded(pre, "model")
     )
     if not cs:
