@@ -217,13 +217,18 @@ def test_steering_edits_only_the_last_prompt_position(env, analysis):
         edited = caught["x"]
     assert torch.allclose(edited[:, :pos], plain[:, :pos])
     assert torch.allclose(edited[:, pos] - plain[:, pos], v, atol=1e-4)
-    assert steering.generate(s, PROMPT[0], 3) == steering.generate(s, PROMPT[0], 3, torch.zeros_like(v))
-    lp: list = []
-    steering.generate(s, PROMPT[0], 1, first_logprobs=lp)
+    # generation (batched, KV cache, the plain transformers model) gives the tokens of an uncached loop
+    # through the bridge with the same edit at the chapter's hook
+    outs, first = steering.generate(s, PROMPT[0], 3, [None, torch.zeros_like(v), v * 10])
+    v.mul_(10)  # what `add` adds
+    x = ids
     with torch.no_grad():
+        for _ in range(3):
+            x = torch.cat([x, s.model.run_with_hooks(x, fwd_hooks=[(s.hook, add)])[0, -1].argmax().view(1, 1)], 1)
         want = torch.log_softmax(s.model(ids)[0, -1].float(), -1)
-    assert torch.allclose(lp[0], want, atol=1e-5)
-    assert steering.generate(s, PROMPT[0], 3) != steering.generate(s, PROMPT[0], 3, v * 10)
+    assert outs[2] == x[0, ids.shape[1] :].tolist()
+    assert outs[0] == outs[1] != outs[2]
+    assert torch.allclose(first[0], want, atol=1e-5)
 
 
 def test_warm_rerun_reads_the_cache(env, analysis, monkeypatch):

@@ -76,21 +76,26 @@ def cfg(**kw):
     )
 
 
-def steered_model(monkeypatch, v: np.ndarray, need: float, at_content: bool = False, layer_hook: str = "hook"):
+def steered_model(monkeypatch, v: np.ndarray, need: float, at_content: bool = False, layer: int = 0):
     """The model answers 'Russia' when the edit's positive coordinates sum to at least `need` and it touches the
-    prompt's last position (with at_content: or its last content position) at the chapter's hook or at
-    `layer_hook`; otherwise 'Japan'."""
+    prompt's last position (with at_content: or its last content position) at the chapter's layer or at
+    `layer`; otherwise 'Japan'. `calls`: the edited positions of every answer."""
     monkeypatch.setattr(A, "last_activation", lambda s, ids, hook=None: torch.tensor(v, dtype=torch.float32))
     calls = []
 
-    def generate(s, ids, n_new, vector=None, positions=None, hook=None):
+    def answer(s, ids, n_new, vector, positions, at_layer):
         calls.append(positions)
-        if vector is None or not positions or hook not in (None, layer_hook):
+        if vector is None or not positions or at_layer not in (None, layer):
             return "Japan"
         accept = {len(ids) - 1}
         if at_content:
             accept |= {p.last_content for p in A.prepare(s, [s.model.tokenizer.decode(ids[1:-2])]) if p.ids == ids}
         return "Russia" if accept & set(positions) and float(vector.clamp(min=0).sum()) >= need - 1e-6 else "Japan"
+
+    def generate(s, prompts, n_new, vector=None, positions=None, layer=None):
+        return [
+            answer(s, ids, n_new, vector, pos, layer) for ids, pos in zip(prompts, positions or [None] * len(prompts))
+        ]
 
     monkeypatch.setattr(A, "generate", generate)
     return calls
@@ -144,7 +149,7 @@ def test_the_content_control_edits_the_last_content_token(monkeypatch):
 
 def test_the_layer_scan_measures_the_raw_activation_at_each_layer(monkeypatch):
     v = np.ones(D)
-    steered_model(monkeypatch, v, need=1.0, layer_hook="blocks.2.hook_resid_post")
+    steered_model(monkeypatch, v, need=1.0, layer=2)
     row = A.appendix_a(fake_setup(), cfg(trait_layers=[1, 2, 3]), progress=False)["traits"]["Russia"]
     assert row["layers"] == {"1": 0.0, "2": 1.0, "3": 0.0}
     assert row["raw"]["rate"] == 1.0  # the chapter's own layer

@@ -25,8 +25,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from functok.book.config import ParamError
-from functok.chapters.reactivation.setup import Setup
+from functok.chapters.reactivation.setup import Setup, generator
 from functok.sae.activations import activations_at
+from functok.sae.generation import generate as generate_tokens
 from functok.sae.models import hook_name
 
 
@@ -67,31 +68,23 @@ def last_activation(s: Setup, ids: list[int], hook: str | None = None):
 
 
 def generate(
-    s: Setup, ids: list[int], n_new: int, vector=None, positions: list[int] | None = None, hook: str | None = None
-) -> str:
-    """Greedy answer; `vector` added at `hook` (default: the chapter's) at `positions` of the prompt in every
-    forward (no KV cache)."""
-    import torch
-
-    dev = next(s.model.parameters()).device
-
-    hook_at = hook
-
-    def edit(act, hook):
-        act[:, positions, :] += vector.to(act.device, act.dtype)
-        return act
-
-    hooks = [(hook_at or s.hook, edit)] if vector is not None and positions else []
-    x = torch.tensor([ids], device=dev)
-    eos = s.model.tokenizer.eos_token_id
-    with torch.no_grad():
-        for _ in range(n_new):
-            logits = s.model.run_with_hooks(x, fwd_hooks=hooks) if hooks else s.model(x)
-            nxt = logits[0, -1].argmax()
-            x = torch.cat([x, nxt.view(1, 1)], dim=1)
-            if int(nxt) == eos:
-                break
-    return s.model.tokenizer.decode(x[0, len(ids) :].tolist(), skip_special_tokens=True)
+    s: Setup, prompts: list[list[int]], n_new: int, vector=None, positions: list | None = None, layer: int | None = None
+) -> list[str]:
+    """Greedy answers to the chat prompts (token ids), batched with a KV cache; `vector` added at `layer`
+    (default: the chapter's) at `positions[i]` of prompt i (an empty list: no edit)."""
+    edits = None
+    if vector is not None and positions:
+        edits = [(pos, vector) if pos else None for pos in positions]
+    tok = s.model.tokenizer
+    outs, _ = generate_tokens(
+        generator(s),
+        prompts,
+        n_new,
+        edits=edits,
+        layer=s.layer if layer is None else layer,
+        eos_token_id=tok.eos_token_id,
+    )
+    return [tok.decode(o, skip_special_tokens=True) for o in outs]
 
 
 def shows(text: str, pattern: str) -> bool:
@@ -99,23 +92,25 @@ def shows(text: str, pattern: str) -> bool:
 
 
 def rate(
-    s: Setup, prompts: list[Prompt], pattern: str, n_new: int, vector=None, where: str = "last", hook: str | None = None
+    s: Setup,
+    prompts: list[Prompt],
+    pattern: str,
+    n_new: int,
+    vector=None,
+    where: str = "last",
+    layer: int | None = None,
 ) -> dict:
     """Success rate of an edit over the test prompts; where: 'last' (the final function token), 'content'
-    (the user's last content token), 'all' (every position of the prompt); hook: the chapter's by default."""
-    answers, hits = [], 0
-    for p in prompts:
-        if where == "last":
-            pos = [len(p.ids) - 1]
-        elif where == "content":
-            pos = [p.last_content] if p.last_content >= 0 else []
-        else:
-            pos = list(range(len(p.ids)))
-        text = generate(s, p.ids, n_new, vector, pos, hook=hook)
-        ok = shows(text, pattern)
-        hits += ok
-        answers.append({"prompt": p.text, "answer": text, "shows_trait": ok})
-    return {"rate": hits / len(prompts), "answers": answers}
+    (the user's last content token), 'all' (every position of the prompt); layer: the chapter's by default."""
+    if where == "last":
+        positions = [[len(p.ids) - 1] for p in prompts]
+    elif where == "content":
+        positions = [[p.last_content] if p.last_content >= 0 else [] for p in prompts]
+    else:
+        positions = [list(range(len(p.ids))) for p in prompts]
+    texts = generate(s, [p.ids for p in prompts], n_new, vector, positions, layer=layer)
+    answers = [{"prompt": p.text, "answer": t, "shows_trait": shows(t, pattern)} for p, t in zip(prompts, texts)]
+    return {"rate": sum(a["shows_trait"] for a in answers) / len(prompts), "answers": answers}
 
 
 def topk_vector(s: Setup, f, order: np.ndarray, k: int):
@@ -137,7 +132,7 @@ def appendix_a(s: Setup, cfg, progress: bool = True) -> dict:
         pattern = t["pattern"]
         trait_ids = chat_ids(tok, t["prompt"])
         v = last_activation(s, trait_ids)
-        trait_answer = generate(s, trait_ids, cfg.n_new_tokens)
+        (trait_answer,) = generate(s, [trait_ids], cfg.n_new_tokens)
         base = rate(s, tests, pattern, cfg.n_new_tokens)
         raw = rate(s, tests, pattern, cfg.n_new_tokens, v)
         with torch.no_grad():
@@ -155,9 +150,10 @@ def appendix_a(s: Setup, cfg, progress: bool = True) -> dict:
             "search": [],
             # the paper's layer scan: the raw trait activation of each layer, added at that layer
             "layers": {
-                str(L): rate(s, tests, pattern, cfg.n_new_tokens, last_activation(s, trait_ids, h), hook=h)["rate"]
+                str(L): rate(s, tests, pattern, cfg.n_new_tokens, last_activation(s, trait_ids, hook_name(L)), layer=L)[
+                    "rate"
+                ]
                 for L in cfg.trait_layers
-                for h in [hook_name(L)]
             },
         }
         target = cfg.trait_keep * raw["rate"]

@@ -15,6 +15,7 @@ import numpy as np
 from functok.book.config import ParamError
 from functok.book.registry import pretrain_config
 from functok.chapters.common import sae_chapter_config, sae_training_spec, sae_training_windows
+from functok.sae.generation import load_generator
 from functok.sae.loading import load_sae, validate_sae_spec
 from functok.sae.models import hook_name, load_model
 from functok.sae.training import train_sae
@@ -44,6 +45,16 @@ class Setup:
     windows_path: Path
     concept_tokens: dict  # concept -> list of token ids
     bos: int | None
+    generator: Any = None  # the plain transformers model steering generates with, loaded on first use
+
+
+def generator(s: Setup):
+    """The plain transformers model of the chapter's checkpoint, in the bridge's dtype and device: steering
+    generates through it (functok.sae.generation says why)."""
+    if s.generator is None:
+        p = next(s.model.parameters())
+        s.generator = load_generator(s.checkpoint, p.device, p.dtype)
+    return s.generator
 
 
 def concept_tokens(tok, concepts: list[str]) -> dict[str, list[int]]:

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import sys
 
-from functok.chapters.reactivation.setup import Setup
+from functok.chapters.reactivation.setup import Setup, generator
 from functok.sae.activations import activations_at
+from functok.sae.generation import generate as generate_tokens
 
 
 def _prompt_ids(s: Setup, prompt: str) -> list[int]:
@@ -41,30 +42,14 @@ def steering_vector(s: Setup, feature: int, scale: float, alpha: float):
     return alpha * scale * w / (w.norm() + 1e-12)
 
 
-def generate(s: Setup, prompt: str, n_new: int, vector=None, first_logprobs: list | None = None) -> list[int]:
-    """Greedy continuation; `vector` is added at the hook to the prompt's last position only, in every
-    forward (no KV cache), so the edit stays exactly one activation of the prompt. `first_logprobs`:
-    a list that receives the log-probabilities [vocab] of the first generated token."""
-    import torch
-
+def generate(s: Setup, prompt: str, n_new: int, vectors: list | None = None) -> tuple[list[list[int]], list]:
+    """Greedy continuations of `prompt`, one per vector of `vectors` (None in the list, or no list: the
+    unsteered model), each vector added at the chapter's layer at the prompt's last position only; batched
+    with a KV cache (functok.sae.generation). Returns (continuations, first-token log-probabilities)."""
     ids = _prompt_ids(s, prompt)
-    pos = len(ids) - 1
-    dev = next(s.model.parameters()).device
-
-    def hook(act, hook):
-        act[:, pos, :] += vector.to(act.device, act.dtype)
-        return act
-
-    hooks = [(s.hook, hook)] if vector is not None else []
-    x = torch.tensor([ids], device=dev)
-    with torch.no_grad():
-        for _ in range(n_new):
-            logits = s.model.run_with_hooks(x, fwd_hooks=hooks) if hooks else s.model(x)
-            if first_logprobs is not None and not first_logprobs:
-                first_logprobs.append(torch.log_softmax(logits[0, -1].float(), -1).cpu())
-            nxt = logits[0, -1].argmax()
-            x = torch.cat([x, nxt.view(1, 1)], dim=1)
-    return [int(i) for i in x[0, len(ids) :]]
+    vs = [None] if vectors is None else vectors
+    edits = [None if v is None else ([len(ids) - 1], v) for v in vs]
+    return generate_tokens(generator(s), [ids] * len(vs), n_new, edits=edits, layer=s.layer)
 
 
 def steer(
@@ -80,33 +65,28 @@ def steer(
     from tqdm import tqdm
 
     tok = s.model.tokenizer
-    rows = []
-    base_cache: dict[str, tuple] = {}
-    jobs = [(c, a, p) for c in features for a in alphas for p in prompts]
-    for c, a, p in tqdm(jobs, desc="steering", disable=not progress, file=sys.stderr, mininterval=5):
-        if a == 0:
-            if p not in base_cache:
-                lp: list = []
-                base_cache[p] = (generate(s, p, n_new, first_logprobs=lp), lp[0])
-            out, lp0 = base_cache[p]
-        else:
-            lp = []
-            out = generate(s, p, n_new, steering_vector(s, features[c], scales[c], float(a)), first_logprobs=lp)
-            lp0 = lp[0]
-        text = tok.decode(out)
-        first = s.concept_tokens[c][0]
-        rows.append(
-            {
+    rows = {}
+    jobs = [(c, a) for c in features for a in alphas]
+    for p in tqdm(prompts, desc="steering", disable=not progress, file=sys.stderr, mininterval=5):
+        # one batch per prompt: the unsteered answer (alpha 0) once, then every steered (concept, alpha)
+        steered = [(c, a) for c, a in jobs if a != 0]
+        vectors = [None] + [steering_vector(s, features[c], scales[c], float(a)) for c, a in steered]
+        outs, first = generate(s, p, n_new, vectors)
+        answer = {(c, a): (o, lp) for (c, a), o, lp in zip(steered, outs[1:], first[1:])}
+        for c, a in jobs:
+            out, lp0 = answer.get((c, a), (outs[0], first[0]))
+            text = tok.decode(out)
+            first_id = s.concept_tokens[c][0]
+            rows[c, a, p] = {
                 "concept": c,
                 "alpha": a,
                 "prompt": p,
                 "continuation": text,
                 "success": _contains(out, text, s.concept_tokens[c], c),
-                "concept_logprob": float(lp0[first]),
-                "concept_rank": int((lp0 > lp0[first]).sum()) + 1,
+                "concept_logprob": float(lp0[first_id]),
+                "concept_rank": int((lp0 > lp0[first_id]).sum()) + 1,
             }
-        )
-    return rows
+    return [rows[c, a, p] for c, a in jobs for p in prompts]  # by concept, alpha, then prompt
 
 
 def _contains(out: list[int], text: str, ids: list[int], concept: str) -> bool:
