@@ -95,6 +95,15 @@ def cached_dir(kind: str, params: dict[str, Any], build: Callable[[Path], None])
     return final
 
 
+def cached_json(kind: str, params: dict[str, Any], compute: Callable[[], Any]) -> Any:
+    """compute(), kept as `<kind>/<key>/result.json` (built like any entry: locked, atomic)."""
+
+    def build(tmp: Path) -> None:
+        write_json_atomic(tmp / "result.json", compute())
+
+    return json.loads((cached_dir(kind, params, build) / "result.json").read_text())
+
+
 def complete(final: Path) -> bool:
     """The entry has its params.json. Read by listing the folders: on NFS, opening a folder revalidates the
     client's cached view of it (close-to-open), so an entry another machine completed while we waited for

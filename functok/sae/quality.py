@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from functok.book.cache import cache_dir, cached_json, relpath
 from functok.sae.activations import (
     ActivationSample,
     activation_sample,
@@ -35,6 +36,7 @@ from functok.sae.models import logit_rows
 from functok.world.windows import load_windows
 
 _LOSSES: dict[tuple, tuple] = {}
+QUALITY_VERSION = 1  # bump when a change here changes what evaluate_sae returns: it keys the cached evaluations
 
 
 def _eval_windows(windows, max_windows: int | None):
@@ -288,3 +290,22 @@ def mean_ablation_score(h_star: float, h_orig: float, h_mean: float) -> float:
     """(H_mean - H*) / (H_mean - H_orig): 1 = no loss from the SAE, 0 = no better than replacing the
     activation by its mean (the same formula as `ce_score` with H_mean as the baseline)."""
     return ce_score(h_star, h_orig, h_mean)
+
+
+def evaluate_sae_cached(sae_dir, checkpoint, windows, max_windows: int | None = None, model=None, batch_size: int = 8):
+    """evaluate_sae, kept in the cache (`sae_evals/`) when the SAE and the windows are cache entries (which
+    never change under their path; the SAE's key holds its checkpoint), so a warm chapter loads no model for
+    it: chapter 2's warm run on SmolLM2 spent 98 of its 105 s here. Anything else is evaluated each time."""
+    root = cache_dir().resolve()
+    if not all(Path(p).resolve().is_relative_to(root) for p in (sae_dir, windows)):
+        return evaluate_sae(sae_dir, checkpoint, windows, max_windows, model, batch_size)
+    params = {
+        "sae": relpath(sae_dir),
+        "checkpoint": relpath(checkpoint) if Path(checkpoint).exists() else str(checkpoint),
+        "windows": relpath(windows),
+        "max_windows": max_windows,
+        "version": QUALITY_VERSION,
+    }
+    return cached_json(
+        "sae_evals", params, lambda: evaluate_sae(sae_dir, checkpoint, windows, max_windows, model, batch_size)
+    )

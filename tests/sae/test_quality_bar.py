@@ -41,3 +41,21 @@ def test_the_edges_pass():
         "alive": QUALITY_BAR["min_alive"],
     }
     assert quality_failures(**edge) == []
+
+
+def test_evaluations_of_cached_saes_are_kept_and_others_are_not(tmp_cache, tmp_path, monkeypatch):
+    from functok.sae import quality
+
+    calls = []
+    monkeypatch.setattr(
+        quality, "evaluate_sae", lambda sae, ck, win, n=None, m=None, b=8: calls.append(sae) or {"l0": len(calls)}
+    )
+    sae, win, outside = tmp_cache / "saes" / "abc", tmp_cache / "windows" / "w.npy", tmp_path / "my_sae"
+    for p in (sae, outside, win.parent):
+        p.mkdir(parents=True)
+    assert quality.evaluate_sae_cached(sae, "ck", win, 32) == {"l0": 1}
+    assert quality.evaluate_sae_cached(sae, "ck", win, 32) == {"l0": 1}  # read back: not evaluated again
+    assert quality.evaluate_sae_cached(sae, "ck", win, 64) == {"l0": 2}  # other windows: another entry
+    assert quality.evaluate_sae_cached(outside, "ck", win, 32) == {"l0": 3}  # a user's SAE may change in place
+    assert quality.evaluate_sae_cached(outside, "ck", win, 32) == {"l0": 4}
+    assert len(list((tmp_cache / "sae_evals").glob("*/result.json"))) == 2

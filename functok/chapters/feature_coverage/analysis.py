@@ -59,7 +59,7 @@ from functok.sae.encoding import load_encoder
 from functok.sae.loading import validate_sae_spec
 from functok.sae.memory import check_memory
 from functok.sae.models import hook_name, load_model
-from functok.sae.quality import evaluate_sae
+from functok.sae.quality import evaluate_sae_cached
 from functok.sae.training import train_sae
 from functok.world.function_tokens import function_token_file, load_function_token_ids
 from functok.world.pretrain import embedded_checkpoint
@@ -349,7 +349,7 @@ def _analyze(cfg, progress: bool = True) -> ChapterResult:
         spec, sae_name = specs[i], names[i]
         quality = {}
         if cfg.eval_windows and isinstance(spec, str):
-            q = evaluate_sae(spec, checkpoint, win_path, max_windows=cfg.eval_windows)
+            q = evaluate_sae_cached(spec, checkpoint, win_path, max_windows=cfg.eval_windows)
             quality = {
                 k: q[k]
                 for k in (

@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from functok.book.cache import cache_path, cached_dir, relpath, write_json_atomic
+from functok.book.cache import cache_path, cached_dir, cached_json, relpath, write_json_atomic
 from functok.book.config import ROOT, ParamError
 from functok.chapters.feature_growth.search import INCREASING, Trial, crossing, search_coefficient
 from functok.sae.activations import activation_sample
@@ -183,14 +183,6 @@ def _shape(folder: Path, get_model) -> tuple[int, int]:
         return int(m.cfg.n_layers), int(m.cfg.d_vocab)
 
 
-def _cached_json(kind: str, params: dict, compute: Callable[[], dict]) -> dict:
-
-    def build(tmp: Path) -> None:
-        write_json_atomic(tmp / "result.json", compute())
-
-    return json.loads((cached_dir(kind, params, build) / "result.json").read_text())
-
-
 def study_checkpoint(
     cfg,
     source: Source,
@@ -223,7 +215,7 @@ def study_checkpoint(
         hook = f"blocks.{layer}.hook_resid_post"
         ev = cfg.eval_windows or None
         win_keys = {"windows": relpath(held_win), "max_windows": ev, "version": EVAL_VERSION}
-        ref = _cached_json(
+        ref = cached_json(
             "reference_losses",
             {"checkpoint": ident, "hook_name": hook, **win_keys},
             lambda: {
@@ -241,7 +233,7 @@ def study_checkpoint(
             return train_sae(ident, hook, spec, train_win, model=get_model(), progress=progress)
 
         def metrics(sae_dir: Path) -> dict:
-            m = _cached_json(
+            m = cached_json(
                 "sae_evals",
                 {"sae": relpath(sae_dir), **win_keys},
                 lambda: evaluate_sae(sae_dir, ident, held_win, max_windows=ev, model=get_model()),

@@ -39,7 +39,7 @@ from functok.chapters.reactivation.setup import Setup, setup
 from functok.chapters.reactivation.steering import steer, trace
 from functok.sae.activations import activations_at
 from functok.sae.models import logit_rows
-from functok.sae.quality import evaluate_sae, quality_failures
+from functok.sae.quality import evaluate_sae_cached, quality_failures
 from functok.world.wheel_models import is_wheel_model, provenance
 from functok.world.windows import token_windows
 
@@ -164,7 +164,7 @@ def sae_quality(cfg, s: Setup, scan_l0: float, alive: float) -> dict:
         win, n = sae_heldout_windows(cfg.preset, cfg.model, s.checkpoint, int(s.windows.shape[1]))
     else:
         win, n = s.windows_path, 32
-    q = evaluate_sae(s.sae_source, s.checkpoint, win, max_windows=n, model=s.model, batch_size=cfg.batch_size)
+    q = evaluate_sae_cached(s.sae_source, s.checkpoint, win, max_windows=n, model=s.model, batch_size=cfg.batch_size)
     d_sae = int(s.sae.cfg.d_sae)
     out = {
         "l0": q["l0"],
