@@ -4,7 +4,7 @@
     functok params CHAPTER
     functok presets
     functok pretrain [--preset NAME] [-p NAME VALUE]...
-    functok book [--preset NAME] [--no-run]
+    functok book [--preset NAME] [--no-run] [--rerun]
     functok sweep CHAPTER [--preset NAME] [-p NAME VALUE]... --grid NAME VALUES [--grid ...] [--out DIR]
                   [--address auto|HOST:PORT] [--cpus-per-run N] [--gpus-per-run X] [--dry-run]
 
@@ -121,6 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
     book = sub.add_parser("book", help="run every chapter, then build the static site into _build/html")
     book.add_argument("--preset", default="embedded")
     book.add_argument("--no-run", action="store_true", help="only rebuild the site from existing results")
+    book.add_argument("--rerun", action="store_true", help="run every chapter, also those whose results are up to date")
     return ap
 
 
@@ -221,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
             config.load_preset(args.preset)
             from functok.book.site import build_book
 
-            site = build_book(args.preset, run=not args.no_run)
+            site = build_book(args.preset, run=not args.no_run, rerun=args.rerun)
             print(f"open file://{site / 'index.html'}")
         elif args.cmd == "sweep":
             return cmd_sweep(args)

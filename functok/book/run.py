@@ -14,8 +14,10 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import fcntl
+import json
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -24,7 +26,7 @@ from pathlib import Path
 from functok.book.cache import relpath
 from functok.book.config import CHAPTERS_DIR, ROOT, ChapterConfig, ParamError
 from functok.book.registry import chapter
-from functok.book.results import STAGING_ENV
+from functok.book.results import STAGING_ENV, git_commit, versions
 
 STAGING = ".staging"  # under <out>: the same file system, so the final moves are atomic renames
 LOCK = ".lock"  # held (flock) by the run a staging folder belongs to while it runs
@@ -106,6 +108,39 @@ def keep_failed(executed: Path, name: str, failed_dir: Path | None = None) -> Pa
     except OSError as e:
         print(f"functok: could not keep the failed notebook in {failed}: {e}", file=sys.stderr)
         return None
+
+
+def clean_commit() -> str | None:
+    """HEAD's commit when the checkout has no change and no untracked file, else None."""
+    try:
+        status = subprocess.run(["git", "status", "--porcelain"], cwd=ROOT, capture_output=True, text=True, check=True)
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    commit = git_commit()
+    return None if status.stdout.strip() or commit.endswith("-dirty") or commit == "unknown" else commit
+
+
+def up_to_date(cfg: ChapterConfig) -> bool:
+    """The chapter's notebook and results file in cfg.out_dir were written by this commit, checked out
+    clean, with these parameters and package versions: running it again would write the same (every
+    result is seeded), so `functok book` skips it. Any doubt means "run it"."""
+    out = _out_dir(cfg)
+    results, notebook = out / f"{cfg.chapter}.json", out / f"{cfg.chapter}.ipynb"
+    if not (results.exists() and notebook.exists()):
+        return False
+    try:
+        doc = json.loads(results.read_text())
+    except (OSError, ValueError):
+        return False
+    commit = clean_commit()
+    params = dataclasses.asdict(cfg) | {"out_dir": relpath(out)}  # as the kernel records them
+    prov = doc.get("provenance", {})
+    return (
+        commit is not None
+        and prov.get("git_commit") == commit
+        and prov.get("versions") == versions()
+        and doc.get("params") == json.loads(json.dumps(params, default=str))
+    )
 
 
 def run_chapter(cfg: ChapterConfig, failed_dir: Path | None = None) -> Path:

@@ -9,13 +9,14 @@ import json
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from functok.book.config import ROOT
 from functok.book.pages import copy_downloads, prepare_pages
 from functok.book.registry import CHAPTERS, ModelRun, chapters, model_runs, resolve, resolve_model_run
 from functok.book.robustness import robustness_markdown
-from functok.book.run import run_chapter
+from functok.book.run import run_chapter, up_to_date
 from functok.book.sweep import options, robustness_plans
 from functok.book.sweep_ray import execute, failures
 
@@ -282,22 +283,28 @@ def build_site(root: Path = ROOT) -> Path:
     return site
 
 
-def build_book(preset: str = "embedded", run: bool = True, root: Path = ROOT) -> Path:
+def build_book(preset: str = "embedded", run: bool = True, root: Path = ROOT, rerun: bool = False) -> Path:
     """Every chapter on one preset, then the preset's model runs, into root/book/chapters, then its
     robustness sweeps (on a local Ray cluster) into root/book/robustness (all validated before the first
-    run), then the site into root/_build/html."""
+    run), then the site into root/_build/html. A chapter whose results are up to date (functok.book.run's
+    `up_to_date`: same clean commit, parameters and versions) is not run again unless `rerun`."""
     out = Path(root) / "book" / "chapters"
     cfgs = [resolve(c, preset, {"out_dir": str(out)}) for c in chapters()]
     extra = [(r, resolve_model_run(r, preset, str(out))) for r in model_runs(preset)]
     sweeps = robustness_plans(preset, Path(root) / ROBUSTNESS)
     if run:
-        for cfg in cfgs:
-            print(f"== functok run {cfg.chapter} --preset {preset}", flush=True)
-            run_chapter(cfg)
+        runs = [(cfg, "") for cfg in cfgs]
         for r, cfg in extra:
             params = " ".join(f"-p {k} {json.dumps(v)}" for k, v in r.overrides.items())
-            print(f"== functok run {cfg.chapter} --preset {preset} {params} (model run '{r.label}')", flush=True)
+            runs.append((cfg, f" {params} (model run '{r.label}')"))
+        for cfg, what in runs:
+            if not rerun and up_to_date(cfg):
+                print(f"== up to date: functok run {cfg.chapter} --preset {preset}{what}", flush=True)
+                continue
+            print(f"== functok run {cfg.chapter} --preset {preset}{what}", flush=True)
+            t0 = time.perf_counter()
             run_chapter(cfg)
+            print(f"== {cfg.chapter}{what}: {time.perf_counter() - t0:.0f} s", flush=True)
         for p in sweeps:
             print(f"== {p.command()} (robustness)", flush=True)
             failed = failures(p, execute(p, options(out=str(p.out))))

@@ -145,3 +145,24 @@ def test_a_real_kernel_refuses_a_misspelled_parameter_in_one_line(tmp_path, monk
     ]
     assert not (out / "function_tokens.json").exists()
     assert (failed_dir / "function_tokens.ipynb").exists()
+
+
+def test_a_chapter_is_up_to_date_only_for_the_same_clean_commit_parameters_and_versions(tmp_path, monkeypatch):
+    monkeypatch.setattr(results, "git_commit", lambda: "abc")
+    monkeypatch.setattr(run, "clean_commit", lambda: "abc")
+    monkeypatch.setattr(papermill, "execute_notebook", fake_papermill({}))
+    cfg = chapter_in(tmp_path / "out")
+    assert not run.up_to_date(cfg)  # nothing written yet
+    run.run_chapter(cfg)
+    assert run.up_to_date(cfg)
+    assert not run.up_to_date(dataclasses.replace(cfg, coverage_threshold=0.5))
+    monkeypatch.setattr(run, "clean_commit", lambda: "def")  # another commit
+    assert not run.up_to_date(cfg)
+    monkeypatch.setattr(run, "clean_commit", lambda: None)  # changed or untracked files: the code may differ
+    assert not run.up_to_date(cfg)
+    monkeypatch.setattr(run, "clean_commit", lambda: "abc")
+    monkeypatch.setattr(run, "versions", lambda: results.versions() | {"torch": "0.0"})
+    assert not run.up_to_date(cfg)
+    monkeypatch.setattr(run, "versions", results.versions)
+    (tmp_path / "out" / "function_tokens.ipynb").unlink()
+    assert not run.up_to_date(cfg)
