@@ -53,7 +53,14 @@ def cache_dir() -> Path:
 
 
 def key_of(params: dict[str, Any]) -> str:
-    return hashlib.sha1(json.dumps(params, sort_keys=True, default=str).encode()).hexdigest()[:12]
+    """12 hex digits of the parameters' sha1. Paths into the cache (other entries) count as
+    data/cache/..., wherever FUNCTOK_CACHE puts it, so checkouts in other folders that share one cache
+    (a cluster's) find each other's entries."""
+    text = json.dumps(params, sort_keys=True, default=str)
+    here = relpath(cache_dir())
+    if here != "data/cache":
+        text = text.replace(json.dumps(here + "/")[1:-1], "data/cache/")
+    return hashlib.sha1(text.encode()).hexdigest()[:12]
 
 
 def cache_path(kind: str, params: dict[str, Any]) -> Path:

@@ -134,3 +134,19 @@ def test_a_dead_builders_leftovers_are_removed_by_the_next_build(tmp_cache):
     assert entry == incomplete and (entry / "out.txt").read_text() == "done" and not (entry / "junk").exists()
     assert not dead.exists() and other.exists()
     assert (kind / f".{key}.lock").exists()
+
+
+def test_keys_name_cache_paths_the_same_wherever_the_cache_is(tmp_path, monkeypatch):
+    """A cache shared by checkouts in other folders: an entry's path in another's parameters gives one key."""
+
+    def key(cache_root: Path) -> str:
+        monkeypatch.setenv("FUNCTOK_CACHE", str(cache_root))
+        return cache.key_of({"sae": cache.relpath(cache_root / "saes" / "abc"), "n": 3})
+
+    default = ROOT / "data" / "cache"
+    want = key(default)
+    assert cache.relpath(default / "saes" / "abc") == "data/cache/saes/abc"
+    assert key(tmp_path / "shared") == key(tmp_path / "elsewhere" / "cache") == want
+    monkeypatch.setenv("FUNCTOK_CACHE", str(tmp_path / "shared"))
+    other = cache.key_of({"sae": str(tmp_path / "shared2" / "saes" / "abc"), "n": 3})  # not in the cache
+    assert other != want
