@@ -53,27 +53,49 @@ def tiny_preset(pretrain: dict = PRETRAIN, **sections):
             functok.world.embedded.documents.cache_clear()
 
 
-def tiny_neox(folder: Path, seed: int = 0) -> Path:
-    """A random 2-layer GPT-NeoX (Pythia's architecture) with GPT-2's tokenizer, saved in `folder`."""
+def tiny_causal_lm(
+    folder: Path, arch: str = "llama", n_layers: int = 3, tok=None, d_model: int = 32, seed: int = 0
+) -> Path:
+    """A random tiny causal LM saved in `folder` with its tokenizer (GPT-2's unless `tok`): arch 'llama' (the
+    embedded models' and SmolLM2's), 'gemma3' (Gemma-3-270M's: sliding window, q/k norms) or 'gpt_neox'
+    (Pythia's). `config.architectures` is set, as TransformerLens's bridge needs for Gemma-3."""
     import torch
-    from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
+    from transformers import (
+        Gemma3ForCausalLM,
+        Gemma3TextConfig,
+        GPTNeoXConfig,
+        GPTNeoXForCausalLM,
+        LlamaConfig,
+        LlamaForCausalLM,
+    )
 
     from functok.world.tokenizers import gpt2_tokenizer
 
-    tok = gpt2_tokenizer()
-    conf = GPTNeoXConfig(
-        vocab_size=len(tok),
-        hidden_size=16,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=32,
-        max_position_embeddings=64,
-        rotary_pct=0.25,
-        bos_token_id=tok.bos_token_id,
-        eos_token_id=tok.eos_token_id,
-    )
+    tok = tok if tok is not None else gpt2_tokenizer()
+    bos = tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id
+    shape = dict(vocab_size=len(tok), hidden_size=d_model, num_hidden_layers=n_layers, num_attention_heads=2)
+    shape |= dict(intermediate_size=2 * d_model, max_position_embeddings=64, bos_token_id=bos)
+    shape |= dict(eos_token_id=tok.eos_token_id)
+    if arch == "gpt_neox":
+        conf, cls = GPTNeoXConfig(rotary_pct=0.25, **shape), GPTNeoXForCausalLM
+    elif arch == "gemma3":
+        conf = Gemma3TextConfig(
+            num_key_value_heads=1, head_dim=16, sliding_window=8, pad_token_id=tok.eos_token_id, **shape
+        )
+        cls = Gemma3ForCausalLM
+    elif arch == "llama":
+        conf = LlamaConfig(num_key_value_heads=1, tie_word_embeddings=False, pad_token_id=tok.eos_token_id, **shape)
+        cls = LlamaForCausalLM
+    else:
+        raise ValueError(f"arch: got {arch!r}; expected 'llama', 'gemma3' or 'gpt_neox'")
     torch.manual_seed(seed)
-    model = GPTNeoXForCausalLM(conf)
+    model = cls(conf)
+    model.config.architectures = [cls.__name__]
     model.save_pretrained(str(folder))
     tok.save_pretrained(str(folder))
     return folder
+
+
+def tiny_neox(folder: Path, seed: int = 0) -> Path:
+    """A random 2-layer, 16-wide GPT-NeoX (Pythia's architecture) with GPT-2's tokenizer, saved in `folder`."""
+    return tiny_causal_lm(folder, "gpt_neox", n_layers=2, d_model=16, seed=seed)

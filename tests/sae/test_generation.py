@@ -6,38 +6,10 @@ from __future__ import annotations
 
 import pytest
 import torch
+from tiny import tiny_causal_lm
 
 from functok.sae.generation import generate, load_generator
 from functok.sae.models import hook_name, load_model
-
-
-def _tiny(folder, arch: str):
-    from transformers import Gemma3ForCausalLM, Gemma3TextConfig, LlamaConfig, LlamaForCausalLM
-
-    from functok.world.tokenizers import gpt2_tokenizer
-
-    tok = gpt2_tokenizer()
-    common = dict(
-        vocab_size=len(tok),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=3,
-        num_attention_heads=2,
-        num_key_value_heads=1,
-        max_position_embeddings=64,
-        bos_token_id=tok.eos_token_id,
-        eos_token_id=tok.eos_token_id,
-        pad_token_id=tok.eos_token_id,
-    )
-    torch.manual_seed(0)
-    if arch == "gemma3":
-        model = Gemma3ForCausalLM(Gemma3TextConfig(head_dim=16, sliding_window=8, **common))
-    else:
-        model = LlamaForCausalLM(LlamaConfig(tie_word_embeddings=False, **common))
-    model.config.architectures = [type(model).__name__]
-    model.save_pretrained(str(folder))
-    tok.save_pretrained(str(folder))
-    return folder
 
 
 def _uncached(bridge, ids, n_new, edit=None, layer=0, eos=None):
@@ -61,7 +33,7 @@ def _uncached(bridge, ids, n_new, edit=None, layer=0, eos=None):
 
 @pytest.mark.parametrize("arch", ["llama", "gemma3"])
 def test_batched_cached_generation_matches_the_uncached_bridge(tmp_path, arch):
-    folder = _tiny(tmp_path, arch)
+    folder = tiny_causal_lm(tmp_path, arch)
     bridge, model = load_model(folder), load_generator(folder)
     g = torch.Generator().manual_seed(1)
     prompts = [torch.randint(100, 5000, (n,), generator=g).tolist() for n in (7, 3, 11, 7)]
@@ -83,6 +55,6 @@ def test_batched_cached_generation_matches_the_uncached_bridge(tmp_path, arch):
 
 
 def test_an_edit_needs_a_layer(tmp_path):
-    model = load_generator(_tiny(tmp_path, "llama"))
+    model = load_generator(tiny_causal_lm(tmp_path, "llama"))
     with pytest.raises(ValueError, match="layer"):
         generate(model, [[1, 2, 3]], 2, edits=[([2], torch.ones(32))])

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from tiny import tiny_neox
+from tiny import tiny_causal_lm, tiny_neox
 
 from functok.book.config import ParamError
 from functok.sae import activations as sae_activations
@@ -45,29 +45,13 @@ def _save_windows(folder: Path, ids: list[list[int]], bos: int, ctx: int) -> Pat
 
 
 def tiny_llama(folder: Path, seed: int = 0) -> Path:
-    from transformers import LlamaConfig, LlamaForCausalLM
+    """A random 2-layer, 16-wide Llama with a 300-token BPE trained on TEXTS."""
+    from transformers import AutoTokenizer
 
     from functok.world.embedded import train_bpe
 
-    tok_dir = train_bpe(TEXTS, 300, folder)
-    from transformers import AutoTokenizer
-
-    tok = AutoTokenizer.from_pretrained(str(tok_dir))
-    conf = LlamaConfig(
-        vocab_size=len(tok),
-        hidden_size=16,
-        intermediate_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        num_key_value_heads=2,
-        max_position_embeddings=64,
-        tie_word_embeddings=False,
-        bos_token_id=tok.bos_token_id,
-        eos_token_id=tok.eos_token_id,
-    )
-    torch.manual_seed(seed)
-    LlamaForCausalLM(conf).save_pretrained(str(folder))
-    return folder
+    tok = AutoTokenizer.from_pretrained(str(train_bpe(TEXTS, 300, folder)))
+    return tiny_causal_lm(folder, "llama", n_layers=2, tok=tok, d_model=16, seed=seed)
 
 
 @pytest.fixture(scope="module")

@@ -10,11 +10,13 @@ import json
 import numpy as np
 import pytest
 import torch
+from tiny import tiny_causal_lm
 
 from functok.book.config import ParamError, wheel_models
 from functok.book.registry import resolve
 from functok.sae.models import hook_name, is_hub, load_model
 from functok.world import wheel_models as wm
+from functok.world.tokenizers import gpt2_tokenizer
 
 
 def test_wheel_model_names_are_models_everywhere(monkeypatch):
@@ -75,31 +77,9 @@ def test_smollm2_gguf_loads_offline_and_the_bridge_reads_hf_hidden_states(tmp_ca
 
 def test_a_tiny_gemma3_folder_is_read_by_the_bridge_as_by_transformers(tmp_path):
     """Gemma-3's architecture (the 270M GGUF takes minutes to de-quantize): a random tiny one."""
-    from transformers import Gemma3ForCausalLM, Gemma3TextConfig
-
-    from functok.world.tokenizers import gpt2_tokenizer
-
-    tok = gpt2_tokenizer()
-    conf = Gemma3TextConfig(
-        vocab_size=len(tok),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=4,
-        num_attention_heads=2,
-        num_key_value_heads=1,
-        head_dim=16,
-        max_position_embeddings=64,
-        sliding_window=8,
-        bos_token_id=tok.eos_token_id,
-        eos_token_id=tok.eos_token_id,
-        pad_token_id=tok.eos_token_id,
-    )
-    torch.manual_seed(0)
-    model = Gemma3ForCausalLM(conf)
-    model.config.architectures = [type(model).__name__]
-    model.save_pretrained(str(tmp_path))
-    tok.save_pretrained(str(tmp_path))
-    ids = torch.from_numpy(np.random.default_rng(0).integers(0, len(tok), size=(2, 12)))
+    tiny_causal_lm(tmp_path, "gemma3", n_layers=4)
+    vocab = len(gpt2_tokenizer())
+    ids = torch.from_numpy(np.random.default_rng(0).integers(0, vocab, size=(2, 12)))
     _bridge_matches_hf(tmp_path, ids)
 
 
