@@ -72,10 +72,16 @@ def tiny_causal_lm(
     from functok.world.tokenizers import gpt2_tokenizer
 
     tok = tok if tok is not None else gpt2_tokenizer()
-    bos = tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id
-    shape = dict(vocab_size=len(tok), hidden_size=d_model, num_hidden_layers=n_layers, num_attention_heads=2)
-    shape |= dict(intermediate_size=2 * d_model, max_position_embeddings=64, bos_token_id=bos)
-    shape |= dict(eos_token_id=tok.eos_token_id)
+    shape = dict(
+        vocab_size=len(tok),
+        hidden_size=d_model,
+        intermediate_size=2 * d_model,
+        num_hidden_layers=n_layers,
+        num_attention_heads=2,
+        max_position_embeddings=64,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+    )
     if arch == "gpt_neox":
         conf, cls = GPTNeoXConfig(rotary_pct=0.25, **shape), GPTNeoXForCausalLM
     elif arch == "gemma3":
