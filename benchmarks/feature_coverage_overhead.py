@@ -31,8 +31,8 @@ def main() -> None:
 
     import torch
 
-    from functok.book.registry import resolve
     from functok.chapters.feature_coverage import analysis as fc
+    from functok.chapters.registry import resolve
     from functok.sae.encoding import load_encoder
     from functok.sae.training import excluded_ids
     from functok.world.runtime import n_threads

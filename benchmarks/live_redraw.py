@@ -51,8 +51,8 @@ def main() -> None:
     import matplotlib
 
     matplotlib.use("agg")
-    from functok.book.config import cheap_fields
-    from functok.book.registry import chapters, resolve
+    from functok.chapters.registry import chapters, resolve
+    from functok.core.config import cheap_fields
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("chapters", nargs="*", default=chapters())

@@ -34,10 +34,10 @@ def main() -> None:
         os.environ["FUNCTOK_THREADS"] = args.threads
     t0 = time.perf_counter()
 
-    from functok.book.config import ROOT
-    from functok.book.registry import resolve
     from functok.chapters.loss_split import analysis as L
     from functok.chapters.loss_split import evaluation
+    from functok.chapters.registry import resolve
+    from functok.core.config import ROOT
 
     cfg = resolve("loss_split", args.preset)
     specs = L.resolve_models(cfg)

@@ -36,8 +36,8 @@ def main() -> None:
     import torch
     from transformers import AutoTokenizer
 
-    from functok.book.registry import pretrain_config
     from functok.world import pretrain as P
+    from functok.world.config import pretrain_config
     from functok.world.embedded import tokenizer_dir
     from functok.world.function_tokens import function_mask
     from functok.world.windows import load_windows, token_windows

@@ -38,10 +38,10 @@ def main() -> None:
 
     import torch
 
-    from functok.book.registry import pretrain_config
     from functok.sae import training as S
     from functok.sae.models import load_model
     from functok.sae.quality import evaluate_sae
+    from functok.world.config import pretrain_config
     from functok.world.pretrain import train_run
     from functok.world.runs import checkpoints
     from functok.world.runtime import n_threads

@@ -7,7 +7,7 @@ import tomllib
 
 import yaml
 
-from functok.book.config import ROOT
+from functok.core.config import ROOT
 
 
 def _norm(req: str) -> str:

@@ -1,5 +1,6 @@
-"""The architecture, checked: chapters -> sae -> world -> book, one way; chapters never import each
-other; no import cycle between functok's modules; functok's own imports at the top of each module."""
+"""The architecture, checked: book -> chapters -> sae -> world -> core, one way; chapters never import
+each other; no import cycle between functok's modules; functok's own imports at the top of each module;
+modules under 500 lines, functions under 80; a chapter's config lives in its own folder."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ from pathlib import Path
 import pytest
 
 PKG = Path(__file__).resolve().parent.parent / "functok"
-LAYERS = ("book", "world", "sae", "chapters")  # lowest first
+LAYERS = ("core", "world", "sae", "chapters", "book")  # lowest first
+MAX_MODULE_LINES, MAX_FUNCTION_LINES = 500, 80
 # lazy on purpose: the CLI answers `functok params` and bad input without importing papermill or Jupyter Book
 LAZY_ALLOWED = {
     ("functok.book.cli", "functok.book.run"),
@@ -57,8 +59,9 @@ def layer_of(module: str) -> int | None:
 
 
 def chapter_of(module: str) -> str | None:
+    """The chapter a module belongs to: functok.chapters.<name>.* (not common or registry, which all share)."""
     parts = module.split(".")
-    return parts[2] if len(parts) > 2 and parts[1] == "chapters" and parts[2] != "common" else None
+    return parts[2] if len(parts) > 3 and parts[1] == "chapters" else None
 
 
 def violations(graph: dict[str, list[tuple[str, bool]]]) -> list[str]:
@@ -115,9 +118,11 @@ def test_the_checks_catch_what_they_should():
         "functok.sae.b": [("functok.world.a", True)],
         "functok.chapters.x.analysis": [("functok.chapters.y.analysis", True), ("functok.chapters.common", True)],
         "functok.chapters.y.analysis": [("functok.world.a", False)],
+        "functok.core.config": [("functok.book.cli", True)],
     }
     bad = violations(graph)
     assert any("functok.world.a (world) imports functok.sae.b (sae)" in b for b in bad)
+    assert any("functok.core.config (core) imports functok.book.cli (book)" in b for b in bad)
     assert any("imports another chapter" in b for b in bad)
     assert any("inside a function" in b for b in bad)
     assert not any("chapters.common" in b for b in bad)
@@ -126,7 +131,35 @@ def test_the_checks_catch_what_they_should():
     ]
 
 
+def long_functions(source: str, limit: int = MAX_FUNCTION_LINES) -> list[tuple[str, int]]:
+    """(name, lines) of every function or method in `source` longer than `limit` lines."""
+    return [
+        (n.name, n.end_lineno - n.lineno + 1)
+        for n in ast.walk(ast.parse(source))
+        if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and n.end_lineno - n.lineno + 1 > limit
+    ]
+
+
 @pytest.mark.parametrize("path", sorted(PKG.rglob("*.py")), ids=lambda p: str(p.relative_to(PKG)))
 def test_modules_stay_readable(path):
-    n = len(path.read_text().splitlines())
-    assert n <= 500, f"{path.relative_to(PKG.parent)} has {n} lines; split it (at most 500)"
+    text = path.read_text()
+    n = len(text.splitlines())
+    assert n <= MAX_MODULE_LINES, f"{path.relative_to(PKG.parent)} has {n} lines; split it (at most {MAX_MODULE_LINES})"
+    assert long_functions(text) == [], f"{path.relative_to(PKG.parent)}: functions over {MAX_FUNCTION_LINES} lines"
+
+
+def test_the_function_limit_catches_a_long_function():
+    body = "\n".join(f"    x{i} = {i}" for i in range(MAX_FUNCTION_LINES))
+    assert long_functions(f"def f():\n{body}\n") == [("f", MAX_FUNCTION_LINES + 1)]
+    assert long_functions("def g():\n    return 1\n") == []
+
+
+def test_every_chapter_is_one_folder_with_its_config():
+    """No config module for all chapters: each chapter's config and registration sit in its own folder."""
+    assert not list(PKG.rglob("chapter_configs.py"))
+    folders = sorted(p.name for p in (PKG / "chapters").iterdir() if (p / "__init__.py").exists())
+    from functok.chapters.registry import BOOK_ORDER
+
+    assert folders == sorted(BOOK_ORDER)
+    for name in folders:
+        assert "CHAPTER = Chapter(" in (PKG / "chapters" / name / "config.py").read_text(), name

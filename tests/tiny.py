@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-import functok.book.cache
-import functok.book.config
-import functok.book.registry
+import functok.chapters.registry
+import functok.core.cache
+import functok.core.config
 import functok.world.embedded
 
 # 40 documents, a 300-token BPE, two 16-wide models of 1 and 2 layers, 30 steps: seconds to train

@@ -1,6 +1,6 @@
 """Helpers for chapter notebooks (the notebooks under chapters/ are the source; edit them in Jupyter).
 
-    .venv/bin/python tools/notebook.py sync CHAPTER   # rewrite the `parameters` cell from the config
+    .venv/bin/python tools/notebook.py sync CHAPTER   # rewrite the parameters, setup and live-form cells
 
 `write(path, cells)` starts a new chapter from ("md" | "code" | "parameters", text) cells.
 Notebooks are committed without outputs; the book is built from executed copies.
@@ -30,39 +30,33 @@ def write(path: str, cells: list[tuple[str, str]]) -> None:
 
 
 def parameters_source(chapter: str) -> str:
-    """The `parameters` cell of a chapter: every config field with its default and help."""
-    import dataclasses
-
-    from functok.book.config import defaults
-    from functok.book.registry import ALL_CONFIGS
-
-    cls = ALL_CONFIGS[chapter]
-    d = defaults(cls)
-    lines = [f"# Parameters of `{chapter}` (see `functok params {chapter}`); validated in the next cell."]
-    for f in dataclasses.fields(cls):
-        lines.append(f"{f.name} = {d[f.name]!r}  # {f.metadata['help']}")
-    return "\n".join(lines)
+    """The `parameters` cell, the same two lines in every chapter: a preset and the fields that differ from it."""
+    return (
+        f"# Parameters: a preset and the overrides of its `{chapter}` section (`functok params {chapter}` lists them)\n"
+        'preset = "embedded"\n'
+        "overrides = {}"
+    )
 
 
 SETUP = """import warnings; warnings.filterwarnings("ignore", message="IProgress not found")  # plain tqdm bars
-from functok.book.registry import from_notebook
+from functok.chapters.registry import from_notebook
 from functok.book.pages import run_summary
-from functok.book.results import Run
+from functok.core.results import Run
 from IPython.display import Markdown, display
 
-cfg = from_notebook("{chapter}", globals())  # same checks as the CLI
+cfg = from_notebook("{chapter}", globals())  # the preset's section, then overrides: exactly as `functok run`
 run = Run(cfg)  # seeds everything, starts the clock
 display(run_summary(cfg))  # the parameters this run used, how to reproduce it, its results file"""
 
 # the last cell of every chapter (tagged remove-cell): the live form on the run the notebook just made
 LIVE_FORM = """# Tweak this run's parameters live (in Jupyter; the built site hides this cell, every build runs it)
-from functok.chapters.{chapter}.live import form
+from functok.book.live import form
 
 form(cfg, analysis)"""
 
 
 def sync_parameters(chapter: str) -> None:
-    """Rewrite a chapter notebook's `parameters` cell from its config (after adding a field)."""
+    """Rewrite a chapter notebook's `parameters` cell, the setup cell after it and the live-form cell."""
     import sys
     from pathlib import Path
 
@@ -71,9 +65,12 @@ def sync_parameters(chapter: str) -> None:
 
     path = chapter_source(chapter)
     nb = nbformat.read(str(path), as_version=4)
-    for cell in nb.cells:
+    for i, cell in enumerate(nb.cells):
         if "parameters" in cell.metadata.get("tags", []):
             cell.source = parameters_source(chapter)
+            nb.cells[i + 1].source = SETUP.format(chapter=chapter)
+        elif cell.get("id") == "live-form":
+            cell.source = LIVE_FORM
     nbformat.write(nb, str(path))
 
 

@@ -21,8 +21,10 @@ import sys
 
 import yaml
 
-from functok.book import config, registry, sweep
-from functok.book.config import ParamError
+from functok.book import sweep
+from functok.chapters import registry
+from functok.core import config
+from functok.core.config import ParamError
 
 
 def parse_value(text: str):

@@ -4,14 +4,15 @@
 a dropdown for fields with choices, a checkbox for booleans, number boxes for numbers (`IntText` and
 `FloatText`: the `Bounded*` widgets clamp out-of-range input silently, validation refuses it instead) and a
 text box for lists and strings, each field's help as its tooltip. Every change goes through
-`functok.book.config.validate`, the CLI's validation, and a refusal shows the same one-line message in the
+`functok.core.config.validate`, the CLI's validation, and a refusal shows the same one-line message in the
 status line; a bad value changes nothing.
 
 Fields marked `cost="cheap"` in the config only change what is computed from the run's measurements: the
 form re-derives them (`update(cfg, state)`) and redraws the views that read a changed field. Any other
 change needs new measurements: the form shows the `functok run` command for the new values and a button
 that runs the chapter (functok.book.run.run_chapter), measures again (`analyze(cfg)`, from the warm cache)
-and redraws every view. A chapter's views and `update` live in `functok/chapters/<chapter>/live.py`.
+and redraws every view. A chapter's views, `update` and `analyze` come from `parts(cfg, analysis)` in
+`functok/chapters/<chapter>/live.py`; `form(cfg, analysis)` builds the form from them.
 
 Outputs are written straight into each Output widget's `outputs` (not `with out:`), so a redraw also
 works, and is testable, outside a kernel.
@@ -22,31 +23,22 @@ from __future__ import annotations
 import base64
 import dataclasses
 import html
+import importlib
 import io
 import json
 import time
-from dataclasses import dataclass
 from typing import Any, Callable, get_type_hints
 
 import ipywidgets as widgets
 import yaml
 
 from functok.book.cli import parse_value
-from functok.book.config import BOOK_CHAPTERS_DIR, ChapterConfig, ParamError, cheap_fields, validate
-from functok.book.results import reproduce_command
 from functok.book.run import _out_dir, run_chapter
+from functok.chapters.common import View
+from functok.core.config import BOOK_CHAPTERS_DIR, ChapterConfig, ParamError, cheap_fields, validate
+from functok.core.results import reproduce_command
 
 HIDDEN = ("out_dir",)  # where the run writes is no parameter of what it measures: the form keeps the run's
-
-
-@dataclass(frozen=True)
-class View:
-    """One figure or table the form can redraw: a title, the cheap fields it reads, and `draw(cfg, state)`
-    returning what to show (matplotlib figures, DataFrames or Stylers, Markdown text)."""
-
-    title: str
-    fields: tuple[str, ...]
-    draw: Callable[[Any, Any], list]
 
 
 def command(cfg: ChapterConfig) -> str:
@@ -228,3 +220,11 @@ class Form:
 def _show(value: Any) -> str:
     """A value as its text box shows it (lists as JSON, which `-p` reads back)."""
     return json.dumps(value) if isinstance(value, (list, dict)) else str(value)
+
+
+def form(cfg: ChapterConfig, analysis: Any, **kwargs) -> Form:
+    """The live form on a chapter's run (`analysis = analyze(cfg)`): its views, `update` and `analyze` from
+    `parts(cfg, analysis)` of functok/chapters/<chapter>/live.py (looked up by name: the book sits above
+    the chapters and names none of them)."""
+    live = importlib.import_module(f"functok.chapters.{cfg.chapter}.live")
+    return Form(cfg, analysis, **live.parts(cfg, analysis), **kwargs)

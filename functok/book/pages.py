@@ -14,9 +14,9 @@ from pathlib import Path
 
 import nbformat
 
-from functok.book.config import ChapterConfig
-from functok.book.registry import resolve
-from functok.book.results import reproduce_command
+from functok.chapters.registry import resolve
+from functok.core.config import ChapterConfig
+from functok.core.results import reproduce_command
 
 LONG = 80  # characters: a longer value folds away behind its size
 COLUMNS = 2  # parameter/value pairs per table row: the table stays short

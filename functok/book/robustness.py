@@ -13,9 +13,9 @@ import math
 import re
 from pathlib import Path
 
-from functok.book.registry import chapter as chapter_entry
-from functok.book.registry import chapters
 from functok.book.sweep import INDEX
+from functok.chapters.registry import chapter as chapter_entry
+from functok.chapters.registry import chapters
 
 VERDICTS = ("holds", "fails", "inconclusive")
 PALETTE = {"holds": "#2a9d5c", "fails": "#c8452c", "inconclusive": "#8a8a8a"}

@@ -23,10 +23,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from functok.book.cache import relpath
-from functok.book.config import CHAPTERS_DIR, ROOT, ChapterConfig, ParamError
-from functok.book.registry import chapter
-from functok.book.results import STAGING_ENV, git_commit, versions
+from functok.chapters.registry import chapter
+from functok.core.cache import relpath
+from functok.core.config import CHAPTERS_DIR, ROOT, ChapterConfig, ParamError
+from functok.core.results import STAGING_ENV, git_commit, versions
 
 STAGING = ".staging"  # under <out>: the same file system, so the final moves are atomic renames
 LOCK = ".lock"  # held (flock) by the run a staging folder belongs to while it runs

@@ -12,13 +12,13 @@ import sys
 import time
 from pathlib import Path
 
-from functok.book.config import ROOT
 from functok.book.pages import copy_downloads, prepare_pages
-from functok.book.registry import CHAPTERS, ModelRun, chapters, model_runs, resolve, resolve_model_run
 from functok.book.robustness import robustness_markdown
 from functok.book.run import run_chapter, up_to_date
 from functok.book.sweep import options, robustness_plans
 from functok.book.sweep_ray import execute, failures
+from functok.chapters.registry import ModelRun, chapters, entries, model_runs, resolve, resolve_model_run
+from functok.core.config import ROOT
 
 MATHJAX_DIR = ROOT / "vendor" / "node_modules" / "mathjax" / "es5"
 
@@ -227,7 +227,7 @@ def toc_yaml(runs: list[ModelRun] = ()) -> str:
         "  - caption: Chapters",
         "    chapters:",
     ]
-    for c in CHAPTERS:
+    for c in entries():
         lines.append(f"      - file: book/chapters/{c.name}\n        title: {json.dumps(c.title)}")
         labels = [r.label for r in runs if r.chapter == c.name]
         if labels:

@@ -24,10 +24,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, ClassVar
 
-from functok.book.cache import relpath, write_json_atomic
-from functok.book.config import ROOT, ChapterConfig, ParamError, load_preset, param, validate
-from functok.book.registry import chapter as chapter_entry
-from functok.book.registry import resolve
+from functok.chapters.registry import chapter as chapter_entry
+from functok.chapters.registry import resolve
+from functok.core.cache import relpath, write_json_atomic
+from functok.core.config import ROOT, ChapterConfig, ParamError, load_preset, param, validate
 
 INDEX = "index.json"
 LOG = "log.txt"

@@ -24,11 +24,11 @@ import sys
 import time
 from pathlib import Path
 
-from functok.book.cache import relpath
-from functok.book.config import ROOT, ParamError
-from functok.book.registry import resolve
 from functok.book.run import run_chapter
 from functok.book.sweep import FAILED, LOG, Plan, PlannedRun, SweepOptions, write_index
+from functok.chapters.registry import resolve
+from functok.core.cache import relpath
+from functok.core.config import ROOT, ParamError
 
 # functok.world.runtime.n_threads reads FUNCTOK_THREADS (set_num_threads); torch's and BLAS's pools read the others
 THREAD_VARS = ("FUNCTOK_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")

@@ -3,10 +3,14 @@ of a chapter, and the SAE training spec chapters 2 and 5 build from their config
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any, Callable
+
 import pandas as pd
 
-from functok.book.paper import numbers
-from functok.book.registry import model_runs, resolve, resolve_model_run
+from functok.chapters.registry import model_runs, resolve, resolve_model_run
+from functok.core.paper import numbers
+from functok.sae.config import SAERecipe
 from functok.sae.training import SAESpec
 from functok.world.windows import token_windows
 
@@ -35,16 +39,19 @@ def paper_numbers(chapter: str) -> dict:
     return numbers()[chapter]
 
 
-def sae_training_spec(cfg) -> SAESpec:
-    """The SAE a chapter trains from its config's SAE fields (chapter 2's; chapter 5 reuses them)."""
+def sae_training_spec(cfg: SAERecipe, seed: int | None = None, sparsity_coefficient: float | None = None, **extra):
+    """The SAE a chapter trains from its config's recipe fields (functok.sae.config.SAERecipe), with the
+    config's seed unless given, and chapter 4's coefficient search's coefficient where it passes one."""
+    coefficient = cfg.sparsity_coefficient if sparsity_coefficient is None else sparsity_coefficient
     return SAESpec(
         architecture=cfg.architecture,
         expansion_factor=cfg.expansion_factor,
-        sparsity_coefficient=float(cfg.sparsity_coefficient),
+        sparsity_coefficient=float(coefficient),
         training_tokens=cfg.training_tokens,
         batch_size=cfg.sae_batch_size,
         lr=cfg.sae_lr,
-        seed=cfg.seed,
+        seed=int(cfg.seed if seed is None else seed),
+        **extra,
     )
 
 
@@ -67,7 +74,7 @@ def sae_heldout_windows(preset: str, model: str, checkpoint: str, context_size: 
         "train_b",
         checkpoint,
         context_size=context_size,
-        n_documents=fc.n_documents,
+        n_documents=fc.max_documents,
         max_windows=-(-fc.max_tokens // context_size),
     )
     return win, fc.eval_windows or 32
@@ -81,3 +88,13 @@ def sae_training_windows(preset: str, checkpoint: str, embedded: bool, context_s
         return token_windows(preset, "train")
     need = -(-training_tokens // (context_size - 1))
     return token_windows(preset, "train_a", checkpoint, context_size=context_size, max_windows=need)
+
+
+@dataclass(frozen=True)
+class View:
+    """One figure or table the form can redraw: a title, the cheap fields it reads, and `draw(cfg, state)`
+    returning what to show (matplotlib figures, DataFrames or Stylers, Markdown text)."""
+
+    title: str
+    fields: tuple[str, ...]
+    draw: Callable[[Any, Any], list]

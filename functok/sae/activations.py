@@ -32,8 +32,8 @@ from typing import Any
 
 import numpy as np
 
-from functok.book.cache import relpath
-from functok.book.config import ParamError
+from functok.core.cache import relpath
+from functok.core.config import ParamError
 from functok.sae.models import hook_layer, load_model
 from functok.world.tokenizers import gpt2_tokenizer
 from functok.world.windows import load_windows

@@ -32,8 +32,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from functok.book.cache import cached_dir
-from functok.book.config import ParamError, offline
+from functok.core.cache import cached_dir
+from functok.core.config import ParamError, offline
 
 SAE_CFG_FILE = "cfg.json"
 SAE_WEIGHTS_FILE = "sae_weights.safetensors"
@@ -162,7 +162,7 @@ def validate_sae_spec(spec: Any, name: str = "sae", allow_download: bool | None 
     spec: a local SAELens folder; 'release/sae_id' (the release is the part before the first '/');
     or a (release, sae_id) pair. Releases and ids are checked against SAELens's bundled registry.
     allow_download: whether a hub SAE may be downloaded (default: only when online, see
-    `functok.book.config.offline`); when not, a hub SAE raises ParamError saying what would be fetched.
+    `functok.core.config.offline`); when not, a hub SAE raises ParamError saying what would be fetched.
     """
     if isinstance(spec, (tuple, list)):
         if len(spec) != 2 or not all(isinstance(s, str) for s in spec):

@@ -3,7 +3,7 @@ graphs), checked before anything is loaded; see functok.sae.encoding for why enc
 
 from __future__ import annotations
 
-from functok.book.config import ParamError
+from functok.core.config import ParamError
 
 GiB = 2**30
 

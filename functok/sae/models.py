@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from functok.book.cache import cache_dir
-from functok.book.config import ParamError, offline, wheel_models
+from functok.core.cache import cache_dir
+from functok.core.config import ParamError, offline, wheel_models
 
 # fp32 logits one forward may hold: a loss keeps a second copy (log-softmax), so about twice this in all
 LOGITS_BYTES = 1 << 30

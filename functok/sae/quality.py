@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from functok.book.cache import cache_dir, cached_json, relpath
+from functok.core.cache import cache_dir, cached_json, relpath
 from functok.sae.activations import (
     ActivationSample,
     activation_sample,

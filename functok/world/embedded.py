@@ -14,9 +14,9 @@ from typing import Iterable
 
 import datasets
 
-from functok.book.cache import cached_dir
-from functok.book.config import ParamError, PretrainConfig
-from functok.book.registry import pretrain_config
+from functok.core.cache import cached_dir
+from functok.core.config import ParamError
+from functok.world.config import PretrainConfig, pretrain_config
 from functok.world.corpus import corpus_key, load_corpus, split_documents
 
 BOS, EOS = "<|bos|>", "<|endoftext|>"  # the embedded BPE's special tokens

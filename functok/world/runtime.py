@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from contextlib import contextmanager
 
-from functok.book.config import ParamError
+from functok.core.config import ParamError
 
 
 @contextmanager

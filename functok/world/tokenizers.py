@@ -11,8 +11,8 @@ import hashlib
 from pathlib import Path
 from typing import Sequence
 
-from functok.book.cache import relpath
-from functok.book.config import BUILTIN_TOKENIZERS
+from functok.core.cache import relpath
+from functok.core.config import BUILTIN_TOKENIZERS
 from functok.world.corpus import package_dir
 from functok.world.embedded import tokenizer_dir
 from functok.world.gguf import (

@@ -13,8 +13,8 @@ import importlib
 import json
 from pathlib import Path
 
-from functok.book.cache import cached_dir, sha256
-from functok.book.config import ParamError, wheel_models
+from functok.core.cache import cached_dir, sha256
+from functok.core.config import ParamError, wheel_models
 from functok.world.corpus import package_dir
 from functok.world.gguf import gemma3_gguf, package_version
 

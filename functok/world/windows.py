@@ -23,8 +23,9 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from functok.book.cache import cached_dir, write_json_atomic
-from functok.book.config import ParamError, PretrainConfig
+from functok.core.cache import cached_dir, write_json_atomic
+from functok.core.config import ParamError
+from functok.world.config import PretrainConfig
 from functok.world.corpus import corpus_key, load_corpus, split_documents
 from functok.world.embedded import (
     as_pretrain_config,

@@ -13,12 +13,12 @@ from pathlib import Path
 import pytest
 
 from functok.book import cache
-from functok.book.config import ROOT, ParamError
+from functok.core.config import ROOT, ParamError
 
 RACE_SCRIPT = """
 import os, sys, time
 from pathlib import Path
-from functok.book.cache import cached_dir
+from functok.core.cache import cached_dir
 
 d, me = Path(sys.argv[1]), sys.argv[2]
 (d / f"ready-{me}").touch()

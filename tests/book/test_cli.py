@@ -8,7 +8,9 @@ import time
 
 import pytest
 
-from functok.book import cli, config, registry
+from functok.book import cli
+from functok.chapters.function_tokens.config import FunctionTokensConfig
+from functok.core import config
 
 
 @pytest.mark.parametrize(
@@ -102,7 +104,7 @@ def test_validation_imports_nothing_heavy(bad, tmp_path):
 def test_params_lists_every_parameter(capsys):
     assert cli.main(["params", "function_tokens"]) == 0
     out = capsys.readouterr().out
-    for name in config.defaults(registry.FunctionTokensConfig):
+    for name in config.defaults(FunctionTokensConfig):
         assert f"  {name} " in out
     assert "[0.01, 0.99]" in out  # the coverage threshold's range
     assert [line for line in out.splitlines() if line.startswith("  tokenizers ") and "non-empty" in line]

@@ -6,8 +6,12 @@ import dataclasses
 
 import pytest
 
-from functok.book import config, registry
-from functok.book.config import ParamError
+from functok.chapters import registry
+from functok.chapters.function_tokens.config import FunctionTokensConfig
+from functok.chapters.reactivation.config import ReactivationConfig
+from functok.core import config
+from functok.core.config import ParamError
+from functok.world.config import PretrainConfig
 
 
 @pytest.mark.parametrize("preset", sorted(config.presets()))
@@ -17,7 +21,7 @@ def test_presets_fill_valid_configs(preset):
         assert key in p, f"preset {preset} lacks '{key}'"
     for chapter in list(registry.chapters()) + ["pretrain"]:
         section = p.get(chapter) or {}
-        known = {f.name for f in dataclasses.fields(registry.ALL_CONFIGS[chapter])}
+        known = {f.name for f in dataclasses.fields(registry.config_class(chapter))}
         assert set(section) <= known, f"{preset}.{chapter}: unknown keys {set(section) - known}"
         hub = [
             v for v in section.values() for v in (v if isinstance(v, list) else [v]) if isinstance(v, str) and "/" in v
@@ -32,17 +36,17 @@ def test_ints_are_accepted_for_floats_and_preset_overrides_apply():
     cfg = registry.resolve("function_tokens", "smoke", {"coverage_threshold": 1 / 2, "n_bins": 7})
     assert cfg.coverage_threshold == 0.5 and cfg.n_bins == 7
     assert cfg.max_documents == config.load_preset("smoke")["function_tokens"]["max_documents"]
-    lr = config.validate(config.PretrainConfig, {"lr": 1}).lr  # papermill/YAML give ints for whole floats
+    lr = config.validate(PretrainConfig, {"lr": 1}).lr  # papermill/YAML give ints for whole floats
     assert lr == 1.0 and isinstance(lr, float)
 
 
 def test_local_corpus_folder_validates(text_folder):
-    cfg = config.validate(registry.FunctionTokensConfig, {"corpus": str(text_folder)})
+    cfg = config.validate(FunctionTokensConfig, {"corpus": str(text_folder)})
     assert cfg.corpus == str(text_folder)
 
 
 def test_from_notebook_runs_the_same_checks():
-    ns = config.defaults(registry.FunctionTokensConfig) | {"n_bins": 1}
+    ns = config.defaults(FunctionTokensConfig) | {"n_bins": 1}
     with pytest.raises(ParamError, match="^n_bins:"):
         registry.from_notebook("function_tokens", ns)
 
@@ -50,7 +54,7 @@ def test_from_notebook_runs_the_same_checks():
 def float_fields() -> list[tuple[str, str]]:
     return [
         (chapter, f.name)
-        for chapter, cls in registry.ALL_CONFIGS.items()
+        for chapter, cls in registry.all_configs().items()
         for f in dataclasses.fields(cls)
         if f.type in (float, "float")
     ]
@@ -61,17 +65,17 @@ def test_every_float_parameter_refuses_non_finite_numbers(value):
     assert float_fields(), "no float parameters found"
     for chapter, name in float_fields():
         with pytest.raises(ParamError, match=f"^{name}: .*finite"):
-            config.validate(registry.ALL_CONFIGS[chapter], {name: value})
+            config.validate(registry.config_class(chapter), {name: value})
 
 
 def test_nan_inside_a_list_is_refused():
     with pytest.raises(ParamError, match="^sweep_thresholds: .*finite"):
-        config.validate(registry.FunctionTokensConfig, {"sweep_thresholds": [0.2, float("nan")]})
+        config.validate(FunctionTokensConfig, {"sweep_thresholds": [0.2, float("nan")]})
 
 
 def test_empty_lists_are_refused_only_where_values_are_needed():
     needs = set()
-    for chapter, cls in registry.ALL_CONFIGS.items():
+    for chapter, cls in registry.all_configs().items():
         for f in dataclasses.fields(cls):
             if f.type not in (list, "list"):
                 continue
@@ -105,19 +109,19 @@ def test_empty_lists_are_refused_only_where_values_are_needed():
 
 def test_burst_tokens_need_a_function_and_a_content_token():
     with pytest.raises(ParamError, match="^burst_tokens: .*at least 2 values"):
-        config.validate(registry.FunctionTokensConfig, {"burst_tokens": [" of"]})
+        config.validate(FunctionTokensConfig, {"burst_tokens": [" of"]})
 
 
 @pytest.mark.parametrize("name", ["out_dir", "corpus"])
 def test_empty_paths_are_refused(name):
     """'' is no folder: Path('') is the current folder, so an empty out_dir or corpus used to pass."""
     with pytest.raises(ParamError, match=f"^{name}: got ''"):
-        config.validate(registry.FunctionTokensConfig, {name: ""})
+        config.validate(FunctionTokensConfig, {name: ""})
 
 
 def test_empty_strings_in_lists_are_refused():
     with pytest.raises(ParamError, match="^concepts: .*non-empty strings"):
-        config.validate(registry.ReactivationConfig, {"concepts": [" Russia", ""]})
+        config.validate(ReactivationConfig, {"concepts": [" Russia", ""]})
 
 
 def corpus_case(tmp_path, case: str) -> str:
@@ -142,7 +146,7 @@ def corpus_case(tmp_path, case: str) -> str:
 def test_local_corpus_without_readable_files_is_refused(tmp_path, case):
     spec = corpus_case(tmp_path, case)
     with pytest.raises(ParamError, match="^corpus: .*holds no .txt, .jsonl or .parquet files") as e:
-        config.validate(registry.FunctionTokensConfig, {"corpus": spec})
+        config.validate(FunctionTokensConfig, {"corpus": spec})
     assert "\n" not in str(e.value)
 
 
@@ -150,24 +154,24 @@ def test_jsonl_without_text_field_is_refused(tmp_path):
     path = tmp_path / "docs.jsonl"
     path.write_text('{"id": "a", "body": "The cat sat."}\n{"id": "b", "body": "The dog sat."}\n')
     with pytest.raises(ParamError, match=r"^corpus: '.*docs\.jsonl' line 1 has no string field 'text'"):
-        config.validate(registry.PretrainConfig, {"corpus": str(path)})
+        config.validate(PretrainConfig, {"corpus": str(path)})
 
 
 def test_non_utf8_text_file_is_refused_naming_the_file(text_folder):
     (text_folder / "latin1.txt").write_bytes("Caf\xe9 au lait, na\xefve.".encode("latin-1"))
     with pytest.raises(ParamError, match=r"^corpus: '.*latin1\.txt' is not UTF-8 text \(byte 3\)"):
-        config.validate(registry.FunctionTokensConfig, {"corpus": str(text_folder)})
+        config.validate(FunctionTokensConfig, {"corpus": str(text_folder)})
 
 
 def test_from_notebook_refuses_unknown_names():
     """A papermill -p with a misspelled name is injected into the notebook unused; it must not run on defaults."""
-    ns = config.defaults(registry.FunctionTokensConfig) | {"coverage_treshold": 0.3}
+    ns = config.defaults(FunctionTokensConfig) | {"coverage_treshold": 0.3}
     with pytest.raises(ParamError, match="^coverage_treshold: unknown parameter.*did you mean 'coverage_threshold'"):
         registry.from_notebook("function_tokens", ns)
 
 
 def test_from_notebook_ignores_notebook_internals():
-    ns = config.defaults(registry.FunctionTokensConfig) | {"n_bins": 7}
+    ns = config.defaults(FunctionTokensConfig) | {"n_bins": 7}
     ns |= {"_": 1, "__name__": "__main__", "_oh": {}, "Out": {}, "exit": print, "np": dataclasses, "Run": object}
     assert registry.from_notebook("function_tokens", ns).n_bins == 7
 
@@ -177,7 +181,7 @@ def test_from_notebook_in_ipython_checks_the_latest_parameters_cells():
     variables later cells defined are not parameters when the notebook is run again in the same kernel."""
     params_cell = "# Parameters of `function_tokens`\npreset = 'embedded'\nn_bins = 50\n"
     validation = 'cfg = from_notebook("function_tokens", globals())'
-    ns = config.defaults(registry.FunctionTokensConfig)
+    ns = config.defaults(FunctionTokensConfig)
     injected = "# Parameters\nn_bins = 7\ncoverage_treshold = 0.3\n"
     bad = ns | {"n_bins": 7, "coverage_treshold": 0.3, "In": ["", params_cell, injected, validation]}
     with pytest.raises(ParamError, match="^coverage_treshold: unknown parameter"):

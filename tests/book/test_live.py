@@ -10,8 +10,9 @@ import matplotlib
 import pytest
 
 from functok.book import cli, live
-from functok.book.config import ParamError, param
-from functok.book.registry import LossSplitConfig, resolve
+from functok.chapters.loss_split.config import LossSplitConfig
+from functok.chapters.registry import resolve
+from functok.core.config import ParamError, param
 
 matplotlib.use("agg")
 

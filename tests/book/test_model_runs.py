@@ -7,9 +7,9 @@ import re
 
 import pytest
 
-from functok.book.config import ParamError
-from functok.book.registry import ModelRun, model_runs, resolve_model_run
 from functok.book.site import results_files, scorecard_markdown, split_claim_id, toc_yaml
+from functok.chapters.registry import ModelRun, model_runs, resolve_model_run
+from functok.core.config import ParamError
 
 
 @pytest.fixture

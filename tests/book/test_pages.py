@@ -9,8 +9,8 @@ import re
 import nbformat
 
 from functok.book.pages import copy_downloads, hide_machinery, prepare_pages, run_summary
-from functok.book.registry import resolve
 from functok.book.site import scorecard_markdown
+from functok.chapters.registry import resolve
 
 
 def test_the_summary_shows_every_parameter_once_and_marks_the_runs_own():

@@ -12,9 +12,10 @@ import json
 import pytest
 import yaml
 
-from functok.book import config, registry
 from functok.book.run import chapter_source
 from functok.book.site import toc_yaml
+from functok.chapters import registry
+from functok.core import config
 
 
 def parameters_cell(chapter: str) -> dict:
@@ -35,14 +36,14 @@ def parameters_cell(chapter: str) -> dict:
 @pytest.mark.parametrize("chapter", registry.chapters())
 def test_parameters_cell_mirrors_config(chapter):
     cell = parameters_cell(chapter)
-    cls = registry.CONFIGS[chapter]
+    cls = registry.config_class(chapter)
     assert list(cell) == [f.name for f in dataclasses.fields(cls)], "names or order drifted"
     assert cell == config.defaults(cls), "default values drifted"
 
 
 @pytest.mark.parametrize("chapter", registry.chapters())
 def test_every_field_has_one_line_help(chapter):
-    for f in dataclasses.fields(registry.CONFIGS[chapter]):
+    for f in dataclasses.fields(registry.config_class(chapter)):
         help_ = f.metadata.get("help", "")
         assert help_ and "\n" not in help_, f"{chapter}.{f.name} needs a one-line help"
 
@@ -51,7 +52,7 @@ def notebook(chapter: str) -> dict:
     return json.loads(chapter_source(chapter).read_text())
 
 
-@pytest.mark.parametrize("entry", registry.CHAPTERS, ids=lambda c: c.name)
+@pytest.mark.parametrize("entry", registry.entries(), ids=lambda c: c.name)
 def test_entry_names_its_notebook_title_config_and_package(entry):
     first = "".join(notebook(entry.name)["cells"][0]["source"]).splitlines()[0]
     assert first == f"# {entry.title}", "the registry title and the notebook's first heading differ"
@@ -61,11 +62,11 @@ def test_entry_names_its_notebook_title_config_and_package(entry):
 
 
 def test_registry_is_the_one_list_of_chapters():
-    names = [c.name for c in registry.CHAPTERS]
+    names = [c.name for c in registry.entries()]
     assert len(set(names)) == len(names)
-    assert registry.chapters() == names == list(registry.CONFIGS)
+    assert registry.chapters() == names == [c.name for c in registry.entries()]
     notebooks = sorted(p.name for p in (config.ROOT / "chapters").glob("*.ipynb"))
-    assert notebooks == sorted(c.notebook for c in registry.CHAPTERS), "a notebook without an entry, or the reverse"
+    assert notebooks == sorted(c.notebook for c in registry.entries()), "a notebook without an entry, or the reverse"
 
 
 def test_toc_is_generated_from_the_registry():
@@ -73,7 +74,7 @@ def test_toc_is_generated_from_the_registry():
     entries = [c for part in toc["parts"] for c in part["chapters"]]
     chapters = [c for c in entries if c["file"].startswith("book/chapters/")]
     assert [(c["file"], c["title"]) for c in chapters] == [
-        (f"book/chapters/{c.name}", c.title) for c in registry.CHAPTERS
+        (f"book/chapters/{c.name}", c.title) for c in registry.entries()
     ]
     assert [e["file"] for e in entries[-2:]] == ["book/scorecard", "book/robustness"]
 
@@ -93,4 +94,4 @@ def test_papermill_reads_every_parameter(chapter):
     nb = nbformat.read(str(chapter_source(chapter)), as_version=4)
     cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
     names = [p.name for p in PythonTranslator.inspect(cell)]
-    assert names == [f.name for f in dataclasses.fields(registry.CONFIGS[chapter])]
+    assert names == [f.name for f in dataclasses.fields(registry.config_class(chapter))]

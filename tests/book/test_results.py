@@ -8,7 +8,8 @@ import os
 import numpy as np
 import pytest
 
-from functok.book import registry, results
+from functok.chapters import registry
+from functok.core import results
 
 
 def test_write_produces_the_documented_schema(tmp_path):
@@ -36,7 +37,7 @@ def test_claim_refuses_unknown_verdict():
 
 
 def test_atomic_write_keeps_the_old_file_when_serialization_fails(tmp_path):
-    from functok.book.cache import write_json_atomic
+    from functok.core.cache import write_json_atomic
 
     path = tmp_path / "r.json"
     write_json_atomic(path, {"ok": 1})

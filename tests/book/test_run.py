@@ -15,8 +15,11 @@ import papermill
 import pytest
 from papermill.exceptions import PapermillExecutionError
 
-from functok.book import cli, config, registry, results, run
-from functok.book.cache import relpath
+from functok.book import cli, run
+from functok.chapters import registry
+from functok.chapters.function_tokens.config import FunctionTokensConfig
+from functok.core import config, results
+from functok.core.cache import relpath
 
 STAGING, LOCK = ".staging", ".lock"  # <out>/.staging/<chapter>-XXXX/, locked while its run lives
 STAGING_ENV = "FUNCTOK_STAGING_DIR"  # where the kernel's Run.write puts the results file
@@ -41,7 +44,7 @@ def fake_papermill(seen: dict, error: Exception | None = None, before_error=None
     def execute_notebook(source, output, parameters, **kwargs):
         seen["parameters"] = dict(parameters)
         seen["staging"] = os.environ.get(STAGING_ENV)
-        cfg = config.validate(registry.FunctionTokensConfig, parameters)
+        cfg = config.validate(FunctionTokensConfig, parameters)
         seen["results"] = results.Run(cfg).write(results.ChapterResult({"run": "new"}, [], {}, {}))
         Path(output).write_text(json.dumps(EMPTY_NOTEBOOK | {"metadata": {"run": "new"}}))
         if error is not None:
@@ -131,7 +134,7 @@ def test_a_real_kernel_refuses_a_misspelled_parameter_in_one_line(tmp_path, monk
     no parameter (from_notebook), and `functok run` reports that ParamError in one line with exit code 2."""
 
     @dataclasses.dataclass
-    class Misspelled(registry.FunctionTokensConfig):
+    class Misspelled(FunctionTokensConfig):
         coverage_treshold: float = 0.3
 
     out = tmp_path / "out"

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from functok.book import config, registry
+from functok.chapters import registry
+from functok.core import config
 
 ARTIFACTS = config.ROOT / "test-artifacts"
 

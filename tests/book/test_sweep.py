@@ -12,7 +12,7 @@ import time
 import pytest
 
 from functok.book import cli, config, sweep
-from functok.book.config import ParamError
+from functok.core.config import ParamError
 
 
 def test_the_grid_is_every_combination_in_grid_order(tmp_path):

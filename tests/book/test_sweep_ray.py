@@ -71,7 +71,7 @@ def test_failed_runs_make_the_exit_status_non_zero_and_are_listed_with_their_log
 
 
 def test_a_run_asking_for_more_than_the_cluster_has_is_refused():
-    from functok.book.config import ParamError
+    from functok.core.config import ParamError
 
     with pytest.raises(ParamError, match="gpus_per_run: 1 per run, but the Ray cluster has 0 GPUs"):
         sweep_ray.check_resources({"CPU": 2.0}, sweep.options(gpus_per_run=1))

@@ -12,13 +12,13 @@ import numpy as np
 import pytest
 import torch
 
-from functok.book.config import ParamError, validate
-from functok.book.registry import FeatureCoverageConfig as C
 from functok.chapters.feature_coverage import analysis as fc
 from functok.chapters.feature_coverage import claims as fclaims
 from functok.chapters.feature_coverage import stats, streaming
+from functok.chapters.feature_coverage.config import FeatureCoverageConfig as C
 from functok.chapters.feature_coverage.frequency import holm
 from functok.chapters.feature_coverage.null import permutation_ranks
+from functok.core.config import ParamError, validate
 
 WORDS = (
     "the of and to a in is that for it as with was on be by this are from at or an have not they "
@@ -234,8 +234,8 @@ def test_graph_results_match_brute_force(analyzed, tiny_llama, llama_saes):
 
 
 def test_results_file_provenance_and_claims(analyzed, tmp_path):
-    from functok.book.config import ROOT
-    from functok.book.results import Run, load_results
+    from functok.core.config import ROOT
+    from functok.core.results import Run, load_results
     from functok.sae.graph import TokenFeatureGraph
 
     cfg, out = analyzed
@@ -397,7 +397,7 @@ def test_refusals(tiny_llama, llama_saes, corpus, tmp_path):
 def test_paper_preset_validates_online_without_downloading_and_fits_80_gb(monkeypatch):
     """With FUNCTOK_ONLINE=1 the gemma-2-9b preset passes validation from SAELens's bundled registry
     alone (no network), and its memory plan fits one 80 GB GPU; fp32 encoders do not."""
-    from functok.book.registry import resolve
+    from functok.chapters.registry import resolve
 
     monkeypatch.setenv("FUNCTOK_ONLINE", "1")
     monkeypatch.setenv("HF_HUB_OFFLINE", "0")
@@ -409,7 +409,7 @@ def test_paper_preset_validates_online_without_downloading_and_fits_80_gb(monkey
     monkeypatch.setattr(huggingface_hub, "hf_hub_download", no_network)
     cfg = resolve("feature_coverage", "gemma-2-9b")
     p = fc.plan(cfg)
-    assert p.layers == [9, 20, 31] and p.context_size == 1024 and cfg.n_documents == 10_000
+    assert p.layers == [9, 20, 31] and p.context_size == 1024 and cfg.max_documents == 10_000
     assert [s.sae_id for s in p.saes] == [f"layer_{L}/width_1m/canonical" for L in (9, 20, 31)]
     assert all(s.d_sae == 2**20 and s.d_in == 3584 for s in p.saes)
     assert 40e9 < sum(p.memory.values()) <= 80e9
@@ -458,7 +458,7 @@ def test_paper_path_on_a_tiny_gemma2(tmp_path, corpus):
             model=str(ckpt),
             sae=str(tmp_path / "scope" / "layer_{layer}"),
             corpus=str(corpus),
-            n_documents=30,
+            max_documents=30,
             max_tokens=200,
             model_dtype="bfloat16",
             encoder_dtype="bfloat16",

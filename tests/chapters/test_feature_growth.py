@@ -16,16 +16,16 @@ import torch
 from tiny import PRETRAIN, tiny_neox, tiny_preset
 from transformer_lens.model_bridge import TransformerBridge
 
-import functok.book.cache
-import functok.book.config
-import functok.book.registry
-import functok.book.results
+import functok.chapters.registry
+import functok.core.cache
+import functok.core.config
+import functok.core.results
 import functok.sae.models
 import functok.world.embedded
-from functok.book.config import ParamError
-from functok.book.registry import FeatureGrowthConfig
 from functok.chapters.feature_growth import analysis as F
 from functok.chapters.feature_growth import claims, measure, search
+from functok.chapters.feature_growth.config import FeatureGrowthConfig
+from functok.core.config import ParamError
 from functok.sae import activations as sae_activations
 from functok.sae import training as S
 from functok.world import pretrain as P
@@ -132,7 +132,7 @@ def env():
 
 
 def tiny_cfg(**kw) -> FeatureGrowthConfig:
-    base = functok.book.config.defaults(FeatureGrowthConfig) | {
+    base = functok.core.config.defaults(FeatureGrowthConfig) | {
         "preset": "tiny",
         "checkpoint_fractions": [0.3, 1.0],
         # SAEs trained enough (64 steps at lr 1e-2) that the search brackets the target at the final checkpoint
@@ -141,8 +141,8 @@ def tiny_cfg(**kw) -> FeatureGrowthConfig:
         "search_steps": 3,
         "n_seeds": 2,
         "training_tokens": 4096,
-        "batch_size": 64,
-        "lr": 1e-2,
+        "sae_batch_size": 64,
+        "sae_lr": 1e-2,
         "expansion_factor": 4,
         "n_activations": 300,
         "eval_windows": 6,
@@ -159,7 +159,7 @@ def analysis(env):
 
 def _abs(p):
     p = Path(p)
-    return p if p.is_absolute() else functok.book.config.ROOT / p
+    return p if p.is_absolute() else functok.core.config.ROOT / p
 
 
 def test_results_layout(env, analysis):
@@ -181,7 +181,7 @@ def test_results_layout(env, analysis):
     }
     rows = res["checkpoints"]
     assert len(rows) == 2 and rows[0]["step"] < rows[1]["step"]
-    run = P.train_run(functok.book.registry.pretrain_config("tiny"), 2)  # the shallow model, already trained
+    run = P.train_run(functok.world.config.pretrain_config("tiny"), 2)  # the shallow model, already trained
     for r in rows:
         assert keys <= set(r)
         assert r["layer"] == 1 and r["hook_name"] == "blocks.1.hook_resid_post" and r["d_sae"] == 64
@@ -225,7 +225,7 @@ def test_results_layout(env, analysis):
         "degree_curve_steepens",
     ]
     assert all(c["verdict"] in ("holds", "fails", "inconclusive") for c in analysis.claims)
-    json.dumps(functok.book.results._clean(res))  # JSON-safe
+    json.dumps(functok.core.results._clean(res))  # JSON-safe
 
 
 def test_learned_features_and_degrees_recount_from_saved_files(env, analysis):
@@ -269,8 +269,8 @@ def test_cached_rerun_and_checks(env, analysis, monkeypatch):
         again = F.analyze(tiny_cfg(), progress=False)
     for a, b in zip(again.results["checkpoints"], analysis.results["checkpoints"]):
         same = [{k: v for k, v in r.items() if k not in ("seconds", "sae_training")} for r in (a, b)]
-        assert json.dumps(functok.book.results._clean(same[0])) == json.dumps(
-            functok.book.results._clean(same[1])
+        assert json.dumps(functok.core.results._clean(same[0])) == json.dumps(
+            functok.core.results._clean(same[1])
         )  # NaN-safe
     for step in analysis.detail["curves"]:
         assert np.array_equal(
@@ -314,7 +314,7 @@ def test_hub_checkpoints_are_downloaded_used_and_deleted(env, tmp_path, monkeypa
     ]
     assert rows[1]["tokens_seen"] == 2000 * 1024 * 2048
     assert ("EleutherAI/pythia-tiny-test", "step1000") in calls and ("EleutherAI/pythia-tiny-test", "step2000") in calls
-    hub = functok.book.cache.cache_dir() / "hub"
+    hub = functok.core.cache.cache_dir() / "hub"
     assert not hub.exists() or not list(hub.iterdir())
     params = json.loads((_abs(rows[0]["sae"]) / "params.json").read_text())
     assert params["checkpoint"] == "EleutherAI/pythia-tiny-test@step1000"
@@ -324,7 +324,7 @@ def test_hub_models_refused_offline_in_one_line(monkeypatch):
     monkeypatch.delenv("FUNCTOK_ONLINE", raising=False)
     monkeypatch.delenv("FUNCTOK_PRESETS", raising=False)
     with pytest.raises(ParamError) as e:
-        functok.book.registry.resolve("feature_growth", "pythia")
+        functok.chapters.registry.resolve("feature_growth", "pythia")
     assert (
         str(e.value).startswith("model: 'EleutherAI/pythia") and "offline" in str(e.value) and "\n" not in str(e.value)
     )
@@ -335,7 +335,7 @@ def test_hub_models_refused_offline_in_one_line(monkeypatch):
         ({"n_seeds": 0}, "between 1 and 50"),
     ]:
         with pytest.raises(ParamError, match=f"^{next(iter(bad))}:.*{frag}"):
-            functok.book.config.validate(FeatureGrowthConfig, bad)
+            functok.core.config.validate(FeatureGrowthConfig, bad)
 
 
 def test_search_survives_a_noisy_non_monotone_curve():

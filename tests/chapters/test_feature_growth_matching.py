@@ -13,9 +13,9 @@ import pytest
 import torch
 from tiny import tiny_neox
 
-from functok.book.config import ParamError
 from functok.chapters.feature_growth import analysis as F
 from functok.chapters.feature_growth import claims, measure, search
+from functok.core.config import ParamError
 from functok.sae import activations as sae_activations
 from functok.sae import quality
 
@@ -211,12 +211,12 @@ def test_fractions_get_distinct_checkpoints():
 def test_too_few_checkpoints_refused_before_training(monkeypatch):
     """The embedded run's schedule is known from its config: too many fractions fail in `check`, one
     line, before any model is trained."""
-    import functok.book.config
-    from functok.book.registry import FeatureGrowthConfig
+    import functok.core.config
+    from functok.chapters.feature_growth.config import FeatureGrowthConfig
 
     monkeypatch.setattr(F, "train_run", lambda *a, **k: pytest.fail("trained a model"))
     cfg = FeatureGrowthConfig(
-        **(functok.book.config.defaults(FeatureGrowthConfig) | {"checkpoint_fractions": [0.5] * 20})
+        **(functok.core.config.defaults(FeatureGrowthConfig) | {"checkpoint_fractions": [0.5] * 20})
     )
     with pytest.raises(ParamError) as e:
         F.analyze(cfg, progress=False)

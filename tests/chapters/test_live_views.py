@@ -13,15 +13,16 @@ import numpy as np
 import pytest
 from tiny import tiny_preset
 
-from functok.book.config import cheap_fields
-from functok.book.registry import CHAPTERS, FunctionTokensConfig, resolve
-from functok.book.results import ChapterResult
 from functok.chapters.common import show_token
+from functok.chapters.function_tokens.config import FunctionTokensConfig
+from functok.chapters.registry import BOOK_ORDER, resolve
+from functok.core.config import cheap_fields
+from functok.core.results import ChapterResult
 
 matplotlib.use("agg")
 
 
-@pytest.mark.parametrize("chapter", [c.name for c in CHAPTERS])
+@pytest.mark.parametrize("chapter", BOOK_ORDER)
 def test_views_redraw_exactly_the_cheap_fields(chapter):
     live = importlib.import_module(f"functok.chapters.{chapter}.live")
     cheap = set(cheap_fields(resolve(chapter).__class__))

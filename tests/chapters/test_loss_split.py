@@ -15,15 +15,15 @@ import pytest
 import torch
 from tiny import PRETRAIN, tiny_neox, tiny_preset
 
-import functok.book.cache
-import functok.book.config
-import functok.book.registry
+import functok.chapters.registry
+import functok.core.cache
+import functok.core.config
 import functok.sae.models
 import functok.world.embedded
-from functok.book.config import ParamError
-from functok.book.registry import LossSplitConfig
 from functok.chapters.loss_split import analysis as L
 from functok.chapters.loss_split import evaluation, stats
+from functok.chapters.loss_split.config import LossSplitConfig
+from functok.core.config import ParamError
 from functok.world import pretrain as P
 from functok.world import runs, windows
 from functok.world.loss_groups import GROUPS
@@ -40,7 +40,7 @@ def env():
 
 def tiny_cfg(**kw) -> LossSplitConfig:
     """A config without validation (hub names must pass here even offline)."""
-    base = functok.book.config.defaults(LossSplitConfig) | {
+    base = functok.core.config.defaults(LossSplitConfig) | {
         "preset": "tiny",
         "n_bootstrap": 200,
         "log_smoothing": 3,
@@ -94,7 +94,7 @@ def test_grouped_losses_equal_a_plain_hf_recomputation(env, analysis):
                 continue
             vals[GROUPS[2 * (cur not in fn) + (nxt not in fn)]].append(v)
     got = analysis.results["models"][name]["checkpoints"][-1]
-    assert got["checkpoint"] == functok.book.cache.relpath(ck)
+    assert got["checkpoint"] == functok.core.cache.relpath(ck)
     for g, v in vals.items():
         assert got["counts"][g] == len(v) and len(v) > 0, g
         assert abs(got["groups"][g] - sum(v) / len(v)) < 1e-4, g
@@ -132,7 +132,7 @@ def test_results_layout_and_cache(env, analysis):
     ids = {c["id"].split("[")[0] for c in analysis.claims}
     assert {"function_content_highest", "function_tokens_converge_first", "deeper_gain_on_content_next"} <= ids
     assert all(c["verdict"] in ("holds", "fails", "inconclusive") for c in analysis.claims)
-    assert (functok.book.config.ROOT / analysis.data["tokens"]).exists() or Path(analysis.data["tokens"]).exists()
+    assert (functok.core.config.ROOT / analysis.data["tokens"]).exists() or Path(analysis.data["tokens"]).exists()
     assert analysis.artifacts["checkpoints[llama-1L]"] == [
         c["checkpoint"] for c in res["models"]["llama-1L"]["checkpoints"]
     ]
@@ -192,14 +192,14 @@ def test_hub_checkpoints_download_evaluate_delete(env, tmp_path, monkeypatch):
         "step4",
         "model",
     ) in calls
-    hub = functok.book.cache.cache_dir() / "hub"
+    hub = functok.core.cache.cache_dir() / "hub"
     assert not list(hub.glob("*")) if hub.exists() else True  # deleted after use
     assert m["n_windows"] == 6 and m["context_size"] == 16
     # the two revisions differ, so their losses do
     assert m["checkpoints"][0]["groups"]["all"] != m["checkpoints"][1]["groups"]["all"]
     # function tokens come from the GPT-2 tokenizer's counts on the tiny preset's training documents
     ft = (
-        json.loads((functok.book.config.ROOT / m["function_token_file"]).read_text())
+        json.loads((functok.core.config.ROOT / m["function_token_file"]).read_text())
         if not Path(m["function_token_file"]).is_absolute()
         else json.loads(Path(m["function_token_file"]).read_text())
     )
@@ -220,7 +220,7 @@ def test_hub_models_refused_offline_in_one_line(monkeypatch):
     monkeypatch.delenv("FUNCTOK_ONLINE", raising=False)
     monkeypatch.delenv("FUNCTOK_PRESETS", raising=False)  # the env fixture may have swapped it
     with pytest.raises(ParamError) as e:
-        functok.book.registry.resolve("loss_split", "pythia")
+        functok.chapters.registry.resolve("loss_split", "pythia")
     msg = str(e.value)
     assert msg.startswith("models: 'EleutherAI/pythia-160m-deduped'") and "offline" in msg and "\n" not in msg
     from functok.book.cli import main
@@ -233,7 +233,7 @@ def test_hub_models_refused_offline_in_one_line(monkeypatch):
         ({"device": "tpu"}, "expected one of"),
     ]:
         with pytest.raises(ParamError, match=f"^{next(iter(bad))}:.*{frag}"):
-            functok.book.config.validate(LossSplitConfig, bad)
+            functok.core.config.validate(LossSplitConfig, bad)
 
 
 def test_convergence_rule():
@@ -271,7 +271,7 @@ def test_unigram_milestone_on_the_tiny_models(env, analysis):
     from functok.chapters.loss_split import plots as lp
     from functok.chapters.loss_split import unigram
 
-    pcfg = functok.book.registry.pretrain_config("tiny")
+    pcfg = functok.world.config.pretrain_config("tiny")
     counts, _ = unigram.stream_counts(pcfg, TINY["vocab_size"])
     N, V = counts.sum(), TINY["vocab_size"]
     x = windows.load_windows(windows.token_windows("tiny", "heldout"))

@@ -11,14 +11,15 @@ import numpy as np
 import torch
 from tiny import tiny_preset
 
-import functok.book.config
+import functok.core.config
 import functok.world.pretrain
-from functok.book.registry import LossSplitConfig, pretrain_config
 from functok.chapters.common import paper_numbers
 from functok.chapters.loss_split import claims as C
 from functok.chapters.loss_split import plots as lp
 from functok.chapters.loss_split import unigram as U
+from functok.chapters.loss_split.config import LossSplitConfig
 from functok.chapters.loss_split.stats import KEYS
+from functok.world.config import pretrain_config
 from functok.world.loss_groups import GROUPS
 
 LN2 = math.log(2)
@@ -26,7 +27,7 @@ PAPER = paper_numbers("loss_split")
 
 
 def cfg(**kw) -> LossSplitConfig:
-    return LossSplitConfig(**(functok.book.config.defaults(LossSplitConfig) | {"n_bootstrap": 200} | kw))
+    return LossSplitConfig(**(functok.core.config.defaults(LossSplitConfig) | {"n_bootstrap": 200} | kw))
 
 
 # ---------------------------------------------------------------------------------------------

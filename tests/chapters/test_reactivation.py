@@ -10,10 +10,10 @@ import pytest
 import torch
 from tiny import tiny_preset
 
-from functok.book.config import ParamError, defaults
-from functok.book.registry import ReactivationConfig
 from functok.chapters.reactivation import analysis as R
 from functok.chapters.reactivation import setup, steering
+from functok.chapters.reactivation.config import ReactivationConfig
+from functok.core.config import ParamError, defaults
 
 # SAEs small enough to train in seconds on the tiny models
 FEATURE_COVERAGE = {"training_tokens": 2000, "sae_batch_size": 64, "expansion_factor": 4, "eval_windows": 2}

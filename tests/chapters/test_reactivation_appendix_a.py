@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-from functok.book.config import ParamError, defaults
-from functok.book.registry import ReactivationConfig
 from functok.book.site import split_claim_id
 from functok.chapters.reactivation import appendix_a as A
 from functok.chapters.reactivation.claims import chat_claims
+from functok.chapters.reactivation.config import ReactivationConfig
 from functok.chapters.reactivation.setup import Setup
+from functok.core.config import ParamError, defaults
 
 D = 12  # d_model = d_sae of the fake SAE below
 FUNCTION_WORDS = ("<user>", "<assistant>", "\n", "is", "a", "the", "?")

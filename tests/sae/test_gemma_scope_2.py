@@ -10,8 +10,8 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from functok.book.config import ParamError
-from functok.book.registry import resolve
+from functok.chapters.registry import resolve
+from functok.core.config import ParamError
 from functok.sae.loading import load_sae, validate_sae_spec
 
 RELEASE = "gemma-scope-2-270m-pt-res"

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from functok.book.config import ParamError
+from functok.core.config import ParamError
 from functok.sae import encoding
 from functok.sae import loading as saes
 from functok.sae import memory as sae_memory

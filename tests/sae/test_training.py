@@ -13,7 +13,7 @@ import pytest
 import torch
 from tiny import tiny_causal_lm, tiny_neox
 
-from functok.book.config import ParamError
+from functok.core.config import ParamError
 from functok.sae import activations as sae_activations
 from functok.sae import quality
 from functok.sae import training as S

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from functok.book.registry import pretrain_config
 from functok.book.site import world_markdown
 from functok.world import composition
+from functok.world.config import pretrain_config
 
 
 def test_composition_counts_documents_and_tokens_per_source():

@@ -6,9 +6,10 @@ import json
 
 import pytest
 
-from functok.book import config
-from functok.book.config import ParamError
+from functok.core import config
+from functok.core.config import ParamError
 from functok.world import corpus
+from functok.world.config import PretrainConfig
 
 
 def test_embedded_corpus_is_three_sources_none_above_half():
@@ -67,12 +68,12 @@ def test_jsonl_rows_need_a_text_field(tmp_path):
     rows = [{"id": "a", "text": "one"}, {"id": "b", "text": "two"}, {"id": "c", "body": "three"}]
     jl.write_text("\n".join(json.dumps(r) for r in rows))
     with pytest.raises(ParamError, match=r"^corpus: '.*docs\.jsonl' line 3 has no string field 'text'"):
-        config.validate(config.PretrainConfig, {"corpus": str(jl)})
+        config.validate(PretrainConfig, {"corpus": str(jl)})
     with pytest.raises(ParamError, match=r"^corpus: '.*docs\.jsonl' line 3 has no string field 'text'"):
         corpus.load_corpus(str(jl))
     rows = [{"text": "a" * config.HEAD_BYTES}, {"id": "c", "body": "three"}]  # beyond what validation reads
     jl.write_text("\n".join(json.dumps(r) for r in rows))
-    config.validate(config.PretrainConfig, {"corpus": str(jl)})
+    config.validate(PretrainConfig, {"corpus": str(jl)})
     with pytest.raises(ParamError, match=r"^corpus: '.*docs\.jsonl' line 2 has no string field 'text'"):
         corpus.load_corpus(str(jl))
 
@@ -81,7 +82,7 @@ def test_non_utf8_text_is_refused_also_past_what_validation_reads(tmp_path):
     d = tmp_path / "texts"
     d.mkdir()
     (d / "long.txt").write_bytes(b"a" * (config.HEAD_BYTES + 10) + "caf\xe9".encode("latin-1"))
-    config.validate(config.PretrainConfig, {"corpus": str(d)})
+    config.validate(PretrainConfig, {"corpus": str(d)})
     with pytest.raises(
         ParamError, match=rf"^corpus: '.*long\.txt' is not UTF-8 text \(byte {config.HEAD_BYTES + 13}\)"
     ):
@@ -111,7 +112,7 @@ def test_a_local_corpus_is_keyed_by_its_content(text_folder):
     '/' does not; the embedded corpus and the 'gpt2' tokenizer keep exactly the keys they had."""
     import dataclasses
 
-    from functok.book.registry import pretrain_config
+    from functok.world.config import pretrain_config
     from functok.world.embedded import corpus_params, tokenizer_params
     from functok.world.function_tokens import function_token_params
     from functok.world.windows import windows_params
@@ -170,10 +171,10 @@ def test_parquet_needs_a_text_column(tmp_path):
     good, bad = tmp_path / "good.parquet", tmp_path / "bad.parquet"
     pq.write_table(pa.table({"id": ["a", "b"], "text": ["one", "two"]}), good)
     pq.write_table(pa.table({"id": ["a"], "body": ["one"]}), bad)
-    config.validate(config.PretrainConfig, {"corpus": str(good)})
+    config.validate(PretrainConfig, {"corpus": str(good)})
     assert list(corpus.load_corpus(str(good))["text"]) == ["one", "two"]
     for check in (
-        lambda: config.validate(config.PretrainConfig, {"corpus": str(bad)}),
+        lambda: config.validate(PretrainConfig, {"corpus": str(bad)}),
         lambda: corpus.load_corpus(str(bad)),
     ):
         with pytest.raises(ParamError, match=r"^corpus: '.*bad\.parquet' has no column 'text' \(columns: id, body\)"):

@@ -141,7 +141,7 @@ def test_closed_class_list_holds_only_strings():
     """YAML reads bare on/off/no/yes as booleans; every entry must stay a word."""
     import yaml
 
-    from functok.book.config import ROOT
+    from functok.core.config import ROOT
 
     raw = yaml.safe_load((ROOT / "data" / "closed_class_words.yaml").read_text())
     assert all(isinstance(w, str) for words in raw.values() for w in words)

@@ -14,14 +14,14 @@ import pytest
 import torch
 from tiny import PRETRAIN, tiny_preset
 
-import functok.book.cache
-import functok.book.config
-import functok.book.registry
+import functok.chapters.registry
+import functok.core.cache
+import functok.core.config
 import functok.world.embedded
-from functok.book.config import ROOT, PretrainConfig
-from functok.book.registry import pretrain_config
+from functok.core.config import ROOT, PretrainConfig
 from functok.world import pretrain as P
 from functok.world import runs, windows
+from functok.world.config import pretrain_config
 from functok.world.loss_groups import GROUPS, prediction_groups
 
 TINY = PRETRAIN
@@ -338,7 +338,7 @@ def test_models_trains_both_depths(env, tiny_cfg):
 
 
 def test_bad_head_count_is_refused(tiny_cfg):
-    with pytest.raises(functok.book.config.ParamError, match="n_heads"):
+    with pytest.raises(functok.core.config.ParamError, match="n_heads"):
         P.train_models(dataclasses.replace(tiny_cfg, n_heads=3))
 
 
@@ -379,7 +379,7 @@ KILL_SCRIPT = r"""
 import dataclasses, json, os, signal, sys
 from pathlib import Path
 os.environ["FUNCTOK_PRESETS"], os.environ["FUNCTOK_CACHE"] = sys.argv[1], sys.argv[2]
-from functok.book.config import PretrainConfig
+from functok.core.config import PretrainConfig
 from functok.world import pretrain as P
 from functok.world import runs
 real = P._save_checkpoint

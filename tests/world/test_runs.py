@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from functok.book.cache import CacheError, relpath
-from functok.book.config import ParamError
+from functok.core.cache import CacheError, relpath
+from functok.core.config import ParamError
 from functok.world import runs
 
 STEPS, B, T = 5, 4, 8  # 5 optimizer steps of 4 windows of 8 tokens

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from functok.book.config import ParamError
+from functok.core.config import ParamError
 from functok.world import runtime
 
 

@@ -12,8 +12,8 @@ import pytest
 import torch
 from tiny import tiny_causal_lm
 
-from functok.book.config import ParamError, wheel_models
-from functok.book.registry import resolve
+from functok.chapters.registry import resolve
+from functok.core.config import ParamError, wheel_models
 from functok.sae.models import hook_name, is_hub, load_model
 from functok.world import wheel_models as wm
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from functok.book.config import ParamError
+from functok.core.config import ParamError
 from functok.world import windows
 from functok.world.tokenizers import gpt2_tokenizer
 
@@ -53,7 +53,7 @@ def test_save_round_trips(tmp_path):
 def test_the_embedded_windows_keep_their_key():
     """The one key recipe gives the embedded windows the key they were cached under before the recipe
     was shared: what shapes them (corpus, BPE, split, context) and nothing else."""
-    from functok.book.registry import pretrain_config
+    from functok.world.config import pretrain_config
     from functok.world.corpus import corpus_key
 
     cfg = pretrain_config("smoke")

@@ -44,16 +44,15 @@ from typing import Any
 
 import numpy as np
 
-from functok.book.cache import relpath
-from functok.book.config import ParamError
-from functok.book.registry import pretrain_config
-from functok.book.results import ChapterResult
 from functok.chapters.common import sae_training_spec, sae_training_windows
 from functok.chapters.feature_coverage.claims import _paper, make_claims
 from functok.chapters.feature_coverage.frequency import ControlParams, correct_layers
 from functok.chapters.feature_coverage.null import CoverageNull
 from functok.chapters.feature_coverage.stats import layer_stats
 from functok.chapters.feature_coverage.streaming import cached_pass, n_positions, save_pass, stream
+from functok.core.cache import relpath
+from functok.core.config import ParamError
+from functok.core.results import ChapterResult
 from functok.sae.activations import excluded_ids
 from functok.sae.encoding import load_encoder
 from functok.sae.loading import validate_sae_spec
@@ -61,6 +60,7 @@ from functok.sae.memory import check_memory
 from functok.sae.models import hook_name, load_model
 from functok.sae.quality import evaluate_sae_cached
 from functok.sae.training import train_sae
+from functok.world.config import pretrain_config
 from functok.world.function_tokens import function_token_file, load_function_token_ids
 from functok.world.pretrain import embedded_checkpoint
 from functok.world.runtime import quiet_hf
@@ -211,7 +211,7 @@ def plan(cfg) -> Plan:
             d_mlp=m.d_mlp,
             model_bytes=2 if cfg.model_dtype == "bfloat16" else 4,
             weight_bytes=4 if encoder_dtype(cfg) == "float32" else 2,
-            n_tokens=cfg.max_tokens or (cfg.n_documents or 10_000) * 500,
+            n_tokens=cfg.max_tokens or (cfg.max_documents or 10_000) * 500,
             vocab_size=m.vocab_size,
             null_draws=cfg.null_draws,
         )
@@ -249,7 +249,7 @@ def evaluation_windows(cfg, info: ModelInfo, context_size: int) -> Path:
             graph_split(cfg),
             tokenizer,
             context_size=context_size,
-            n_documents=cfg.n_documents,
+            n_documents=cfg.max_documents,
             max_windows=-(-cfg.max_tokens // context_size),
         )
     return token_windows(
@@ -258,7 +258,7 @@ def evaluation_windows(cfg, info: ModelInfo, context_size: int) -> Path:
         tokenizer,
         cfg.corpus,
         context_size=context_size,
-        max_documents=cfg.n_documents,
+        max_documents=cfg.max_documents,
         max_windows=-(-cfg.max_tokens // context_size),
     )
 
@@ -276,7 +276,7 @@ def function_token_path(cfg, info: ModelInfo) -> Path:
     if info.kind == "embedded":
         p = pretrain_config(cfg.preset)
         return function_token_file("embedded", "embedded", cfg.preset, p.coverage_threshold, p.max_documents)
-    return function_token_file(info.checkpoint, cfg.corpus, cfg.preset, cfg.coverage_threshold, cfg.n_documents)
+    return function_token_file(info.checkpoint, cfg.corpus, cfg.preset, cfg.coverage_threshold, cfg.max_documents)
 
 
 def sae_folders(cfg, p: Plan, checkpoint: str, progress: bool = True) -> list[str]:
@@ -405,7 +405,7 @@ def _analyze(cfg, progress: bool = True) -> ChapterResult:
     data = {
         "tokens": relpath(win_path),
         "corpus": cfg.corpus,
-        "n_documents": cfg.n_documents,
+        "n_documents": cfg.max_documents,
         "n_windows": ps.n_windows,
         "context_size": p.context_size,
         "excluded_token_ids": excluded,

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from functok.book.results import claim
 from functok.chapters.common import paper_numbers
+from functok.core.results import claim
 from functok.sae.quality import QUALITY_BAR, quality_failures
 
 

@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import copy
 
-from functok.book.live import Form, View
-from functok.book.results import ChapterResult
-from functok.chapters.common import claims_table
+from functok.chapters.common import View, claims_table
 from functok.chapters.feature_coverage import analysis as fc
 from functok.chapters.feature_coverage import plots
 from functok.chapters.feature_coverage.claims import make_claims
@@ -18,6 +16,7 @@ from functok.chapters.feature_coverage.frequency import (
     degree_regression,
     matched_pairs,
 )
+from functok.core.results import ChapterResult
 
 CONTROL = ("match_window", "count_knots", "n_bootstrap", "alpha")
 
@@ -81,10 +80,10 @@ VIEWS = [
 ]
 
 
-def form(cfg, analysis, **kwargs) -> Form:
-    """The live form on a run of chapter 2 (`analysis = analyze(cfg)`)."""
+def parts(cfg, analysis) -> dict:
+    """What functok.book.live.form builds chapter 2's live form from (`analysis = analyze(cfg)`)."""
     remember_run(cfg, analysis)
-    return Form(cfg, analysis, VIEWS, update=update, analyze=analyze, **kwargs)
+    return {"views": VIEWS, "update": update, "analyze": analyze}
 
 
 def analyze(cfg) -> ChapterResult:

@@ -7,10 +7,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from functok.book.results import ChapterResult
 from functok.chapters.common import show_token, sns_theme
 from functok.chapters.feature_coverage.claims import MAX_DENSITY
 from functok.chapters.feature_coverage.frequency import curve
+from functok.core.results import ChapterResult
 
 FUNCTION_COLOR, CONTENT_COLOR = "#d62728", "#7f7f7f"
 

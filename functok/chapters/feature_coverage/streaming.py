@@ -22,8 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from functok.book.cache import cache_path, cached_dir
 from functok.chapters.feature_coverage.null import CoverageNull
+from functok.core.cache import cache_path, cached_dir
 from functok.sae.activations import resid_activations
 from functok.sae.graph import TokenFeatureGraph
 from functok.sae.models import hook_name

@@ -42,16 +42,16 @@ import sys
 import time
 from pathlib import Path
 
-from functok.book.cache import relpath
-from functok.book.config import ParamError
-from functok.book.registry import pretrain_config
-from functok.book.results import ChapterResult
 from functok.chapters.feature_growth.claims import coefficient_trend, growth, make_claims, steepness
 from functok.chapters.feature_growth.measure import Source, local_folder, study_checkpoint
+from functok.core.cache import relpath
+from functok.core.config import ParamError
+from functok.core.results import ChapterResult
 from functok.sae import activations as sae_activations
 from functok.sae.activations import clear_memory
 from functok.sae.models import hub_revisions
 from functok.world import runs
+from functok.world.config import pretrain_config
 from functok.world.pretrain import checkpoint_schedule, n_steps, train_run
 from functok.world.runtime import n_threads
 from functok.world.windows import token_windows
@@ -167,7 +167,7 @@ def windows(cfg, source: Source, split: str, tokenizer_folder: Path) -> Path:
 
 
 def check(cfg) -> None:
-    """Checks beyond functok.book.config's (cheap, before any heavy work)."""
+    """Checks beyond functok.core.config's (cheap, before any heavy work)."""
     if cfg.model != "embedded" and not Path(cfg.model).expanduser().exists() and not cfg.checkpoint_steps:
         raise ParamError(
             f"checkpoint_steps: hub model '{cfg.model}' needs explicit steps (Pythia revisions step{{N}}); got []"
@@ -199,7 +199,7 @@ def analyze(cfg, progress: bool = True) -> ChapterResult:
     train_win = windows(cfg, source, "train", first_folder)
     held_win = windows(cfg, source, "heldout", first_folder)
     rows, curves, sample_file = [], {}, None
-    start, slope = cfg.initial_coefficient, None
+    start, slope = cfg.sparsity_coefficient, None
     for i, ck in enumerate(chosen):
         if progress:
             print(

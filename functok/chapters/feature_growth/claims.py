@@ -9,9 +9,9 @@ import math
 
 import numpy as np
 
-from functok.book.results import claim
 from functok.chapters.common import paper_numbers
 from functok.chapters.feature_growth.search import INCREASING
+from functok.core.results import claim
 
 TREND_ALPHA = 0.05  # the coefficient trend holds when its one-sided permutation p-value is at most this
 

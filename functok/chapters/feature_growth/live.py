@@ -3,12 +3,11 @@ and the button that re-run the chapter; nothing is redrawn in place."""
 
 from __future__ import annotations
 
-from functok.book.live import Form
 from functok.chapters.feature_growth import analysis as fg
 
 VIEWS: list = []
 
 
-def form(cfg, analysis, **kwargs) -> Form:
-    """The live form on a run of chapter 4 (`analysis = analyze(cfg)`)."""
-    return Form(cfg, analysis, VIEWS, analyze=fg.analyze, **kwargs)
+def parts(cfg, analysis) -> dict:
+    """What functok.book.live.form builds chapter 4's live form from (`analysis = analyze(cfg)`)."""
+    return {"views": VIEWS, "analyze": fg.analyze}

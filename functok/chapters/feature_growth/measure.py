@@ -15,9 +15,10 @@ from typing import Any, Callable
 
 import numpy as np
 
-from functok.book.cache import cache_path, cached_dir, cached_json, relpath, write_json_atomic
-from functok.book.config import ROOT, ParamError
+from functok.chapters.common import sae_training_spec
 from functok.chapters.feature_growth.search import INCREASING, Trial, crossing, search_coefficient
+from functok.core.cache import cache_path, cached_dir, cached_json, relpath, write_json_atomic
+from functok.core.config import ROOT, ParamError
 from functok.sae.activations import activation_sample
 from functok.sae.graph import TokenFeatureGraph
 from functok.sae.models import hub_checkpoint, load_model
@@ -28,7 +29,7 @@ from functok.sae.quality import (
     mean_ablation_score,
     reference_losses,
 )
-from functok.sae.training import SAESpec, sae_params, train_sae, training_stats
+from functok.sae.training import sae_params, train_sae, training_stats
 
 MIN_GAP = 0.05  # nats between the baseline's loss and H_orig below which the reconstruction score is noise
 
@@ -110,17 +111,8 @@ def cached_measure(sae_dir: Path, sample_file: Path, sample: Callable[[], Any], 
 
 
 def spec_of(cfg, coefficient: float, seed: int):
-
-    return SAESpec(
-        architecture=cfg.architecture,
-        expansion_factor=cfg.expansion_factor,
-        sparsity_coefficient=float(coefficient),
-        training_tokens=cfg.training_tokens,
-        batch_size=cfg.batch_size,
-        lr=cfg.lr,
-        seed=int(seed),
-        backend=cfg.backend,
-    )
+    """The SAE of one step of the coefficient search: the config's recipe at this coefficient and seed."""
+    return sae_training_spec(cfg, seed, coefficient, backend=cfg.backend)
 
 
 def degree_stats(

@@ -9,10 +9,6 @@ from typing import Sequence
 
 import numpy as np
 
-from functok.book.cache import relpath, sha256
-from functok.book.config import ROOT
-from functok.book.registry import pretrain_config
-from functok.book.results import ChapterResult, claim
 from functok.chapters.common import paper_numbers
 from functok.chapters.function_tokens.table2 import (
     TABLE2,
@@ -23,7 +19,11 @@ from functok.chapters.function_tokens.table2 import (
     symbol_like,
     top_overlap,
 )
+from functok.core.cache import relpath, sha256
+from functok.core.config import ROOT
+from functok.core.results import ChapterResult, claim
 from functok.world.composition import corpus_composition, largest_share, model_summary
+from functok.world.config import pretrain_config
 from functok.world.embedded import corpus_dir
 from functok.world.function_tokens import (
     TokenCounts,

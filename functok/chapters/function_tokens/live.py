@@ -5,11 +5,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from functok.book.config import ROOT
-from functok.book.live import Form, View
-from functok.chapters.common import paper_numbers
+from functok.chapters.common import View, paper_numbers
 from functok.chapters.function_tokens import analysis as ft
 from functok.chapters.function_tokens import plots
+from functok.core.config import ROOT
 from functok.world.function_tokens import flat_tokens, token_table
 
 
@@ -75,6 +74,6 @@ VIEWS = [
 ]
 
 
-def form(cfg, analysis, **kwargs) -> Form:
-    """The live form on a run of chapter 1 (`analysis = analyze(cfg)`)."""
-    return Form(cfg, analysis, VIEWS, analyze=ft.analyze, **kwargs)
+def parts(cfg, analysis) -> dict:
+    """What functok.book.live.form builds chapter 1's live form from (`analysis = analyze(cfg)`)."""
+    return {"views": VIEWS, "analyze": ft.analyze}

@@ -14,7 +14,7 @@ import csv
 import json
 from pathlib import Path
 
-from functok.book.config import ROOT
+from functok.core.config import ROOT
 from functok.world.function_tokens import TokenCounts
 
 TABLE2 = ROOT / "data" / "paper" / "table2.tsv"

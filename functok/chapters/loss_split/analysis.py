@@ -22,7 +22,7 @@ embedded Llamas and for Pythia):
   past the milestone when its loss is below the unigram model's, and the claims about training count
   only such checkpoints.
 
-Evaluations are cached per checkpoint (functok.book.cache.cached_dir("loss_eval", ...)). Hub checkpoints
+Evaluations are cached per checkpoint (functok.core.cache.cached_dir("loss_eval", ...)). Hub checkpoints
 (Pythia revisions `step{N}`) are downloaded one at a time into a temporary folder, evaluated through
 the same local-folder path, and deleted afterwards unless `keep_checkpoints`.
 """
@@ -35,10 +35,6 @@ from typing import Any
 
 import numpy as np
 
-from functok.book.cache import relpath
-from functok.book.config import ROOT, ParamError
-from functok.book.registry import pretrain_config
-from functok.book.results import ChapterResult
 from functok.chapters.loss_split.claims import convergence, make_claims, scaling_table
 from functok.chapters.loss_split.evaluation import ModelSpec, checkpoint_eval
 from functok.chapters.loss_split.stats import (
@@ -56,8 +52,12 @@ from functok.chapters.loss_split.unigram import (
     unigram_eval,
     unigram_logprobs,
 )
+from functok.core.cache import relpath
+from functok.core.config import ROOT, ParamError
+from functok.core.results import ChapterResult
 from functok.sae.models import hub_checkpoint, hub_revisions, is_hub
 from functok.world import runs
+from functok.world.config import pretrain_config
 from functok.world.embedded import corpus_dir, tokenizer_dir
 from functok.world.function_tokens import (
     function_token_file,
@@ -73,7 +73,7 @@ from functok.world.windows import load_windows, token_windows
 
 
 def check(cfg) -> None:
-    """Cheap checks beyond functok.book.config's, before any heavy work (hub checkpoints resolvable, one
+    """Cheap checks beyond functok.core.config's, before any heavy work (hub checkpoints resolvable, one
     single-token encoding per next token is checked later against each tokenizer)."""
     for m in cfg.models:
         if is_hub(m):

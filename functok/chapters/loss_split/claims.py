@@ -9,7 +9,6 @@ from typing import Any
 
 import numpy as np
 
-from functok.book.results import claim
 from functok.chapters.common import paper_numbers
 from functok.chapters.loss_split.stats import (
     CONTENT_NEXT,
@@ -20,6 +19,7 @@ from functok.chapters.loss_split.stats import (
     interval,
     ratio_means,
 )
+from functok.core.results import claim
 from functok.world.loss_groups import GROUPS
 
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from functok.book.cache import cache_path, cached_dir, relpath
-from functok.book.config import ROOT
+from functok.core.cache import cache_path, cached_dir, relpath
+from functok.core.config import ROOT
 from functok.sae.models import hub_checkpoint, load_model, logit_rows
 from functok.world.function_tokens import function_mask
 from functok.world.loss_groups import prediction_groups

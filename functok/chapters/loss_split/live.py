@@ -4,13 +4,12 @@ to the run's losses; every other field needs new evaluations and re-runs the cha
 
 from __future__ import annotations
 
-from functok.book.live import Form, View
-from functok.book.results import ChapterResult
-from functok.chapters.common import claims_table
+from functok.chapters.common import View, claims_table
 from functok.chapters.loss_split import analysis as ls
 from functok.chapters.loss_split import plots
 from functok.chapters.loss_split.claims import convergence, make_claims
 from functok.chapters.loss_split.stats import smooth_log
+from functok.core.results import ChapterResult
 
 RULES = ("min_checkpoints", "converge_fraction", "log_smoothing")
 
@@ -42,6 +41,6 @@ VIEWS = [
 ]
 
 
-def form(cfg, analysis, **kwargs) -> Form:
-    """The live form on a run of chapter 3 (`analysis = analyze(cfg)`)."""
-    return Form(cfg, analysis, VIEWS, update=update, analyze=ls.analyze, **kwargs)
+def parts(cfg, analysis) -> dict:
+    """What functok.book.live.form builds chapter 3's live form from (`analysis = analyze(cfg)`)."""
+    return {"views": VIEWS, "update": update, "analyze": ls.analyze}

@@ -29,14 +29,14 @@ from pathlib import Path
 
 import numpy as np
 
-from functok.book.cache import cached_dir, relpath, write_json_atomic
-from functok.book.config import ParamError, as_dict, cheap_fields
-from functok.book.results import ChapterResult, seed_everything
 from functok.chapters.common import sae_heldout_windows
 from functok.chapters.reactivation.appendix_a import appendix_a
 from functok.chapters.reactivation.claims import make_claims
 from functok.chapters.reactivation.setup import Setup, setup
 from functok.chapters.reactivation.steering import steer, trace
+from functok.core.cache import cached_dir, relpath, write_json_atomic
+from functok.core.config import ParamError, as_dict, cheap_fields
+from functok.core.results import ChapterResult, seed_everything
 from functok.sae.activations import activations_at
 from functok.sae.models import logit_rows
 from functok.sae.quality import evaluate_sae_cached, quality_failures

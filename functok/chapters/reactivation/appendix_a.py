@@ -24,8 +24,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from functok.book.config import ParamError
 from functok.chapters.reactivation.setup import Setup, generator
+from functok.core.config import ParamError
 from functok.sae.activations import activations_at
 from functok.sae.generation import generate as generate_tokens
 from functok.sae.models import hook_name

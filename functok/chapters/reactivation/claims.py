@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from functok.book.results import claim
 from functok.chapters.common import paper_numbers
+from functok.core.results import claim
 
 
 def _paper() -> dict:

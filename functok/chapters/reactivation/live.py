@@ -4,11 +4,10 @@ re-runs the chapter."""
 
 from __future__ import annotations
 
-from functok.book.live import Form, View
-from functok.book.results import ChapterResult
-from functok.chapters.common import claims_table
+from functok.chapters.common import View, claims_table
 from functok.chapters.reactivation import analysis as ra
 from functok.chapters.reactivation.claims import make_claims
+from functok.core.results import ChapterResult
 
 
 def update(cfg, analysis: ChapterResult) -> ChapterResult:
@@ -20,6 +19,6 @@ def update(cfg, analysis: ChapterResult) -> ChapterResult:
 VIEWS = [View("What holds", ("min_precision",), lambda cfg, a: [claims_table(a.claims)])]
 
 
-def form(cfg, analysis, **kwargs) -> Form:
-    """The live form on a run of chapter 5 (`analysis = analyze(cfg)`)."""
-    return Form(cfg, analysis, VIEWS, update=update, analyze=ra.analyze, **kwargs)
+def parts(cfg, analysis) -> dict:
+    """What functok.book.live.form builds chapter 5's live form from (`analysis = analyze(cfg)`)."""
+    return {"views": VIEWS, "update": update, "analyze": ra.analyze}

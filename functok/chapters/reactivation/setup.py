@@ -12,14 +12,14 @@ from typing import Any
 
 import numpy as np
 
-from functok.book.config import ParamError
-from functok.book.registry import pretrain_config
 from functok.chapters.common import sae_chapter_config, sae_training_spec, sae_training_windows
+from functok.core.config import ParamError
 from functok.sae.generation import load_generator
 from functok.sae.loading import load_sae, validate_sae_spec
 from functok.sae.models import hook_name, load_model
 from functok.sae.training import train_sae
 from functok.world import wheel_models
+from functok.world.config import pretrain_config
 from functok.world.function_tokens import function_token_file, load_function_token_ids
 from functok.world.pretrain import embedded_checkpoint
 from functok.world.windows import load_windows, token_windows

@@ -6,7 +6,7 @@ from functools import lru_cache
 
 import yaml
 
-from functok.book.config import ROOT
+from functok.core.config import ROOT
 
 
 @lru_cache(maxsize=1)

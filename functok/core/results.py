@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.metadata
+import json
 import math
 import os
 import platform
@@ -21,9 +22,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from functok.book.cache import relpath, write_json_atomic
-from functok.book.config import ROOT, ChapterConfig
-from functok.book.registry import resolve
+from functok.core.cache import relpath, write_json_atomic
+from functok.core.config import ROOT, ChapterConfig, overrides_of
 
 VERDICTS = ("holds", "fails", "inconclusive")
 PACKAGES = (
@@ -138,16 +138,9 @@ def _clean(x: Any) -> Any:
 
 def reproduce_command(cfg: ChapterConfig) -> str:
     """The `functok run` command that re-creates this run: preset plus every parameter that differs."""
-    import json
-
-    base = resolve(cfg.chapter, cfg.preset)
     parts = ["functok", "run", cfg.chapter, "--preset", cfg.preset]
-    for f in dataclasses.fields(cfg):
-        if f.name in ("preset", "out_dir"):
-            continue
-        value = getattr(cfg, f.name)
-        if value != getattr(base, f.name):
-            parts += ["-p", f.name, json.dumps(value) if not isinstance(value, str) else value]
+    for name, value in overrides_of(cfg, skip=("preset", "out_dir")).items():
+        parts += ["-p", name, json.dumps(value) if not isinstance(value, str) else value]
     return " ".join(shlex.quote(p) for p in parts)
 
 
@@ -223,6 +216,4 @@ def seed_everything(seed: int) -> None:
 
 
 def load_results(path: str | Path) -> dict:
-    import json
-
     return json.loads(Path(path).read_text())

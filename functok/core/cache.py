@@ -36,7 +36,7 @@ from typing import Any, Callable
 
 from filelock import FileLock, Timeout
 
-from functok.book.config import ROOT, ParamError
+from functok.core.config import ROOT, ParamError
 
 MANIFEST = "manifest.json"
 HASH_MAX_BYTES = 8 * 2**20  # files up to this size get a sha256 in the manifest
