@@ -7,6 +7,9 @@ folder) and moved into `<out>` together, only once papermill succeeded: a killed
 leaves a results file of one run beside the notebook of another. A failed run's notebook is kept under
 `_build/failed/` and its error re-raised; a ParamError raised inside the kernel is re-raised as the
 same one-line ParamError. Staging folders of killed runs are removed by the next successful run.
+
+A run is up to date (`staleness(cfg) == []`) while its parameters, package versions and the content of
+its inputs (functok.core.freshness) match; `functok book` and sweeps skip such runs.
 """
 
 from __future__ import annotations
@@ -17,7 +20,6 @@ import fcntl
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -25,8 +27,9 @@ from pathlib import Path
 
 from functok.chapters.registry import chapter
 from functok.core.cache import relpath
-from functok.core.config import CHAPTERS_DIR, ROOT, ChapterConfig, ParamError
-from functok.core.results import STAGING_ENV, git_commit, versions
+from functok.core.config import CHAPTERS_DIR, ROOT, ChapterConfig, ParamError, overrides_of
+from functok.core.freshness import NOTEBOOK_ENV, changed
+from functok.core.results import STAGING_ENV, versions
 
 STAGING = ".staging"  # under <out>: the same file system, so the final moves are atomic renames
 LOCK = ".lock"  # held (flock) by the run a staging folder belongs to while it runs
@@ -110,37 +113,40 @@ def keep_failed(executed: Path, name: str, failed_dir: Path | None = None) -> Pa
         return None
 
 
-def clean_commit() -> str | None:
-    """HEAD's commit when the checkout has no change and no untracked file, else None."""
-    try:
-        status = subprocess.run(["git", "status", "--porcelain"], cwd=ROOT, capture_output=True, text=True, check=True)
-    except (OSError, subprocess.CalledProcessError):
-        return None
-    commit = git_commit()
-    return None if status.stdout.strip() or commit.endswith("-dirty") or commit == "unknown" else commit
+def notebook_parameters(cfg: ChapterConfig) -> dict:
+    """What `functok run` injects into the notebook: the preset and the fields that differ from it (out_dir
+    relative: no machine paths in the published notebook). The kernel resolves them as the CLI did."""
+    overrides = overrides_of(cfg)
+    if "out_dir" in overrides:
+        overrides["out_dir"] = relpath(_out_dir(cfg))
+    return {"preset": cfg.preset, "overrides": overrides}
 
 
-def up_to_date(cfg: ChapterConfig) -> bool:
-    """The chapter's notebook and results file in cfg.out_dir were written by this commit, checked out
-    clean, with these parameters and package versions: running it again would write the same (every
-    result is seeded), so `functok book` skips it. Any doubt means "run it"."""
+def staleness(cfg: ChapterConfig) -> list[str]:
+    """Why the chapter's results in cfg.out_dir would change if it ran again ([]: they would not, every result
+    being seeded): a missing file, other parameters or package versions, or an input whose content changed
+    (functok.core.freshness: the notebook, a functok module it imported, a data file it read)."""
     out = _out_dir(cfg)
     results, notebook = out / f"{cfg.chapter}.json", out / f"{cfg.chapter}.ipynb"
     if not (results.exists() and notebook.exists()):
-        return False
+        return ["no results"]
     try:
         doc = json.loads(results.read_text())
     except (OSError, ValueError):
-        return False
-    commit = clean_commit()
+        return ["unreadable results"]
     params = dataclasses.asdict(cfg) | {"out_dir": relpath(out)}  # as the kernel records them
     prov = doc.get("provenance", {})
-    return (
-        commit is not None
-        and prov.get("git_commit") == commit
-        and prov.get("versions") == versions()
-        and doc.get("params") == json.loads(json.dumps(params, default=str))
-    )
+    why = []
+    if doc.get("params") != json.loads(json.dumps(params, default=str)):
+        why.append("parameters")
+    if prov.get("versions") != versions():
+        why.append("package versions")
+    return why + changed(prov.get("inputs"))
+
+
+def up_to_date(cfg: ChapterConfig) -> bool:
+    """Running the chapter again would write the same results: `functok book` and sweeps skip it."""
+    return not staleness(cfg)
 
 
 def run_chapter(cfg: ChapterConfig, failed_dir: Path | None = None) -> Path:
@@ -154,15 +160,14 @@ def run_chapter(cfg: ChapterConfig, failed_dir: Path | None = None) -> Path:
     stage = Path(tempfile.mkdtemp(prefix=f"{cfg.chapter}-", dir=staging))
     final, results = out_dir / f"{cfg.chapter}.ipynb", out_dir / f"{cfg.chapter}.json"
     executed, produced = stage / final.name, stage / results.name
-    params = dataclasses.asdict(cfg)
-    params["out_dir"] = relpath(out_dir)  # relative: no machine paths in the published notebook
+    source = chapter_source(cfg.chapter)
     try:
-        with _locked(stage / LOCK), _env(STAGING_ENV, str(stage)):
+        with _locked(stage / LOCK), _env(STAGING_ENV, str(stage)), _env(NOTEBOOK_ENV, str(source)):
             try:
                 pm.execute_notebook(
-                    str(chapter_source(cfg.chapter)),
+                    str(source),
                     str(executed),
-                    parameters=params,
+                    parameters=notebook_parameters(cfg),
                     kernel_name="python3",
                     log_output=True,
                     progress_bar=False,

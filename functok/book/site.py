@@ -14,7 +14,7 @@ from pathlib import Path
 
 from functok.book.pages import copy_downloads, prepare_pages
 from functok.book.robustness import robustness_markdown
-from functok.book.run import run_chapter, up_to_date
+from functok.book.run import run_chapter, staleness
 from functok.book.sweep import options, robustness_plans
 from functok.book.sweep_ray import execute, failures
 from functok.chapters.registry import ModelRun, chapters, entries, model_runs, resolve, resolve_model_run
@@ -287,7 +287,7 @@ def build_book(preset: str = "embedded", run: bool = True, root: Path = ROOT, re
     """Every chapter on one preset, then the preset's model runs, into root/book/chapters, then its
     robustness sweeps (on a local Ray cluster) into root/book/robustness (all validated before the first
     run), then the site into root/_build/html. A chapter whose results are up to date (functok.book.run's
-    `up_to_date`: same clean commit, parameters and versions) is not run again unless `rerun`."""
+    `staleness`: same parameters, versions and input contents) is not run again unless `rerun`."""
     out = Path(root) / "book" / "chapters"
     cfgs = [resolve(c, preset, {"out_dir": str(out)}) for c in chapters()]
     extra = [(r, resolve_model_run(r, preset, str(out))) for r in model_runs(preset)]
@@ -297,14 +297,18 @@ def build_book(preset: str = "embedded", run: bool = True, root: Path = ROOT, re
         for r, cfg in extra:
             params = " ".join(f"-p {k} {json.dumps(v)}" for k, v in r.overrides.items())
             runs.append((cfg, f" {params} (model run '{r.label}')"))
+        ran = 0
         for cfg, what in runs:
-            if not rerun and up_to_date(cfg):
+            why = ["--rerun"] if rerun else staleness(cfg)
+            if not why:
                 print(f"== up to date: functok run {cfg.chapter} --preset {preset}{what}", flush=True)
                 continue
-            print(f"== functok run {cfg.chapter} --preset {preset}{what}", flush=True)
+            ran += 1
+            print(f"== functok run {cfg.chapter} --preset {preset}{what} (changed: {', '.join(why[:3])})", flush=True)
             t0 = time.perf_counter()
             run_chapter(cfg)
             print(f"== {cfg.chapter}{what}: {time.perf_counter() - t0:.0f} s", flush=True)
+        print(f"== {ran} of {len(runs)} chapter runs ran, {len(runs) - ran} up to date", flush=True)
         for p in sweeps:
             print(f"== {p.command()} (robustness)", flush=True)
             failed = failures(p, execute(p, options(out=str(p.out))))

@@ -5,8 +5,9 @@ starts (a bad value anywhere is the usual one-line ParamError), and each gets a 
 name plus a hash of its whole resolved config (`coverage_threshold-0.3-1a2b3c4d`). A run writes its
 executed notebook and results file into `<out>/<run key>/` (functok.book.run, atomically) and its log
 into `<out>/<run key>/log.txt`; `<out>/index.json` lists every run and its state, rewritten atomically
-whenever a run ends. A run is finished when its results file exists, so a re-run skips it, and a run a
-killed sweep left behind has no results file and runs again. functok.book.sweep_ray executes a plan.
+whenever a run ends. A run is finished when its results are up to date by the rule the chapters follow
+(functok.book.run.up_to_date: same parameters, versions and input contents), so a re-run skips it, a run
+a killed sweep left behind has no results file and runs again, and so does a run whose code changed. functok.book.sweep_ray executes a plan.
 
 A preset's `robustness:` section lists the sweeps the book runs for its robustness page.
 """
@@ -24,6 +25,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, ClassVar
 
+from functok.book.run import up_to_date
 from functok.chapters.registry import chapter as chapter_entry
 from functok.chapters.registry import resolve
 from functok.core.cache import relpath, write_json_atomic
@@ -79,8 +81,9 @@ class PlannedRun:
         return self.folder / LOG
 
     def finished(self) -> bool:
-        """run_chapter moves notebook and results file in together, results last: its file means done."""
-        return self.results.exists()
+        """Its results are here and up to date (functok.book.run.up_to_date, the rule the chapters follow):
+        a run whose code, data, parameters or versions changed runs again."""
+        return up_to_date(self.cfg)
 
 
 @dataclass(frozen=True)

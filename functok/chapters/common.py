@@ -1,5 +1,6 @@
 """What the chapters share: the seaborn theme, readable tokens, the claims table, the paper's numbers
-of a chapter, and the SAE training spec chapters 2 and 5 build from their configs."""
+of a chapter, the SAE training spec chapters 2, 4 and 5 build from their recipe fields, and `View`, one
+figure or table a live form redraws (functok.book.live builds the form)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from functok.chapters.registry import model_runs, resolve, resolve_model_run
 from functok.core.paper import numbers
 from functok.sae.config import SAERecipe
 from functok.sae.training import SAESpec
+from functok.world.models import model_ref
 from functok.world.windows import token_windows
 
 
@@ -61,7 +63,7 @@ def sae_chapter_config(preset: str, model: str):
     for r in model_runs(preset):
         if r.chapter == "feature_coverage" and r.overrides.get("model") == model:
             return resolve_model_run(r, preset, "book/chapters")
-    return resolve("feature_coverage", preset, {} if model == "embedded" else {"model": model})
+    return resolve("feature_coverage", preset, {} if model_ref(model).embedded else {"model": model})
 
 
 def sae_heldout_windows(preset: str, model: str, checkpoint: str, context_size: int) -> tuple:

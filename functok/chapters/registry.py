@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from functok.core.config import Chapter, ChapterConfig, ParamError, load_preset, notebook_inputs, resolve_config
+from functok.core.freshness import track_reads
 from functok.world.config import PretrainConfig
 
 BOOK_ORDER = ("function_tokens", "feature_coverage", "loss_split", "feature_growth", "reactivation")
@@ -63,6 +64,7 @@ def resolve(name: str, preset: str = "embedded", overrides: dict[str, Any] | Non
 def from_notebook(name: str, namespace: dict[str, Any]) -> ChapterConfig:
     """The config of a chapter notebook: its parameters cell's `preset` and `overrides`, resolved exactly as
     `functok run` resolves `--preset` and `-p` (functok.core.config.notebook_inputs refuses anything else)."""
+    track_reads()  # from here on, the data files the notebook reads are hashed into its results file
     preset, overrides = notebook_inputs(namespace)
     return resolve(name, preset, overrides)
 

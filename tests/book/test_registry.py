@@ -1,6 +1,6 @@
-"""The chapter registry: one entry per chapter, each naming a config the notebook's `parameters` cell
-mirrors, a notebook whose first heading is the entry's title, and a chapter package; the table of
-contents is generated from it."""
+"""The chapter registry: one entry per chapter (in functok/chapters/<name>/config.py), each naming its
+config, a notebook whose first heading is the entry's title and whose `parameters` cell is a preset and
+overrides, and a chapter package; the table of contents is generated from it."""
 
 from __future__ import annotations
 
@@ -18,14 +18,16 @@ from functok.chapters import registry
 from functok.core import config
 
 
+def parameters_index(chapter: str) -> int:
+    cells = notebook(chapter)["cells"]
+    found = [i for i, c in enumerate(cells) if "parameters" in c.get("metadata", {}).get("tags", [])]
+    assert len(found) == 1, f"{chapter}: expected exactly one cell tagged 'parameters'"
+    return found[0]
+
+
 def parameters_cell(chapter: str) -> dict:
     """name -> literal value of the notebook's `parameters` cell."""
-    from functok.book.run import chapter_source
-
-    nb = json.loads(chapter_source(chapter).read_text())
-    cells = [c for c in nb["cells"] if "parameters" in c.get("metadata", {}).get("tags", [])]
-    assert len(cells) == 1, f"{chapter}: expected exactly one cell tagged 'parameters'"
-    tree = ast.parse("".join(cells[0]["source"]))
+    tree = ast.parse("".join(notebook(chapter)["cells"][parameters_index(chapter)]["source"]))
     out = {}
     for node in tree.body:
         assert isinstance(node, ast.Assign), f"{chapter}: parameters cell may only hold assignments"
@@ -34,11 +36,12 @@ def parameters_cell(chapter: str) -> dict:
 
 
 @pytest.mark.parametrize("chapter", registry.chapters())
-def test_parameters_cell_mirrors_config(chapter):
-    cell = parameters_cell(chapter)
-    cls = registry.config_class(chapter)
-    assert list(cell) == [f.name for f in dataclasses.fields(cls)], "names or order drifted"
-    assert cell == config.defaults(cls), "default values drifted"
+def test_parameters_cell_is_a_preset_and_overrides(chapter):
+    """The same two assignments in every chapter: the notebook resolves them as `functok run` does, so it
+    holds no copy of the config's fields that could drift."""
+    assert parameters_cell(chapter) == {"preset": "embedded", "overrides": {}}
+    setup = "".join(notebook(chapter)["cells"][parameters_index(chapter) + 1]["source"])
+    assert f'cfg = from_notebook("{chapter}", globals())' in setup
 
 
 @pytest.mark.parametrize("chapter", registry.chapters())
@@ -94,4 +97,4 @@ def test_papermill_reads_every_parameter(chapter):
     nb = nbformat.read(str(chapter_source(chapter)), as_version=4)
     cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
     names = [p.name for p in PythonTranslator.inspect(cell)]
-    assert names == [f.name for f in dataclasses.fields(registry.config_class(chapter))]
+    assert names == ["preset", "overrides"]

@@ -17,8 +17,7 @@ from papermill.exceptions import PapermillExecutionError
 
 from functok.book import cli, run
 from functok.chapters import registry
-from functok.chapters.function_tokens.config import FunctionTokensConfig
-from functok.core import config, results
+from functok.core import config, freshness, results
 from functok.core.cache import relpath
 
 STAGING, LOCK = ".staging", ".lock"  # <out>/.staging/<chapter>-XXXX/, locked while its run lives
@@ -44,7 +43,7 @@ def fake_papermill(seen: dict, error: Exception | None = None, before_error=None
     def execute_notebook(source, output, parameters, **kwargs):
         seen["parameters"] = dict(parameters)
         seen["staging"] = os.environ.get(STAGING_ENV)
-        cfg = config.validate(FunctionTokensConfig, parameters)
+        cfg = registry.resolve("function_tokens", parameters["preset"], parameters["overrides"])
         seen["results"] = results.Run(cfg).write(results.ChapterResult({"run": "new"}, [], {}, {}))
         Path(output).write_text(json.dumps(EMPTY_NOTEBOOK | {"metadata": {"run": "new"}}))
         if error is not None:
@@ -77,7 +76,8 @@ def test_success_moves_results_and_notebook_and_removes_dead_staging(tmp_path, m
     assert json.loads(final.read_text())["metadata"] == {"run": "new"}
     doc = json.loads((out / "function_tokens.json").read_text())
     assert doc["results"] == {"run": "new"}
-    assert doc["params"]["out_dir"] == seen["parameters"]["out_dir"] == relpath(out), "the user's folder, not staging"
+    assert doc["params"]["out_dir"] == seen["parameters"]["overrides"]["out_dir"] == relpath(out), "the user's folder"
+    assert seen["parameters"] == {"preset": "smoke", "overrides": {"out_dir": relpath(out)}}, "only what differs"
     assert Path(seen["staging"]).parent == out / STAGING and seen["results"].parent == Path(seen["staging"])
     assert STAGING_ENV not in os.environ
     assert sorted(p.name for p in (out / STAGING).iterdir() if p.is_dir()) == ["function_tokens-live"]
@@ -129,43 +129,81 @@ def test_param_error_inside_the_kernel_is_one_line_and_exit_2(tmp_path, monkeypa
     assert not (out / "function_tokens.json").exists()
 
 
-def test_a_real_kernel_refuses_a_misspelled_parameter_in_one_line(tmp_path, monkeypatch, failed_dir, capfd):
-    """papermill injects every parameter it is given; the kernel's validation cell refuses a name that is
-    no parameter (from_notebook), and `functok run` reports that ParamError in one line with exit code 2."""
-
-    @dataclasses.dataclass
-    class Misspelled(FunctionTokensConfig):
-        coverage_treshold: float = 0.3
-
+@pytest.mark.parametrize(
+    "injected, message",
+    [
+        (  # a misspelled override: the kernel resolves overrides like the CLI's -p
+            {"preset": "smoke", "overrides": {"coverage_treshold": 0.3}},
+            "coverage_treshold: unknown parameter for chapter 'function_tokens'; did you mean 'coverage_threshold'?",
+        ),
+        (  # papermill -p of a field as a notebook variable: it would be silently unused
+            {"preset": "smoke", "overrides": {}, "n_bins": 5},
+            "n_bins: not a notebook parameter; expected only preset and overrides (write overrides = {'n_bins': ...})",
+        ),
+    ],
+)
+def test_a_real_kernel_refuses_a_bad_injected_parameter_in_one_line(
+    tmp_path, monkeypatch, failed_dir, capfd, injected, message
+):
+    """papermill injects what it is given; the kernel's setup cell (from_notebook) refuses what the chapter
+    would not use, and `functok run` reports that ParamError in one line with exit code 2."""
     out = tmp_path / "out"
-    cfg = Misspelled(**dataclasses.asdict(chapter_in(out)))
-    monkeypatch.setattr(registry, "resolve", lambda *args, **kwargs: cfg)
-    assert cli.main(["run", "function_tokens", "--out", str(out)]) == 2
+    monkeypatch.setattr(
+        run,
+        "notebook_parameters",
+        lambda cfg: {**injected, "overrides": {**injected["overrides"], "out_dir": str(out)}},
+    )
+    assert cli.main(["run", "function_tokens", "--preset", "smoke", "--out", str(out)]) == 2
     err = capfd.readouterr().err.strip().splitlines()  # also what the kernel process itself writes
-    assert err == [
-        "functok: error: coverage_treshold: unknown parameter for chapter 'function_tokens'; "
-        "did you mean 'coverage_threshold'?"
-    ]
+    assert err == [f"functok: error: {message}"]
     assert not (out / "function_tokens.json").exists()
     assert (failed_dir / "function_tokens.ipynb").exists()
 
 
-def test_a_chapter_is_up_to_date_only_for_the_same_clean_commit_parameters_and_versions(tmp_path, monkeypatch):
-    monkeypatch.setattr(results, "git_commit", lambda: "abc")
-    monkeypatch.setattr(run, "clean_commit", lambda: "abc")
+def test_a_chapter_is_up_to_date_while_its_parameters_versions_and_inputs_match(tmp_path, monkeypatch):
     monkeypatch.setattr(papermill, "execute_notebook", fake_papermill({}))
     cfg = chapter_in(tmp_path / "out")
-    assert not run.up_to_date(cfg)  # nothing written yet
+    assert run.staleness(cfg) == ["no results"]  # nothing written yet
     run.run_chapter(cfg)
+    assert run.staleness(cfg) == []
     assert run.up_to_date(cfg)
-    assert not run.up_to_date(dataclasses.replace(cfg, coverage_threshold=0.5))
-    monkeypatch.setattr(run, "clean_commit", lambda: "def")  # another commit
-    assert not run.up_to_date(cfg)
-    monkeypatch.setattr(run, "clean_commit", lambda: None)  # changed or untracked files: the code may differ
-    assert not run.up_to_date(cfg)
-    monkeypatch.setattr(run, "clean_commit", lambda: "abc")
+    assert run.staleness(dataclasses.replace(cfg, coverage_threshold=0.5)) == ["parameters"]
     monkeypatch.setattr(run, "versions", lambda: results.versions() | {"torch": "0.0"})
-    assert not run.up_to_date(cfg)
+    assert run.staleness(cfg) == ["package versions"]
     monkeypatch.setattr(run, "versions", results.versions)
     (tmp_path / "out" / "function_tokens.ipynb").unlink()
     assert not run.up_to_date(cfg)
+
+
+def test_a_change_to_an_imported_module_or_the_notebook_makes_a_run_stale(tmp_path, monkeypatch):
+    """Freshness follows content, not the commit: the recorded hash of a module the run imported, or of the
+    notebook, no longer matching makes it stale, and the reason names the file."""
+    monkeypatch.setattr(papermill, "execute_notebook", fake_papermill({}))
+    cfg = chapter_in(tmp_path / "out")
+    run.run_chapter(cfg)
+    doc = json.loads((tmp_path / "out" / "function_tokens.json").read_text())
+    inputs = doc["provenance"]["inputs"]
+    assert list(inputs["notebook"]) == ["chapters/01_function_tokens.ipynb"]
+    assert "functok/core/results.py" in inputs["modules"]
+    real = freshness.file_hash
+    monkeypatch.setattr(freshness, "file_hash", lambda p: "edited" if p.name == "results.py" else real(p))
+    assert run.staleness(cfg) == ["functok/core/results.py"]
+    monkeypatch.setattr(freshness, "file_hash", real)
+    monkeypatch.setattr(freshness, "notebook_hash", lambda p: "edited")
+    assert run.staleness(cfg) == ["chapters/01_function_tokens.ipynb"]
+
+
+def test_the_notebook_hash_ignores_outputs_and_the_data_reads_are_recorded(tmp_path):
+    nb = {"cells": [{"cell_type": "code", "source": ["x = 1"], "outputs": [], "metadata": {}}], "metadata": {}}
+    a, b = tmp_path / "a.ipynb", tmp_path / "b.ipynb"
+    a.write_text(json.dumps(nb))
+    nb["cells"][0]["outputs"] = [{"output_type": "stream", "text": "1"}]
+    b.write_text(json.dumps(nb))
+    assert freshness.notebook_hash(a) == freshness.notebook_hash(b)
+    nb["cells"][0]["source"] = ["x = 2"]
+    b.write_text(json.dumps(nb))
+    assert freshness.notebook_hash(a) != freshness.notebook_hash(b)
+    freshness.track_reads()
+    config.load_preset("smoke")  # opens data/presets/smoke.yaml
+    assert config.ROOT / "data" / "presets" / "smoke.yaml" in freshness.data_reads()
+    assert "data/presets/smoke.yaml" in freshness.inputs()["data"]

@@ -69,26 +69,6 @@ from functok.world.windows import load_windows, token_windows
 
 RELATIVE_DEPTHS = (9 / 42, 20 / 42, 31 / 42)  # the paper's layers 9, 20, 31 of Gemma-2-9B's 42
 GEMMA_SCOPE_CONTEXT = 1024  # Gemma Scope SAEs were trained on 1024-token windows
-KNOWN_MODELS = {
-    "google/gemma-2-9b": {
-        "n_layers": 42,
-        "d_model": 3584,
-        "vocab_size": 256_000,
-        "n_params": 9_241_705_984,
-        "n_heads": 16,
-        "d_mlp": 14336,
-    },
-    "google/gemma-3-270m": {  # Gemma Scope 2's model (the gemma-3-270m wheel holds its Q4_K_M GGUF)
-        "n_layers": 18,
-        "d_model": 640,
-        "vocab_size": 262_144,
-        "n_params": 268_098_176,
-        "n_heads": 4,
-        "d_mlp": 2048,
-    },
-}
-
-
 def default_layers(n_layers: int) -> list[int]:
     """The paper's relative depths 9/42, 20/42, 31/42 on a model of n_layers (rounded, distinct)."""
     return sorted({min(n_layers - 1, max(0, round(n_layers * f))) for f in RELATIVE_DEPTHS})
@@ -120,20 +100,24 @@ class Plan:
     memory: dict = field(default_factory=dict)
 
 
+FACTS = ("n_layers", "d_model", "vocab_size", "n_params", "n_heads", "d_mlp")  # what ModelInfo needs
+
+
 def model_info(cfg) -> ModelInfo:
-    if cfg.model == "embedded":
+    ref = model_ref(cfg.model)
+    if ref.embedded:
         p = pretrain_config(cfg.preset)
         d = p.depths[1]
         n = p.vocab_size * p.d_model * 2 + d * (4 * p.d_model**2 + 3 * p.d_model * p.d_mlp)
         return ModelInfo("embedded", "", d, p.d_model, p.vocab_size, n, p.n_heads, p.d_mlp, p.context_size)
-    path = local_model(cfg.model) if is_wheel_model(cfg.model) else Path(cfg.model).expanduser()
-    if path.exists():
-        if not (path / "config.json").exists():
-            raise ParamError(f"model: '{cfg.model}' has no config.json; expected a Hugging Face checkpoint folder")
+    path = ref.hf_folder()
+    if path is not None:
         c = json.loads((path / "config.json").read_text())
         return _info_from_hf("local", str(path), c, path)
-    if cfg.model in KNOWN_MODELS:
-        return ModelInfo("hub", cfg.model, **KNOWN_MODELS[cfg.model])
+    if ref.kind != "hub":
+        raise ParamError(f"model: '{cfg.model}' has no config.json; expected a Hugging Face checkpoint folder")
+    if all(k in ref.facts for k in FACTS):
+        return ModelInfo("hub", cfg.model, **{k: ref.facts[k] for k in FACTS})
     from transformers import (
         AutoConfig,  # online only (config validation refused hub names offline)
     )
