@@ -1,2 +1,2 @@
-"""The book layer: configs and validation, the chapter registry, cache, results files, CLI, running
-notebooks and building the site. It imports no other layer of functok."""
+"""The book layer, the application on top: the CLI, running chapter notebooks (and their freshness),
+sweeps on Ray, the robustness page, the site and the live forms. It may import every other layer."""

@@ -1,2 +1,3 @@
-"""One package per chapter (analysis, claims, plots) plus `common`, what they share. A chapter may
-import any lower layer and `chapters.common`, never another chapter."""
+"""One package per chapter (config, analysis, claims, plots, live) plus `registry`, the chapters in book
+order, and `common`, what they share. A chapter may import any lower layer, `chapters.registry` and
+`chapters.common`, never another chapter."""

