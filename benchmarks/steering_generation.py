@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--model", default="smollm2-135m-instruct", help="a model name of functok/book/models.yaml")
+    ap.add_argument("--model", default="smollm2-135m-instruct", help="a model name of data/models.yaml")
     ap.add_argument("--answers", type=int, default=16, help="steered answers in the batch")
     ap.add_argument("--new", type=int, default=12, help="tokens per answer")
     ap.add_argument("--uncached", type=int, default=4, help="answers timed with the uncached loop")
@@ -31,12 +31,12 @@ def main() -> None:
 
     from functok.sae.generation import generate, load_generator
     from functok.sae.models import hook_name, load_model
-    from functok.world import wheel_models
+    from functok.world.models import model_ref
     from functok.world.runtime import n_threads
 
     threads = n_threads()
     torch.set_num_threads(threads)
-    folder = wheel_models.resolve(args.model)
+    folder = model_ref(args.model).checkpoint()
     bridge, model = load_model(folder), load_generator(folder)
     tok = bridge.tokenizer
     layer = bridge.cfg.n_layers // 2

@@ -1,2 +1,2 @@
 """Models and hooks, activations, SAEs (registry, loading, encoding, training, quality) and the
-token-feature graph. Imports `functok.world` and `functok.book`."""
+token-feature graph. Imports `functok.world` and `functok.core`."""

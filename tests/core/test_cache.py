@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from functok.book import cache
+from functok.core import cache
 from functok.core.config import ROOT, ParamError
 
 RACE_SCRIPT = """
