@@ -51,6 +51,7 @@ def main() -> None:
     import matplotlib
 
     matplotlib.use("agg")
+    from functok.book.live import form as live_form
     from functok.chapters.registry import chapters, resolve
     from functok.core.config import cheap_fields
 
@@ -66,12 +67,11 @@ def main() -> None:
         if not cheap:
             print(f"{name:<18} {'(no cheap fields: every change re-runs the chapter)'}")
             continue
-        live = importlib.import_module(f"functok.chapters.{name}.live")
         analyze = importlib.import_module(f"functok.chapters.{name}.analysis").analyze
         with timed(name, "(analyze)", "from the cache"):
             analysis = analyze(cfg)
         with timed(name, "(build the form)"):
-            form = live.form(cfg, analysis)
+            form = live_form(cfg, analysis)
         with timed(name, "(first draw, all)", "imports and every view once, as the notebook drew them"):
             form.redraw(all_views=True)
         for field in cheap:

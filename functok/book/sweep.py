@@ -7,7 +7,8 @@ executed notebook and results file into `<out>/<run key>/` (functok.book.run, at
 into `<out>/<run key>/log.txt`; `<out>/index.json` lists every run and its state, rewritten atomically
 whenever a run ends. A run is finished when its results are up to date by the rule the chapters follow
 (functok.book.run.up_to_date: same parameters, versions and input contents), so a re-run skips it, a run
-a killed sweep left behind has no results file and runs again, and so does a run whose code changed. functok.book.sweep_ray executes a plan.
+a killed sweep left behind has no results file and runs again, and so does a run whose code changed.
+functok.book.sweep_ray executes a plan.
 
 A preset's `robustness:` section lists the sweeps the book runs for its robustness page.
 """

@@ -5,7 +5,8 @@ Public API
 - `models(preset) -> {name: run_dir}`: the preset's models, trained on first use (`llama-{depth}L`).
 - `train_models(cfg) -> {name: run_dir}`: the same for an already validated `PretrainConfig`.
 - `embedded_checkpoint(preset) -> (checkpoint, run)`: the deeper model's final checkpoint.
-- `checkpoint_schedule(n_steps, n_checkpoints) -> [int]`: the log-spaced checkpoint steps.
+- `checkpoint_schedule(n_steps, n_checkpoints) -> [int]`: the log-spaced checkpoint steps (with `n_steps`,
+  `batch_indices` and `lr_at`, from `functok.world.schedule`).
 - `lm_loss(model, input_ids)`, `train_step(...)`.
 Reading a finished run (checkpoints, training log) is `functok.world.runs`; its token windows are
 `functok.world.windows.token_windows(cfg, "train")`.
@@ -36,13 +37,14 @@ whose memory bandwidth (about 4 GB/s per copy here) made the logits, not the mat
 from __future__ import annotations
 
 import json
-import math
 import os
 import shutil
 import sys
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -66,57 +68,14 @@ from functok.world.llama import (
     use_compile,
 )
 from functok.world.loss_groups import GROUPS, grouped_sums, prediction_groups
-from functok.world.runs import checkpoint_name, checkpoints, model_name, read_log, total_steps
+from functok.world.runs import checkpoint_name, checkpoints, model_name, read_log
 from functok.world.runtime import n_threads, quiet_hf
+from functok.world.schedule import batch_indices, checkpoint_schedule, lr_at, n_steps
 from functok.world.windows import load_windows, token_windows
 
-TRAINER_VERSION = 3  # bump when a change to this file changes what training produces
+TRAINER_VERSION = 3  # bump when a change to this file or to functok.world.schedule changes what training produces
 # ---------------------------------------------------------------------------------------------
-# Schedule, cache key, model
-
-
-def checkpoint_schedule(n_steps: int, n_checkpoints: int) -> list[int]:
-    """`n_checkpoints` distinct steps from 0 to n_steps, log-spaced (all steps if there are fewer)."""
-    if n_steps + 1 <= n_checkpoints:
-        return list(range(n_steps + 1))
-    ideal = np.geomspace(1, n_steps, n_checkpoints - 1)
-    out: list[int] = []
-    for v in ideal:  # round, keeping the steps distinct
-        out.append(max(int(round(v)), (out[-1] + 1) if out else 1))
-    out[-1] = n_steps
-    for i in range(len(out) - 2, -1, -1):  # keep room below the last step
-        out[i] = min(out[i], out[i + 1] - 1)
-    return [0, *out]
-
-
-def n_steps(cfg: PretrainConfig) -> int:
-    return total_steps(cfg.train_tokens, cfg.batch_size, cfg.context_size)
-
-
-def batch_indices(seed: int, step: int, batch_size: int, n_windows: int, _perms: dict | None = None) -> np.ndarray:
-    """Window indices of optimizer step `step` (0-based): a fresh seeded permutation of all windows per
-    epoch, read in order. A pure function of (seed, step), so a resumed run reads the same data."""
-    perms = {} if _perms is None else _perms
-    g = np.arange(step * batch_size, (step + 1) * batch_size)
-    idx = np.empty(batch_size, dtype=np.int64)
-    for e in np.unique(g // n_windows):
-        e = int(e)
-        if e not in perms:
-            perms.clear()
-            perms[e] = np.random.default_rng([seed, e]).permutation(n_windows)
-        sel = g // n_windows == e
-        idx[sel] = perms[e][g[sel] % n_windows]
-    return idx
-
-
-def lr_at(cfg: PretrainConfig, step: int, total: int) -> float:
-    """Learning rate of optimizer update `step` (0-based): linear warm-up, then cosine to min_lr."""
-    warm = int(round(cfg.warmup_fraction * total))
-    if step < warm:
-        return cfg.lr * (step + 1) / warm
-    span = max(1, total - warm - 1)
-    progress = min(1.0, (step - warm) / span)
-    return cfg.min_lr + 0.5 * (cfg.lr - cfg.min_lr) * (1 + math.cos(math.pi * progress))
+# The cache key
 
 
 def run_params(cfg: PretrainConfig, depth: int) -> dict:
@@ -140,10 +99,6 @@ def run_params(cfg: PretrainConfig, depth: int) -> dict:
         "seed": cfg.seed,
         "coverage_threshold": cfg.coverage_threshold,
     }
-
-
-# ---------------------------------------------------------------------------------------------
-# Loss
 
 
 # ---------------------------------------------------------------------------------------------
@@ -265,137 +220,204 @@ def train_run(cfg: PretrainConfig, depth: int, stop_after: int | None = None, pr
     return run
 
 
+@dataclass
+class _Session:
+    """One training session of a run: its data, model and optimizer, and where it resumes from."""
+
+    cfg: PretrainConfig
+    run: Path
+    tok: Any
+    windows: Any
+    model: Any
+    opt: Any
+    is_fn: Any
+    is_special: Any
+    total: int
+    schedule: list[int]
+    start: int = 0
+    seconds_before: float = 0.0
+    done: list[dict] = field(default_factory=list)
+    threads: int = 0
+    compiled: bool = False
+    body: Any = None
+    n_params: int = 0
+    gflops_start: float = 0.0
+    t0: float = 0.0
+    perms: dict[int, np.ndarray] = field(default_factory=dict)
+
+    def batch(self, step: int):
+        """The windows of optimizer step `step`."""
+        import torch
+
+        idx = batch_indices(self.cfg.seed, step, self.cfg.batch_size, self.windows.shape[0], self.perms)
+        return self.windows[torch.from_numpy(idx)]
+
+    def checkpoint(self, step: int) -> None:
+        """Save the model at `step`, list it in checkpoints.json and write the resume state."""
+        import torch
+
+        run, T = self.run, self.windows.shape[1]
+        folder = run / "checkpoints" / checkpoint_name(step)
+        _save_checkpoint(self.model, self.tok, folder)
+        self.done.append(
+            {
+                "step": step,
+                "tokens_seen": step * self.cfg.batch_size * T,
+                "checkpoint_dir": f"checkpoints/{checkpoint_name(step)}",
+            }
+        )
+        write_json_atomic(run / "checkpoints.json", [_public(c, run) for c in self.done])
+        _save_torch_atomic(
+            {
+                "step": step,
+                "model": self.model.state_dict(),
+                "optimizer": self.opt.state_dict(),
+                "torch_rng": torch.get_rng_state(),
+                "checkpoints": self.done,
+                "threads": self.threads,
+                "compiled": self.compiled,
+                "seconds": self.seconds_before + time.perf_counter() - self.t0,
+            },
+            run / "resume.pt",
+        )
+
+
 def _train(cfg: PretrainConfig, depth: int, run: Path, params: dict, stop_after: int | None, progress: bool) -> None:
-    import torch
-    from tqdm import tqdm
+    """Train one model's run from scratch or from its resume state; params.json last, when it is complete."""
+    s = _session(cfg, depth, run)
+    _resume(s)
+    name = model_name(depth)
+    s.t0 = time.perf_counter()
+    if s.start == 0 and 0 in s.schedule:
+        s.checkpoint(0)
+    t_first = _train_steps(s, name, stop_after, progress)
+    _finish(s, name, t_first)
+    write_json_atomic(run / "params.json", params)  # last: the run is complete
+
+
+def _session(cfg: PretrainConfig, depth: int, run: Path) -> _Session:
+    """A fresh session: the tokenizer, the training windows, the function tokens (written to the run), the
+    model and its optimizer."""
     from transformers import AutoTokenizer
 
     check_shape(cfg)
     tok = AutoTokenizer.from_pretrained(str(tokenizer_dir(cfg)))
     windows = load_windows(token_windows(cfg, "train"))
-    n_win, T = windows.shape
-    B = cfg.batch_size
     total = n_steps(cfg)
     schedule = checkpoint_schedule(total, cfg.n_checkpoints)
     fn_ids = _function_token_ids(cfg, tok)
     write_json_atomic(run / "function_tokens.json", {"coverage_threshold": cfg.coverage_threshold, "ids": fn_ids})
     is_fn = function_mask(len(tok), fn_ids)
     is_special = function_mask(len(tok), sorted(set(tok.all_special_ids)))
-
     model = build_model(cfg, depth, tok)
     opt = make_optimizer(model, cfg)
+    return _Session(cfg, run, tok, windows, model, opt, is_fn, is_special, total, schedule)
 
+
+def _resume(s: _Session) -> None:
+    """Pick up a killed run's resume state (model, optimizer, RNG, step, threads, compile mode) if it has one,
+    dropping half-written checkpoints and the log past the resumed step."""
+    import torch
+
+    run, B, T = s.run, s.cfg.batch_size, s.windows.shape[1]
     for leftover in (run / "checkpoints").glob(".*.tmp-*") if (run / "checkpoints").exists() else []:
         shutil.rmtree(leftover, ignore_errors=True)  # half-written checkpoints of a killed run
     log_path = run / "train_log.jsonl"
-    start, seconds_before = 0, 0.0
-    done: list[dict] = []
     state_path = run / "resume.pt"
     state = torch.load(state_path, weights_only=False) if state_path.exists() else None
     # CPU results depend on the thread count: a resumed run keeps the one it started with
-    threads = state["threads"] if state else n_threads()
-    torch.set_num_threads(threads)
-    n_params = sum(p.numel() for p in model.parameters())
-    gflops_start = matmul_gflops(seconds=0.5)  # before torch.compile starts its worker processes
+    s.threads = state["threads"] if state else n_threads()
+    torch.set_num_threads(s.threads)
+    s.n_params = sum(p.numel() for p in s.model.parameters())
+    s.gflops_start = matmul_gflops(seconds=0.5)  # before torch.compile starts its worker processes
     # compiled and eager results differ in the last bits: a resumed run keeps the mode it started with
-    compiled = state.get("compiled", False) if state else use_compile(6 * n_params * total * B * T)
-    body = compile_body(model) if compiled else None
+    s.compiled = state.get("compiled", False) if state else use_compile(6 * s.n_params * s.total * B * T)
+    s.body = compile_body(s.model) if s.compiled else None
     if state:
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
+        s.model.load_state_dict(state["model"])
+        s.opt.load_state_dict(state["optimizer"])
         torch.set_rng_state(state["torch_rng"])
-        start, seconds_before = state["step"], state["seconds"]
-        done = [c for c in state["checkpoints"] if (run / c["checkpoint_dir"]).is_dir()]
-        write_json_atomic(run / "checkpoints.json", [_public(c, run) for c in done])  # forget later ones
-    _truncate_log(log_path, start) if log_path.exists() else log_path.write_text("")
+        s.start, s.seconds_before = state["step"], state["seconds"]
+        s.done = [c for c in state["checkpoints"] if (run / c["checkpoint_dir"]).is_dir()]
+        write_json_atomic(run / "checkpoints.json", [_public(c, run) for c in s.done])  # forget later ones
+    _truncate_log(log_path, s.start) if log_path.exists() else log_path.write_text("")
 
-    perms: dict[int, np.ndarray] = {}
 
-    def batch(step: int):
-        return windows[torch.from_numpy(batch_indices(cfg.seed, step, B, n_win, perms))]
+def _train_steps(s: _Session, name: str, stop_after: int | None, progress: bool) -> float:
+    """The optimizer steps from s.start to the end, logged and checkpointed on the schedule; returns when the
+    session's first step ended (it includes compiling). torch.compile failing at the first step: eager."""
+    from tqdm import tqdm
 
-    def checkpoint(step: int) -> None:
-        folder = run / "checkpoints" / checkpoint_name(step)
-        _save_checkpoint(model, tok, folder)
-        done.append(
-            {"step": step, "tokens_seen": step * B * T, "checkpoint_dir": f"checkpoints/{checkpoint_name(step)}"}
-        )
-        write_json_atomic(run / "checkpoints.json", [_public(c, run) for c in done])
-        _save_torch_atomic(
-            {
-                "step": step,
-                "model": model.state_dict(),
-                "optimizer": opt.state_dict(),
-                "torch_rng": torch.get_rng_state(),
-                "checkpoints": done,
-                "threads": threads,
-                "compiled": compiled,
-                "seconds": seconds_before + time.perf_counter() - t0,
-            },
-            state_path,
-        )
-
-    name = model_name(depth)
-    t0 = time.perf_counter()
-    if start == 0 and 0 in schedule:
-        checkpoint(0)
+    total, B, T = s.total, s.cfg.batch_size, s.windows.shape[1]
     bar = tqdm(
         total=total * B * T,
-        initial=start * B * T,
+        initial=s.start * B * T,
         unit="tok",
         unit_scale=True,
         mininterval=5,
-        desc=f"{name} ({n_params / 1e6:.2f}M params, {total} steps)",
+        desc=f"{name} ({s.n_params / 1e6:.2f}M params, {total} steps)",
         disable=not progress,
         file=sys.stderr,
         dynamic_ncols=False,
         ncols=110,
     )
-    log = open(log_path, "a")
+    t_first = float("nan")
+    log = open(s.run / "train_log.jsonl", "a")
     try:
-        for step in range(start, total):
-            lr = lr_at(cfg, step, total)
+        for step in range(s.start, total):
+            lr = lr_at(s.cfg, step, total)
             try:
-                losses = train_step(model, opt, batch(step), lr, is_fn, is_special, body=body)
+                losses = train_step(s.model, s.opt, s.batch(step), lr, s.is_fn, s.is_special, body=s.body)
             except Exception as e:  # compiling happens at the first call: fall back to eager
-                if body is None or step != start:
+                if s.body is None or step != s.start:
                     raise
                 print(
                     f"{name}: torch.compile failed ({type(e).__name__}: {str(e)[:200]}); training eagerly",
                     file=sys.stderr,
                 )
-                opt.zero_grad(set_to_none=True)
-                body, compiled = None, False
-                losses = train_step(model, opt, batch(step), lr, is_fn, is_special)
-            if step == start:
+                s.opt.zero_grad(set_to_none=True)
+                s.body, s.compiled = None, False
+                losses = train_step(s.model, s.opt, s.batch(step), lr, s.is_fn, s.is_special)
+            if step == s.start:
                 t_first = time.perf_counter()  # the first step of a session includes compiling
             row = {"step": step + 1, "tokens_seen": (step + 1) * B * T, "lr": lr, **losses}
             log.write(json.dumps(row) + "\n")
-            if step + 1 in schedule:
+            if step + 1 in s.schedule:
                 log.flush()
-                checkpoint(step + 1)
+                s.checkpoint(step + 1)
             bar.update(B * T)
             bar.set_postfix(loss=f"{row['loss']:.3f}", refresh=False)
-            if stop_after is not None and step + 1 - start >= stop_after:
+            if stop_after is not None and step + 1 - s.start >= stop_after:
                 raise _Stop(f"stopped after {stop_after} steps")
     finally:
         log.close()
         bar.close()
+    return t_first
+
+
+def _finish(s: _Session, name: str, t_first: float) -> None:
+    """Write summary.json (wall time, tokens/s, achieved FLOP/s against an fp32 matmul), report it, and drop the
+    resume state."""
+    import torch
+
+    total, B, T = s.total, s.cfg.batch_size, s.windows.shape[1]
+    log_path = s.run / "train_log.jsonl"
     t_end = time.perf_counter()
     # the fp32 matmul reference, measured in this run: the better of before and after training
-    gflops_mm = max(gflops_start, matmul_gflops(seconds=0.5))
-    seconds = seconds_before + t_end - t0  # over every session, less work lost to kills
+    gflops_mm = max(s.gflops_start, matmul_gflops(seconds=0.5))
+    seconds = s.seconds_before + t_end - s.t0  # over every session, less work lost to kills
     tokens = total * B * T
     tps = tokens / seconds if seconds > 0 else float("nan")
     # after the first step of this session (no compiling, no warm-up)
-    steady = (total - start - 1) * B * T / (t_end - t_first) if total - start > 1 else float("nan")
+    steady = (total - s.start - 1) * B * T / (t_end - t_first) if total - s.start > 1 else float("nan")
+    n_params = s.n_params
     summary = {
         "model": name,
         "n_params": n_params,
-        "n_params_non_embedding": n_params - model.model.embed_tokens.weight.numel(),
+        "n_params_non_embedding": n_params - s.model.model.embed_tokens.weight.numel(),
         "steps": total,
         "tokens": tokens,
-        "resumed_from_step": start,
+        "resumed_from_step": s.start,
         "seconds": round(seconds, 2),
         "tokens_per_s": round(tps, 1),
         "achieved_gflops": round(6 * n_params * tps / 1e9, 2),
@@ -404,18 +426,17 @@ def _train(cfg: PretrainConfig, depth: int, run: Path, params: dict, stop_after:
         "tokens_per_s_steady": round(steady, 1),
         "flops_ratio_steady": round(6 * n_params * steady / 1e9 / gflops_mm, 3),
         "threads": torch.get_num_threads(),
-        "compiled": compiled,
+        "compiled": s.compiled,
         "final_loss": read_log(log_path)[-1]["loss"] if total else None,
     }
-    write_json_atomic(run / "summary.json", summary)
+    write_json_atomic(s.run / "summary.json", summary)
     print(
         f"{name}: {total} steps, {total * B * T / 1e6:.2f}M tokens in {seconds:.0f} s, {tps:,.0f} tok/s, "
         f"{summary['achieved_gflops']:.0f} GFLOP/s = {summary['flops_ratio']:.2f} x fp32 matmul "
         f"({summary['flops_ratio_steady']:.2f} after the first step)",
         file=sys.stderr,
     )
-    state_path.unlink(missing_ok=True)
-    write_json_atomic(run / "params.json", params)  # last: the run is complete
+    (s.run / "resume.pt").unlink(missing_ok=True)
 
 
 def _public(c: dict, run: Path) -> dict:

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from tiny import tiny_preset
 
+from functok.book.live import form as live_form
 from functok.chapters.common import show_token
 from functok.chapters.function_tokens.config import FunctionTokensConfig
 from functok.chapters.registry import BOOK_ORDER, resolve
@@ -29,7 +30,7 @@ def test_views_redraw_exactly_the_cheap_fields(chapter):
     read = {f for v in live.VIEWS for f in v.fields}
     assert read <= cheap, f"views read expensive fields: {read - cheap}"
     assert cheap <= read, f"cheap fields no view redraws (a change would show nothing): {cheap - read}"
-    assert callable(live.form)
+    assert callable(live.parts) and set(live.parts.__code__.co_varnames[:2]) == {"cfg", "analysis"}
 
 
 def _planted(precision: float) -> dict:
@@ -51,12 +52,11 @@ def verdicts(html: str) -> set[str]:
 
 
 def test_reactivation_rejudges_its_claims_when_the_precision_bar_moves():
-    from functok.chapters.reactivation import live
     from functok.chapters.reactivation.claims import make_claims
 
     cfg = resolve("reactivation", "embedded", {"min_precision": 0.5})
     res = _planted(0.7)
-    form = live.form(cfg, ChapterResult(res, make_claims(res, cfg), {}, {}), runner=pytest.fail)
+    form = live_form(cfg, ChapterResult(res, make_claims(res, cfg), {}, {}), runner=pytest.fail)
     form.set("min_precision", 0.8)  # above both features' precision: no concept can be judged
     (html,) = [o["data"]["text/html"] for o in form.outputs["What holds"].outputs if "text/html" in o["data"]]
     assert verdicts(html) == {"inconclusive"}
@@ -78,14 +78,13 @@ def tiny_run():
 
 
 def test_function_tokens_redraws_fig2b_and_fig3_from_the_run(tiny_run):
-    from functok.chapters.function_tokens import live
 
     cfg, analysis = tiny_run
     p = analysis.detail["per_tokenizer"]["embedded"]
     flat, _ = p["_flat"]
     counts = np.bincount(flat)  # the tokens of the run, counted here again
     top3 = [p["_tok"].decode([int(i)]) for i in np.argsort(-counts, kind="stable")[:3]]
-    form = live.form(cfg, analysis, runner=pytest.fail)
+    form = live_form(cfg, analysis, runner=pytest.fail)
     form.set("top_n", 3)
     (html,) = [
         o["data"]["text/html"]

@@ -18,10 +18,10 @@ import functok.chapters.registry
 import functok.core.cache
 import functok.core.config
 import functok.world.embedded
-from functok.core.config import ROOT, PretrainConfig
+from functok.core.config import ROOT
 from functok.world import pretrain as P
 from functok.world import runs, windows
-from functok.world.config import pretrain_config
+from functok.world.config import PretrainConfig, pretrain_config
 from functok.world.loss_groups import GROUPS, prediction_groups
 
 TINY = PRETRAIN
@@ -379,7 +379,7 @@ KILL_SCRIPT = r"""
 import dataclasses, json, os, signal, sys
 from pathlib import Path
 os.environ["FUNCTOK_PRESETS"], os.environ["FUNCTOK_CACHE"] = sys.argv[1], sys.argv[2]
-from functok.core.config import PretrainConfig
+from functok.world.config import PretrainConfig
 from functok.world import pretrain as P
 from functok.world import runs
 real = P._save_checkpoint

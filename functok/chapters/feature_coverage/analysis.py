@@ -62,13 +62,16 @@ from functok.sae.quality import evaluate_sae_cached
 from functok.sae.training import train_sae
 from functok.world.config import pretrain_config
 from functok.world.function_tokens import function_token_file, load_function_token_ids
+from functok.world.models import model_ref
 from functok.world.pretrain import embedded_checkpoint
 from functok.world.runtime import quiet_hf
-from functok.world.wheel_models import is_wheel_model, local_model, provenance
+from functok.world.wheel_models import is_wheel_model, provenance
 from functok.world.windows import load_windows, token_windows
 
 RELATIVE_DEPTHS = (9 / 42, 20 / 42, 31 / 42)  # the paper's layers 9, 20, 31 of Gemma-2-9B's 42
 GEMMA_SCOPE_CONTEXT = 1024  # Gemma Scope SAEs were trained on 1024-token windows
+
+
 def default_layers(n_layers: int) -> list[int]:
     """The paper's relative depths 9/42, 20/42, 31/42 on a model of n_layers (rounded, distinct)."""
     return sorted({min(n_layers - 1, max(0, round(n_layers * f))) for f in RELATIVE_DEPTHS})
@@ -285,8 +288,7 @@ def analyze(cfg, progress: bool = True) -> ChapterResult:
 
 
 def _analyze(cfg, progress: bool = True) -> ChapterResult:
-    import torch
-
+    """The chapter's work behind `analyze`: SAEs, one streaming pass (or its cache), per-layer statistics, claims."""
     p = plan(cfg)
     t_start = time.perf_counter()
     if p.model.kind == "embedded":
@@ -305,86 +307,15 @@ def _analyze(cfg, progress: bool = True) -> ChapterResult:
     is_function[[i for i in load_function_token_ids(ft_path) if i < V]] = True
     excluded = excluded_ids(model)
     names = [relpath(s) if isinstance(s, str) else f"{s[0]}/{s[1]}" for s in specs]
-    keys = {
-        L: {
-            "checkpoint": relpath(checkpoint) if Path(checkpoint).exists() else checkpoint,
-            "sae": name,
-            "windows": relpath(win_path),
-            "exclude": excluded,
-            "encoder_dtype": encoder_dtype(cfg),
-        }
-        for L, name in zip(p.layers, names)
-    }
-    ps = cached_pass(keys, cfg)
-    if ps is None:
-        wdt = getattr(torch, encoder_dtype(cfg))
-        encoders = {L: load_encoder(s, device=cfg.device, weight_dtype=wdt) for L, s in zip(p.layers, specs)}
-        x = load_windows(win_path)
-        d_sae = {L: e.d_sae for L, e in encoders.items()}
-        null = CoverageNull(n_positions(x, excluded), d_sae, cfg.null_draws, cfg.seed, cfg.device)
-        ps = stream(model, encoders, x, excluded, cfg.batch_size, cfg.device, progress=progress, null=null)
-        del null, encoders
+    keys = _pass_keys(cfg, p.layers, names, checkpoint, win_path, excluded)
+    ps = _graph_pass(cfg, p, model, specs, keys, win_path, excluded, progress)
     graph_files = save_pass(ps, keys, cfg)
 
     tok = model.tokenizer
-    layers, per = {}, {}
-    for i, L in enumerate(p.layers):
-        st = layer_stats(ps.graphs[L], is_function, cfg.top_k, ps.null[L], ControlParams.of(cfg))
-        spec, sae_name = specs[i], names[i]
-        quality = {}
-        if cfg.eval_windows and isinstance(spec, str):
-            q = evaluate_sae_cached(spec, checkpoint, win_path, max_windows=cfg.eval_windows)
-            quality = {
-                k: q[k]
-                for k in (
-                    "l0",
-                    "explained_variance",
-                    "ce_reconstruction_score",
-                    "ce_loss_original",
-                    "ce_loss_with_sae",
-                    "ce_loss_zero_ablation",
-                )
-            }
-        elif not isinstance(spec, str) and p.saes[i].l0 is not None:
-            quality = {"l0_registry": p.saes[i].l0}
-        per[L] = st
-        layers[L] = {
-            "hook_name": hook_name(L),
-            "sae": sae_name,
-            "graph": relpath(graph_files[L]),
-            "quality": quality,
-            "topk_tokens": [tok.decode([t]) for t in st["topk_token_ids"]],
-            **{k: v for k, v in st.items() if not k.startswith("_")},
-        }
-        m = st["frequency_control"]["matched"]
-        for r in m["matched"] + m["unmatched"]:
-            r["token"] = tok.decode([r["token_id"]])
+    layers, per = _layer_results(cfg, p, ps, specs, names, is_function, tok, checkpoint, win_path, graph_files)
     correct_layers({L: layers[L]["frequency_control"] for L in p.layers}, cfg.alpha)
     seconds = time.perf_counter() - t_start
-    n_tok = ps.graphs[p.layers[0]].n_tokens
-    results = {
-        "model": relpath(checkpoint) if Path(checkpoint).exists() else checkpoint,
-        "n_layers": p.model.n_layers,
-        "layers": layers,
-        "layer_order": p.layers,
-        "n_windows": ps.n_windows,
-        "context_size": p.context_size,
-        "n_tokens": n_tok,
-        "n_function_tokens": int(is_function.sum()),
-        "vocab_size": V,
-        "timing": {
-            "forward_encode_s": round(ps.forward_encode_s, 3),
-            "graph_s": round(ps.graph_s, 3),
-            "graph_overhead": ps.graph_s / max(ps.forward_encode_s, 1e-9),
-            "null_s": round(ps.null_s, 3),
-            "pass_from_cache": ps.from_cache,  # the pass's timings are then those of the run that cached it
-            "sae_training_s": round(t_sae, 2),
-            "total_s": round(seconds, 2),
-        },
-        "device": cfg.device,
-        "encoder_dtype": encoder_dtype(cfg),
-        "memory_plan_bytes": p.memory,
-    }
+    results = _results(cfg, p, ps, checkpoint, layers, is_function, t_sae, seconds)
     claims = make_claims(results, cfg)
     data = {
         "tokens": relpath(win_path),
@@ -393,7 +324,7 @@ def _analyze(cfg, progress: bool = True) -> ChapterResult:
         "n_windows": ps.n_windows,
         "context_size": p.context_size,
         "excluded_token_ids": excluded,
-        "n_tokens_in_graph": n_tok,
+        "n_tokens_in_graph": results["n_tokens"],
     }
     artifacts = {"model_checkpoint": results["model"], "function_tokens": relpath(ft_path)}
     if is_wheel_model(cfg.model):  # the GGUF file, its sha256 and its package
@@ -408,3 +339,98 @@ def _analyze(cfg, progress: bool = True) -> ChapterResult:
         artifacts,
         detail={"per_layer": per, "is_function": is_function, "tokenizer": tok, "paper": _paper()},
     )
+
+
+def _pass_keys(cfg, layers: list[int], names: list[str], checkpoint: str, win_path: Path, excluded) -> dict:
+    """Per layer, the cache key of its graph and null: the model, the SAE, the windows, BOS, the encoder dtype."""
+    return {
+        L: {
+            "checkpoint": relpath(checkpoint) if Path(checkpoint).exists() else checkpoint,
+            "sae": name,
+            "windows": relpath(win_path),
+            "exclude": excluded,
+            "encoder_dtype": encoder_dtype(cfg),
+        }
+        for L, name in zip(layers, names)
+    }
+
+
+def _graph_pass(cfg, p: Plan, model, specs: list, keys: dict, win_path: Path, excluded, progress: bool):
+    """The graphs and the coverage null of every layer: from the cache when all are there, else one streaming pass."""
+    import torch
+
+    ps = cached_pass(keys, cfg)
+    if ps is None:
+        wdt = getattr(torch, encoder_dtype(cfg))
+        encoders = {L: load_encoder(s, device=cfg.device, weight_dtype=wdt) for L, s in zip(p.layers, specs)}
+        x = load_windows(win_path)
+        d_sae = {L: e.d_sae for L, e in encoders.items()}
+        null = CoverageNull(n_positions(x, excluded), d_sae, cfg.null_draws, cfg.seed, cfg.device)
+        ps = stream(model, encoders, x, excluded, cfg.batch_size, cfg.device, progress=progress, null=null)
+        del null, encoders
+    return ps
+
+
+def _layer_results(cfg, p: Plan, ps, specs, names, is_function, tok, checkpoint, win_path, graph_files):
+    """Per layer, (the results entry: statistics, SAE quality, decoded top tokens; the statistics with arrays)."""
+    layers, per = {}, {}
+    for i, L in enumerate(p.layers):
+        st = layer_stats(ps.graphs[L], is_function, cfg.top_k, ps.null[L], ControlParams.of(cfg))
+        per[L] = st
+        layers[L] = {
+            "hook_name": hook_name(L),
+            "sae": names[i],
+            "graph": relpath(graph_files[L]),
+            "quality": _sae_quality(cfg, p, i, specs[i], checkpoint, win_path),
+            "topk_tokens": [tok.decode([t]) for t in st["topk_token_ids"]],
+            **{k: v for k, v in st.items() if not k.startswith("_")},
+        }
+        m = st["frequency_control"]["matched"]
+        for r in m["matched"] + m["unmatched"]:
+            r["token"] = tok.decode([r["token_id"]])
+    return layers, per
+
+
+def _sae_quality(cfg, p: Plan, i: int, spec, checkpoint: str, win_path: Path) -> dict:
+    """Layer i's SAE quality: measured on the evaluation windows (SAE folders), the registry's L0, or nothing."""
+    if cfg.eval_windows and isinstance(spec, str):
+        q = evaluate_sae_cached(spec, checkpoint, win_path, max_windows=cfg.eval_windows)
+        keep = (
+            "l0",
+            "explained_variance",
+            "ce_reconstruction_score",
+            "ce_loss_original",
+            "ce_loss_with_sae",
+            "ce_loss_zero_ablation",
+        )
+        return {k: q[k] for k in keep}
+    if not isinstance(spec, str) and p.saes[i].l0 is not None:
+        return {"l0_registry": p.saes[i].l0}
+    return {}
+
+
+def _results(cfg, p: Plan, ps, checkpoint: str, layers: dict, is_function, t_sae: float, seconds: float) -> dict:
+    """The chapter's results: the model, the per-layer entries, the sample, the timings and the memory plan."""
+    return {
+        "model": relpath(checkpoint) if Path(checkpoint).exists() else checkpoint,
+        "n_layers": p.model.n_layers,
+        "layers": layers,
+        "layer_order": p.layers,
+        "n_windows": ps.n_windows,
+        "context_size": p.context_size,
+        "n_tokens": ps.graphs[p.layers[0]].n_tokens,
+        "n_function_tokens": int(is_function.sum()),
+        "vocab_size": len(is_function),
+        "timing": {
+            "forward_encode_s": round(ps.forward_encode_s, 3),
+            "graph_s": round(ps.graph_s, 3),
+            "graph_overhead": ps.graph_s / max(ps.forward_encode_s, 1e-9),
+            "null_s": round(ps.null_s, 3),
+            "pass_from_cache": ps.from_cache,  # the pass's timings are then those of the run that cached it
+            "sae_training_s": round(t_sae, 2),
+            "total_s": round(seconds, 2),
+        },
+        "device": cfg.device,
+        "encoder_dtype": encoder_dtype(cfg),
+        "memory_plan_bytes": p.memory,
+    }

@@ -57,10 +57,6 @@ from functok.world.runtime import n_threads
 from functok.world.windows import token_windows
 
 # ---------------------------------------------------------------------------------------------
-# The coefficient search (pure; tests use a synthetic score function)
-
-
-# ---------------------------------------------------------------------------------------------
 # Checkpoints
 
 
@@ -159,10 +155,6 @@ def windows(cfg, source: Source, split: str, tokenizer_folder: Path) -> Path:
 
 
 # ---------------------------------------------------------------------------------------------
-# Per-checkpoint measurements
-
-
-# ---------------------------------------------------------------------------------------------
 # The chapter
 
 
@@ -186,7 +178,6 @@ def check(cfg) -> None:
 
 def analyze(cfg, progress: bool = True) -> ChapterResult:
     """Everything the chapter reports; `detail` holds "frames" and "curves" ({step: {...}})."""
-    import pandas as pd
     import torch
 
     check(cfg)
@@ -198,6 +189,28 @@ def analyze(cfg, progress: bool = True) -> ChapterResult:
     first_folder, first_dl = local_folder(source, chosen[0])
     train_win = windows(cfg, source, "train", first_folder)
     held_win = windows(cfg, source, "heldout", first_folder)
+    rows, curves, sample_file = _study_all(cfg, source, chosen, train_win, held_win, progress)
+    seconds = time.perf_counter() - t_start
+    if first_dl is not None and not cfg.keep_checkpoints:
+        shutil.rmtree(first_dl, ignore_errors=True)
+
+    results = _results(cfg, source, rows, seconds)
+    data = {
+        "tokens": relpath(held_win),
+        "training_windows": relpath(train_win),
+        "activation_sample": relpath(sample_file),
+        "activation_sample_rule": f"{cfg.n_activations} (window, position) pairs drawn uniformly without replacement "
+        f"(numpy default_rng({cfg.seed})) from the non-BOS positions of the held-out windows",
+        "eval_windows": cfg.eval_windows or "all",
+    }
+    artifacts = _artifacts(rows)
+    frames = _frames(rows)
+    return ChapterResult(results, make_claims(rows, cfg), data, artifacts, detail={"frames": frames, "curves": curves})
+
+
+def _study_all(cfg, source: Source, chosen: list[dict], train_win: Path, held_win: Path, progress: bool):
+    """Study the chosen checkpoints in training order, each search warm-started from the previous one:
+    (results rows, degree curves by step, the activation sample's file)."""
     rows, curves, sample_file = [], {}, None
     start, slope = cfg.sparsity_coefficient, None
     for i, ck in enumerate(chosen):
@@ -213,14 +226,17 @@ def analyze(cfg, progress: bool = True) -> ChapterResult:
         start = out["row"]["coefficient_at_target"] or out["row"]["sparsity_coefficient"]
         slope = out["slope"] if out["slope"] is not None else slope
         clear_memory()
-    seconds = time.perf_counter() - t_start
-    if first_dl is not None and not cfg.keep_checkpoints:
-        shutil.rmtree(first_dl, ignore_errors=True)
+    return rows, curves, sample_file
+
+
+def _results(cfg, source: Source, rows: list[dict], seconds: float) -> dict:
+    """The chapter's results: the checkpoint rows, saturation, the trends and the SAE training's throughput."""
+    import torch
 
     trainings = [t for r in rows for t in r["sae_training"] if t]
     n_act = sum(t["activations"] for t in trainings)
     train_s = sum(t["seconds"] for t in trainings)
-    results = {
+    return {
         "model": cfg.model if source.kind != "embedded" else source.name,
         "source": source.kind,
         "checkpoints": rows,
@@ -244,14 +260,10 @@ def analyze(cfg, progress: bool = True) -> ChapterResult:
         },
         "seconds": round(seconds, 2),
     }
-    data = {
-        "tokens": relpath(held_win),
-        "training_windows": relpath(train_win),
-        "activation_sample": relpath(sample_file),
-        "activation_sample_rule": f"{cfg.n_activations} (window, position) pairs drawn uniformly without replacement "
-        f"(numpy default_rng({cfg.seed})) from the non-BOS positions of the held-out windows",
-        "eval_windows": cfg.eval_windows or "all",
-    }
+
+
+def _artifacts(rows: list[dict]) -> dict[str, str]:
+    """Every checkpoint studied and every SAE trained (chosen, other seeds, the search's)."""
     artifacts: dict[str, str] = {}
     for r in rows:
         artifacts[f"checkpoint[step {r['step']}]"] = r["checkpoint"]
@@ -260,9 +272,15 @@ def analyze(cfg, progress: bool = True) -> ChapterResult:
             artifacts[f"sae[step {r['step']}, seed {s['seed']}]"] = s["sae"]
         for k, t in enumerate(r["search"]):
             artifacts[f"sae[step {r['step']}, search {k}]"] = t["sae"]
-    frames = {
+    return artifacts
+
+
+def _frames(rows: list[dict]) -> dict:
+    """The tables behind the plots: one row per checkpoint, per search SAE and per seed."""
+    import pandas as pd
+
+    return {
         "checkpoints": pd.DataFrame([{k: v for k, v in r.items() if not isinstance(v, (list, dict))} for r in rows]),
         "search": pd.DataFrame([{"step": r["step"], **t} for r in rows for t in r["search"]]),
         "seeds": pd.DataFrame([{"step": r["step"], **s} for r in rows for s in r["seeds"]]),
     }
-    return ChapterResult(results, make_claims(rows, cfg), data, artifacts, detail={"frames": frames, "curves": curves})

@@ -212,11 +212,14 @@ def _growth_claim(rows: list[dict], cfg, paper: dict) -> dict:
         f"{paper['growth_factor']}-fold; from a secondary summary, not the paper's text)",
         f"{g['first_mean']:,.0f} -> {g['last_mean']:,.0f} ({g['factor']:.2f}-fold; steps {g['first_step']} -> "
         f"{g['last_step']}"
-        + (f"; Spearman rho over all checkpoints {g['spearman_all']:.2f})" if math.isfinite(g["spearman_all"]) else ")"),
+        + (
+            f"; Spearman rho over all checkpoints {g['spearman_all']:.2f})" if math.isfinite(g["spearman_all"]) else ")"
+        ),
         v if ends_matched else "inconclusive",
         f"distinct features firing on the sampled activations, mean over seeds, final against earliest checkpoint "
-        f"(baseline: the earliest count, and the seed spread as noise), SAEs matched on {BASELINE_WORDS[cfg.match_on]}; "
-        f"{SEED_RULE}; {_sample_words(rows)}; the verdict is on growth, not on the paper's magnitude (our d_sae "
+        f"(baseline: the earliest count, and the seed spread as noise), SAEs matched on "
+        f"{BASELINE_WORDS[cfg.match_on]}; {SEED_RULE}; {_sample_words(rows)}; the verdict is on growth, not on the "
+        f"paper's magnitude (our d_sae "
         f"{rows[0]['d_sae']:,}, the paper's 65,536); {sat_note}{_unmatched_words(rows)}",
     )
 
@@ -289,7 +292,8 @@ def _trend_claim(rows: list[dict], cfg, paper: dict) -> dict:
         f"step over all {n_ck} checkpoints, with an exact permutation p-value (baseline: no trend, every ordering "
         f"equally likely); holds if rho {'> 0' if inc else '< 0'} and p <= {TREND_ALPHA} (for 5 checkpoints: "
         f"monotone, or one adjacent swap), fails if rho {'<= 0' if inc else '>= 0'}, inconclusive if p > "
-        f"{TREND_ALPHA} or any checkpoint is unmatched" + (" (top-k SAEs: a larger k is the weaker penalty)" if inc else ""),
+        f"{TREND_ALPHA} or any checkpoint is unmatched"
+        + (" (top-k SAEs: a larger k is the weaker penalty)" if inc else ""),
     )
 
 

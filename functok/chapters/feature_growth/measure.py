@@ -175,6 +175,66 @@ def _shape(folder: Path, get_model) -> tuple[int, int]:
         return int(m.cfg.n_layers), int(m.cfg.d_vocab)
 
 
+class _CheckpointStudy:
+    """One checkpoint's model (loaded on first use), reference losses, and the SAEs trained and evaluated on it."""
+
+    def __init__(self, cfg, folder: Path, ident: str, train_win: Path, held_win: Path, progress: bool):
+        """Nothing loaded yet; `at_layer` sets the hook, the evaluation windows and the reference losses."""
+        self.cfg, self.folder, self.ident, self.progress = cfg, folder, ident, progress
+        self.train_win, self.held_win = train_win, held_win
+        self.hook, self.ev, self.win_keys, self.ref = "", None, {}, {}
+        self._box: dict[str, Any] = {}
+
+    def model(self):
+        """The checkpoint's model, loaded on the first call."""
+        if "m" not in self._box:
+            self._box["m"] = load_model(self.folder, device=self.cfg.device)
+        return self._box["m"]
+
+    def at_layer(self, layer: int) -> None:
+        """Read the residual stream after `layer`; load (or compute and cache) the reference losses there."""
+        self.hook = f"blocks.{layer}.hook_resid_post"
+        self.ev = self.cfg.eval_windows or None
+        self.win_keys = {"windows": relpath(self.held_win), "max_windows": self.ev, "version": EVAL_VERSION}
+        ident, hook, held_win, ev = self.ident, self.hook, self.held_win, self.ev
+        self.ref = cached_json(
+            "reference_losses",
+            {"checkpoint": ident, "hook_name": hook, **self.win_keys},
+            lambda: {
+                **reference_losses(ident, hook, held_win, ev, model=self.model()),
+                **mean_ablation_loss(ident, hook, held_win, ev, model=self.model()),
+            },
+        )
+
+    def sae_for(self, c: float, seed: int) -> Path:
+        """The SAE at coefficient c and seed: cached, or trained now."""
+        spec = spec_of(self.cfg, c, seed)
+        done = cache_path("saes", sae_params(self.ident, self.hook, spec, self.train_win))
+        if (done / "params.json").exists():
+            return done
+        return train_sae(self.ident, self.hook, spec, self.train_win, model=self.model(), progress=self.progress)
+
+    def metrics(self, sae_dir: Path) -> dict:
+        """An SAE's evaluation on the held-out windows (cached), with the scores against the baselines."""
+        m = cached_json(
+            "sae_evals",
+            {"sae": relpath(sae_dir), **self.win_keys},
+            lambda: evaluate_sae(sae_dir, self.ident, self.held_win, max_windows=self.ev, model=self.model()),
+        )
+        return with_scores(m, self.ref)
+
+    def score_of(self, c: float):
+        """(the matched quality, the SAE and its metrics) of the config's seed's SAE at coefficient c."""
+        sae_dir = self.sae_for(c, self.cfg.seed)
+        m = self.metrics(sae_dir)
+        return m[SCORE_KEYS[self.cfg.match_on]], {"sae": sae_dir, **m}
+
+    def sample(self):
+        """The activation sample of the held-out windows at this checkpoint."""
+        cfg = self.cfg
+        return activation_sample(self.ident, self.hook, self.held_win, cfg.n_activations, cfg.seed, model=self.model())
+
+
 def study_checkpoint(
     cfg,
     source: Source,
@@ -190,109 +250,84 @@ def study_checkpoint(
     folder, downloaded = local_folder(source, ck)
     ident = ck["checkpoint"]  # hub: 'name@stepN'; local: the folder (relative)
     t0 = time.perf_counter()
-    box: dict[str, Any] = {}
-
-    def get_model():
-        if "m" not in box:
-            box["m"] = load_model(folder, device=cfg.device)
-        return box["m"]
-
+    st = _CheckpointStudy(cfg, folder, ident, train_win, held_win, progress)
     try:
-        n_layers, vocab = _shape(folder, get_model)
+        n_layers, vocab = _shape(folder, st.model)
         layer = cfg.layer if cfg.layer >= 0 else n_layers + cfg.layer
         if not 0 <= layer < n_layers:
             raise ParamError(
                 f"layer: got {cfg.layer}; the model has {n_layers} layers (expected -{n_layers}..{n_layers - 1})"
             )
-        hook = f"blocks.{layer}.hook_resid_post"
-        ev = cfg.eval_windows or None
-        win_keys = {"windows": relpath(held_win), "max_windows": ev, "version": EVAL_VERSION}
-        ref = cached_json(
-            "reference_losses",
-            {"checkpoint": ident, "hook_name": hook, **win_keys},
-            lambda: {
-                **reference_losses(ident, hook, held_win, ev, model=get_model()),
-                **mean_ablation_loss(ident, hook, held_win, ev, model=get_model()),
-            },
-        )
-        _check_gap(cfg, ck["step"], ref)
-
-        def sae_for(c: float, seed: int) -> Path:
-            spec = spec_of(cfg, c, seed)
-            done = cache_path("saes", sae_params(ident, hook, spec, train_win))
-            if (done / "params.json").exists():
-                return done
-            return train_sae(ident, hook, spec, train_win, model=get_model(), progress=progress)
-
-        def metrics(sae_dir: Path) -> dict:
-            m = cached_json(
-                "sae_evals",
-                {"sae": relpath(sae_dir), **win_keys},
-                lambda: evaluate_sae(sae_dir, ident, held_win, max_windows=ev, model=get_model()),
-            )
-            return with_scores(m, ref)
-
-        def score_of(c: float):
-            sae_dir = sae_for(c, cfg.seed)
-            m = metrics(sae_dir)
-            return m[SCORE_KEYS[cfg.match_on]], {"sae": sae_dir, **m}
-
-        integer = cfg.architecture == "topk"
-        best, trials = search_coefficient(
-            score_of,
-            cfg.target_score,
-            cfg.tolerance,
-            start,
-            cfg.search_steps,
-            cfg.search_factor,
-            increasing=INCREASING.get(cfg.architecture, False),
-            prior_slope=prior_slope,
-            integer=integer,
-            bracket=True,
-        )
-        at_target = crossing(trials, cfg.target_score, integer)
-        chosen = best
-        if at_target is not None:  # one more SAE at the interpolated coefficient (unless it was tried)
-            tried = [t for t in trials if abs(math.log(t.coefficient / at_target)) < 1e-9]
-            if tried:
-                interp = tried[0]
-            else:
-                sc, payload = score_of(at_target)
-                interp = Trial(at_target, float(sc), payload)
-                trials.append(interp)
-            interp.payload = {**interp.payload, "interpolated": True}
-            near = abs(interp.score - cfg.target_score) <= cfg.tolerance
-            chosen = interp if near else min(trials, key=lambda t: abs(t.score - cfg.target_score))
-
-        def sample():
-            return activation_sample(ident, hook, held_win, cfg.n_activations, cfg.seed, model=get_model())
-
-        sample_file = sample_path(held_win, cfg, sample)
-        seeds = []
-        for k in range(cfg.n_seeds):
-            seed = cfg.seed + k
-            if k == 0:
-                sae_dir, m = chosen.payload["sae"], chosen.payload
-            else:
-                sae_dir = sae_for(chosen.coefficient, seed)
-                m = metrics(sae_dir)
-            seeds.append(
-                {
-                    "seed": seed,
-                    "sae": sae_dir,
-                    "metrics": m,
-                    **cached_measure(sae_dir, sample_file, sample, vocab, cfg),
-                    "training": training_stats(sae_dir),
-                }
-            )
+        st.at_layer(layer)
+        _check_gap(cfg, ck["step"], st.ref)
+        chosen, trials, at_target = _search_to_target(st, start, prior_slope)
+        sample_file = sample_path(held_win, cfg, st.sample)
+        seeds = _seed_saes(st, chosen, sample_file, vocab)
     finally:
         if downloaded is not None and not cfg.keep_checkpoints:
             shutil.rmtree(downloaded, ignore_errors=True)
-    row = checkpoint_row(cfg, ck, ident, layer, hook, chosen, trials, seeds, at_target)
+    row = checkpoint_row(cfg, ck, ident, layer, st.hook, chosen, trials, seeds, at_target)
     row["seconds"] = round(time.perf_counter() - t0, 2)
     main = seeds[0]
     curves = {"degree_by_rank": main["_degree_by_rank"], "ranking": main["_ranking"]}
     return {"row": row, "slope": _local_slope(trials, chosen), "curves": curves, "sample_file": sample_file}
+
+
+def _search_to_target(st: _CheckpointStudy, start: float, prior_slope: float | None):
+    """The coefficient search, then one SAE at the coefficient interpolated to the target (unless it was
+    tried): (the chosen trial, every trial, the coefficient at the target or None)."""
+    cfg = st.cfg
+    integer = cfg.architecture == "topk"
+    best, trials = search_coefficient(
+        st.score_of,
+        cfg.target_score,
+        cfg.tolerance,
+        start,
+        cfg.search_steps,
+        cfg.search_factor,
+        increasing=INCREASING.get(cfg.architecture, False),
+        prior_slope=prior_slope,
+        integer=integer,
+        bracket=True,
+    )
+    at_target = crossing(trials, cfg.target_score, integer)
+    chosen = best
+    if at_target is not None:  # one more SAE at the interpolated coefficient (unless it was tried)
+        tried = [t for t in trials if abs(math.log(t.coefficient / at_target)) < 1e-9]
+        if tried:
+            interp = tried[0]
+        else:
+            sc, payload = st.score_of(at_target)
+            interp = Trial(at_target, float(sc), payload)
+            trials.append(interp)
+        interp.payload = {**interp.payload, "interpolated": True}
+        near = abs(interp.score - cfg.target_score) <= cfg.tolerance
+        chosen = interp if near else min(trials, key=lambda t: abs(t.score - cfg.target_score))
+    return chosen, trials, at_target
+
+
+def _seed_saes(st: _CheckpointStudy, chosen: Trial, sample_file: Path, vocab: int) -> list[dict]:
+    """Per seed, the SAE at the chosen coefficient (the chosen one for the first seed) with its metrics,
+    measurements on the activation sample and training statistics."""
+    cfg = st.cfg
+    seeds = []
+    for k in range(cfg.n_seeds):
+        seed = cfg.seed + k
+        if k == 0:
+            sae_dir, m = chosen.payload["sae"], chosen.payload
+        else:
+            sae_dir = st.sae_for(chosen.coefficient, seed)
+            m = st.metrics(sae_dir)
+        seeds.append(
+            {
+                "seed": seed,
+                "sae": sae_dir,
+                "metrics": m,
+                **cached_measure(sae_dir, sample_file, st.sample, vocab, cfg),
+                "training": training_stats(sae_dir),
+            }
+        )
+    return seeds
 
 
 def _check_gap(cfg, step: int, ref: dict) -> None:

@@ -177,45 +177,7 @@ def _paper() -> dict:
 
 def analyze(cfg) -> ChapterResult:
     """Everything chapter 1 reports, for each tokenizer in cfg.tokenizers (detail["per_tokenizer"])."""
-    from scipy import stats
-
-    per: dict[str, dict] = {}
-    for spec in cfg.tokenizers:
-        tok = load_tokenizer(spec, cfg.preset)
-        ft_file = function_token_file(spec, cfg.corpus, cfg.preset, cfg.coverage_threshold, cfg.max_documents)
-        tc = load_counts(ft_file)
-        ids = select_function_tokens(tc.counts, cfg.coverage_threshold)
-        ranking = tc.ranking()
-        seen = ranking[: int((tc.counts > 0).sum())]
-        rho = stats.spearmanr(tc.counts[seen], tc.doc_counts[seen]).statistic
-        bursts = {}
-        flat, offsets = flat_tokens(Path(ft_file).parent / "tokens")
-        for t in cfg.burst_tokens:
-            try:
-                bursts[t] = occurrences_by_bin(flat, offsets, token_id(tok, t), cfg.n_bins, cfg.seed)
-            except ValueError as e:
-                bursts[t] = {"error": str(e)}
-        per[spec] = {
-            "tokenizer": tokenizer_name(spec, cfg.preset),
-            "vocab_size": len(tok),
-            "n_documents": tc.n_documents,
-            "n_tokens": tc.n_tokens,
-            "coverage_threshold": cfg.coverage_threshold,
-            "n_function_tokens": int(ids.size),
-            "function_tokens": token_table(tok, tc, ids),
-            "top": token_table(tok, tc, ranking[: cfg.top_n]),
-            "zipf": zipf_fit(tc.counts),
-            "freq_coverage_spearman": float(rho),
-            "threshold_sweep": threshold_sweep(tc.counts, cfg.sweep_thresholds),
-            "bursts": bursts,
-            "closed_class": closed_class_comparison(tok, tc, ids),
-            "function_token_file": relpath(ft_file),
-            "tokens": relpath(Path(ft_file).parent / "tokens"),
-            "_counts": tc,
-            "_tok": tok,
-            "_flat": (flat, offsets),  # every document's token ids: the live form re-bins Fig 3 from them
-        }
-
+    per = {spec: _tokenizer_stats(cfg, spec) for spec in cfg.tokenizers}
     first = per[cfg.tokenizers[0]]
     world = world_summary(cfg, per)
     paper_table = table2_comparison(per["llama3"]) if "llama3" in per else None
@@ -228,89 +190,7 @@ def analyze(cfg) -> ChapterResult:
     if paper_table:
         results["table2"] = paper_table
 
-    claims = []
-    for spec, p in per.items():
-        share = p["n_function_tokens"] / p["vocab_size"]
-        n_paper, v_paper = _paper()["n_function_tokens"], _paper()["vocab_size"]
-        claims.append(
-            claim(
-                f"n_function_tokens[{spec}]",
-                f"A small set of tokens covers {cfg.coverage_threshold:.0%} of all occurrences ({spec} tokenizer)",
-                f"{n_paper} of {v_paper:,} ({n_paper / v_paper:.2%})",
-                f"{p['n_function_tokens']} of {p['vocab_size']:,} ({share:.2%})",
-                "holds" if p["n_function_tokens"] <= n_paper else "fails",
-                f"holds if the set has at most the paper's {n_paper} tokens (absolute numbers compare like with "
-                f"like: by Zipf's law the size of the head depends on the corpus, hardly on the vocabulary). The share "
-                f"of the vocabulary is shown beside the paper's but not judged: it shrinks as the vocabulary grows "
-                f"({p['vocab_size']:,} here, {v_paper:,} in the paper). Sample: {p['n_tokens']:,} tokens of "
-                f"{p['n_documents']:,} documents",
-            )
-        )
-        top15 = p["top"][min(15, len(p["top"])) - 1]["cumulative"]
-        claims.append(
-            claim(
-                f"top15_cumulative[{spec}]",
-                f"The 15 most frequent tokens cover about 22.6% of occurrences ({spec} tokenizer)",
-                _paper()["top15"][-1][2],
-                round(top15, 4),
-                "holds" if abs(top15 - _paper()["top15"][-1][2]) <= 0.05 else "fails",
-                "holds if within 5 percentage points of the paper's (Llama-3 on SlimPajama; there is no null here: "
-                f"corpus genre and tokenizer move this number). Sample: {p['n_tokens']:,} tokens",
-            )
-        )
-        claims.append(
-            claim(
-                f"freq_coverage_correlation[{spec}]",
-                f"Token frequency and document coverage are strongly correlated ({spec} tokenizer)",
-                "strong (no number)",
-                round(p["freq_coverage_spearman"], 3),
-                "holds" if p["freq_coverage_spearman"] >= 0.7 else "fails",
-                f"Spearman rank correlation over the {int((p['_counts'].counts > 0).sum()):,} tokens seen; holds if "
-                ">= 0.7 (baseline: 0, no relation; a frequent token is in more documents by construction, so this "
-                "tests a strong relation, not its existence)",
-            )
-        )
-        fb, cb = (p["bursts"].get(t, {}) for t in cfg.burst_tokens[:2])
-        if "cv" in fb and "cv" in cb:
-            ok = all(np.isfinite(b["document_ratio"]) for b in (fb, cb)) and np.isfinite(cb["document_z"])
-            spread, clustered = ok and fb["document_ratio"] >= 0.8, ok and cb["document_z"] <= -3
-            claims.append(
-                claim(
-                    f"burstiness[{spec}]",
-                    f"A function token ({cfg.burst_tokens[0]!r}) is spread evenly across documents, a content token "
-                    f"({cfg.burst_tokens[1]!r}) is bursty",
-                    "qualitative (Fig 3)",
-                    f"in {fb['documents_ratio_text']} vs {cb['documents_ratio_text']} of the documents random "
-                    f"placement would give (z {cb['document_z']:+.1f} for the content token)",
-                    ("holds" if spread and clustered else "fails") if ok else "inconclusive",
-                    "documents containing each token against the number expected if its occurrences fell on random "
-                    "positions (Church and Gale's baseline: a document of L tokens misses it with probability "
-                    "(1 - p)^L; the count's standard deviation from the sum of q(1 - q), conservative). Holds if the "
-                    "function token is in at least 80% of its expected documents (spread) and the content token in "
-                    "significantly fewer than expected (clustered: z <= -3). Fig 3's bins of shuffled documents (CV "
-                    "of the rate "
-                    f"{fb['cv']:.2f} vs {cb['cv']:.2f}; binomial baseline {fb['cv_null']:.2f} vs {cb['cv_null']:.2f}) "
-                    f"are shown, not judged: bins of many documents average clustering out. Sample: "
-                    f"{sum(fb['bins']):,} and {sum(cb['bins']):,} occurrences in {p['n_documents']:,} documents"
-                    + ("" if ok else "; a token never occurs"),
-                )
-            )
-        cc = p["closed_class"]
-        claims.append(
-            claim(
-                f"closed_class_share[{spec}]",
-                "Beyond the paper: most frequency-defined function tokens are closed-class words or punctuation "
-                f"({spec} tokenizer)",
-                "not measured",
-                f"{cc['closed_class_share']:.0%}",
-                "holds" if cc["closed_class_share"] > 0.5 else "fails",
-                "holds if more than half of the function tokens are whole closed-class words (a leading space; "
-                "data/closed_class_words.yaml) or punctuation/symbols; word fragments without a leading space count "
-                f"against it. Content-like: {', '.join(repr(t) for t in cc['content_like'][:8]) or 'none'}; "
-                f"fragments: {', '.join(repr(t) for t in cc['fragments'][:8]) or 'none'}",
-            )
-        )
-
+    claims = [c for spec, p in per.items() for c in _tokenizer_claims(cfg, spec, p)]
     if paper_table:
         claims += table2_claims(paper_table, cfg)
 
@@ -331,6 +211,140 @@ def analyze(cfg) -> ChapterResult:
     if paper_table:
         artifacts["paper_table2"] = {"path": relpath(TABLE2), "sha256": sha256(TABLE2)}
     return ChapterResult(results, claims, data, artifacts, detail={"per_tokenizer": per})
+
+
+def _tokenizer_stats(cfg, spec: str) -> dict:
+    """One tokenizer's statistics: function tokens, the most frequent tokens, Zipf's law, the frequency-coverage
+    correlation, the threshold sweep, burstiness and the closed-class comparison ('_' keys: for the figures)."""
+    from scipy import stats
+
+    tok = load_tokenizer(spec, cfg.preset)
+    ft_file = function_token_file(spec, cfg.corpus, cfg.preset, cfg.coverage_threshold, cfg.max_documents)
+    tc = load_counts(ft_file)
+    ids = select_function_tokens(tc.counts, cfg.coverage_threshold)
+    ranking = tc.ranking()
+    seen = ranking[: int((tc.counts > 0).sum())]
+    rho = stats.spearmanr(tc.counts[seen], tc.doc_counts[seen]).statistic
+    bursts = {}
+    flat, offsets = flat_tokens(Path(ft_file).parent / "tokens")
+    for t in cfg.burst_tokens:
+        try:
+            bursts[t] = occurrences_by_bin(flat, offsets, token_id(tok, t), cfg.n_bins, cfg.seed)
+        except ValueError as e:
+            bursts[t] = {"error": str(e)}
+    return {
+        "tokenizer": tokenizer_name(spec, cfg.preset),
+        "vocab_size": len(tok),
+        "n_documents": tc.n_documents,
+        "n_tokens": tc.n_tokens,
+        "coverage_threshold": cfg.coverage_threshold,
+        "n_function_tokens": int(ids.size),
+        "function_tokens": token_table(tok, tc, ids),
+        "top": token_table(tok, tc, ranking[: cfg.top_n]),
+        "zipf": zipf_fit(tc.counts),
+        "freq_coverage_spearman": float(rho),
+        "threshold_sweep": threshold_sweep(tc.counts, cfg.sweep_thresholds),
+        "bursts": bursts,
+        "closed_class": closed_class_comparison(tok, tc, ids),
+        "function_token_file": relpath(ft_file),
+        "tokens": relpath(Path(ft_file).parent / "tokens"),
+        "_counts": tc,
+        "_tok": tok,
+        "_flat": (flat, offsets),  # every document's token ids: the live form re-bins Fig 3 from them
+    }
+
+
+def _tokenizer_claims(cfg, spec: str, p: dict) -> list[dict]:
+    """One tokenizer's claims: the set's size, the top 15's share, frequency vs coverage, burstiness (when both
+    burst tokens were measured) and the closed-class share."""
+    return [*_frequency_claims(cfg, spec, p), *_burstiness_claim(cfg, spec, p), _closed_class_claim(spec, p)]
+
+
+def _frequency_claims(cfg, spec: str, p: dict) -> list[dict]:
+    """n_function_tokens, top15_cumulative and freq_coverage_correlation of one tokenizer."""
+    share = p["n_function_tokens"] / p["vocab_size"]
+    n_paper, v_paper = _paper()["n_function_tokens"], _paper()["vocab_size"]
+    top15 = p["top"][min(15, len(p["top"])) - 1]["cumulative"]
+    return [
+        claim(
+            f"n_function_tokens[{spec}]",
+            f"A small set of tokens covers {cfg.coverage_threshold:.0%} of all occurrences ({spec} tokenizer)",
+            f"{n_paper} of {v_paper:,} ({n_paper / v_paper:.2%})",
+            f"{p['n_function_tokens']} of {p['vocab_size']:,} ({share:.2%})",
+            "holds" if p["n_function_tokens"] <= n_paper else "fails",
+            f"holds if the set has at most the paper's {n_paper} tokens (absolute numbers compare like with "
+            f"like: by Zipf's law the size of the head depends on the corpus, hardly on the vocabulary). The share "
+            f"of the vocabulary is shown beside the paper's but not judged: it shrinks as the vocabulary grows "
+            f"({p['vocab_size']:,} here, {v_paper:,} in the paper). Sample: {p['n_tokens']:,} tokens of "
+            f"{p['n_documents']:,} documents",
+        ),
+        claim(
+            f"top15_cumulative[{spec}]",
+            f"The 15 most frequent tokens cover about 22.6% of occurrences ({spec} tokenizer)",
+            _paper()["top15"][-1][2],
+            round(top15, 4),
+            "holds" if abs(top15 - _paper()["top15"][-1][2]) <= 0.05 else "fails",
+            "holds if within 5 percentage points of the paper's (Llama-3 on SlimPajama; there is no null here: "
+            f"corpus genre and tokenizer move this number). Sample: {p['n_tokens']:,} tokens",
+        ),
+        claim(
+            f"freq_coverage_correlation[{spec}]",
+            f"Token frequency and document coverage are strongly correlated ({spec} tokenizer)",
+            "strong (no number)",
+            round(p["freq_coverage_spearman"], 3),
+            "holds" if p["freq_coverage_spearman"] >= 0.7 else "fails",
+            f"Spearman rank correlation over the {int((p['_counts'].counts > 0).sum()):,} tokens seen; holds if "
+            ">= 0.7 (baseline: 0, no relation; a frequent token is in more documents by construction, so this "
+            "tests a strong relation, not its existence)",
+        ),
+    ]
+
+
+def _burstiness_claim(cfg, spec: str, p: dict) -> list[dict]:
+    """burstiness of one tokenizer: the first burst token spread, the second clustered ([] unless both measured)."""
+    fb, cb = (p["bursts"].get(t, {}) for t in cfg.burst_tokens[:2])
+    if not ("cv" in fb and "cv" in cb):
+        return []
+    ok = all(np.isfinite(b["document_ratio"]) for b in (fb, cb)) and np.isfinite(cb["document_z"])
+    spread, clustered = ok and fb["document_ratio"] >= 0.8, ok and cb["document_z"] <= -3
+    return [
+        claim(
+            f"burstiness[{spec}]",
+            f"A function token ({cfg.burst_tokens[0]!r}) is spread evenly across documents, a content token "
+            f"({cfg.burst_tokens[1]!r}) is bursty",
+            "qualitative (Fig 3)",
+            f"in {fb['documents_ratio_text']} vs {cb['documents_ratio_text']} of the documents random "
+            f"placement would give (z {cb['document_z']:+.1f} for the content token)",
+            ("holds" if spread and clustered else "fails") if ok else "inconclusive",
+            "documents containing each token against the number expected if its occurrences fell on random "
+            "positions (Church and Gale's baseline: a document of L tokens misses it with probability "
+            "(1 - p)^L; the count's standard deviation from the sum of q(1 - q), conservative). Holds if the "
+            "function token is in at least 80% of its expected documents (spread) and the content token in "
+            "significantly fewer than expected (clustered: z <= -3). Fig 3's bins of shuffled documents (CV "
+            "of the rate "
+            f"{fb['cv']:.2f} vs {cb['cv']:.2f}; binomial baseline {fb['cv_null']:.2f} vs {cb['cv_null']:.2f}) "
+            f"are shown, not judged: bins of many documents average clustering out. Sample: "
+            f"{sum(fb['bins']):,} and {sum(cb['bins']):,} occurrences in {p['n_documents']:,} documents"
+            + ("" if ok else "; a token never occurs"),
+        )
+    ]
+
+
+def _closed_class_claim(spec: str, p: dict) -> dict:
+    """closed_class_share of one tokenizer: most function tokens are closed-class words or punctuation."""
+    cc = p["closed_class"]
+    return claim(
+        f"closed_class_share[{spec}]",
+        "Beyond the paper: most frequency-defined function tokens are closed-class words or punctuation "
+        f"({spec} tokenizer)",
+        "not measured",
+        f"{cc['closed_class_share']:.0%}",
+        "holds" if cc["closed_class_share"] > 0.5 else "fails",
+        "holds if more than half of the function tokens are whole closed-class words (a leading space; "
+        "data/closed_class_words.yaml) or punctuation/symbols; word fragments without a leading space count "
+        f"against it. Content-like: {', '.join(repr(t) for t in cc['content_like'][:8]) or 'none'}; "
+        f"fragments: {', '.join(repr(t) for t in cc['fragments'][:8]) or 'none'}",
+    )
 
 
 def world_summary(cfg, per: dict) -> dict | None:

@@ -316,88 +316,18 @@ def _summarize(spec: ModelSpec, evals: list[dict], fn_ids: list[int], fn_file: s
     ulo, uhi = interval(ubs, cfg.ci_level)
     rows, next_rows, checkpoints, boots = [], [], [], []
     for ck, ev in zip(spec.checkpoints, evals):
-        a = ev["arrays"]
-        mean = ratio_means(a["sums"], a["counts"])
-        bs = ratio_means(a["sums"], a["counts"], idx)
-        lo, hi = interval(bs, cfg.ci_level)
-        boots.append(bs)
-        nid = [t for t, i in ev["next_ids"].items() if i is not None]
-        nmean = ratio_means(a["next_sums"], a["next_counts"]) if nid else np.zeros(0)
-        nbs = ratio_means(a["next_sums"], a["next_counts"], idx) if nid else np.zeros((cfg.n_bootstrap, 0))
-        nlo, nhi = interval(nbs, cfg.ci_level) if nid else (np.zeros(0), np.zeros(0))
-        npred = a["n_pred"].sum()
-        dlo, dhi = interval(bs[:, 4] - ubs[:, 4], cfg.ci_level)
-        entry = {
-            "step": ck["step"],
-            "tokens_seen": ck["tokens_seen"],
-            "checkpoint": ck["checkpoint"],
-            "groups": {k: float(mean[j]) for j, k in enumerate(KEYS)},
-            "counts": {k: int(a["counts"][:, j].sum()) for j, k in enumerate(KEYS)},
-            "ci": {k: [float(lo[j]), float(hi[j])] for j, k in enumerate(KEYS)},
-            "next_tokens": {t: float(nmean[j]) for j, t in enumerate(nid)},
-            "next_counts": {t: int(a["next_counts"][:, j].sum()) for j, t in enumerate(nid)},
-            "next_ci": {t: [float(nlo[j]), float(nhi[j])] for j, t in enumerate(nid)},
-            "greedy_function_share": float(a["pred_function"].sum() / npred),
-            "greedy_accuracy": float(a["correct"].sum() / npred),
-            "minus_unigram": float(mean[4] - umean[4]),
-            "minus_unigram_ci": [float(dlo), float(dhi)],
-            "past_milestone": past_milestone([mean[4]], float(umean[4]))[0],
-        }
-        checkpoints.append(entry)
-        for j, k in enumerate(KEYS):
-            rows.append(
-                {
-                    "model": spec.name,
-                    "step": ck["step"],
-                    "tokens_seen": ck["tokens_seen"],
-                    "group": k,
-                    "loss": float(mean[j]),
-                    "lo": float(lo[j]),
-                    "hi": float(hi[j]),
-                    "count": int(a["counts"][:, j].sum()),
-                }
-            )
-        for j, t in enumerate(nid):
-            next_rows.append(
-                {
-                    "model": spec.name,
-                    "step": ck["step"],
-                    "next token": t,
-                    "loss": float(nmean[j]),
-                    "lo": float(nlo[j]),
-                    "hi": float(nhi[j]),
-                    "count": int(a["next_counts"][:, j].sum()),
-                }
-            )
-        next_rows.append(
-            {
-                "model": spec.name,
-                "step": ck["step"],
-                "next token": "average (all)",
-                "loss": float(mean[4]),
-                "lo": float(lo[4]),
-                "hi": float(hi[4]),
-                "count": int(a["counts"][:, 4].sum()),
-            }
-        )
+        m = _checkpoint_means(ev, idx, cfg)
+        boots.append(m["bs"])
+        checkpoints.append(_checkpoint_entry(ck, ev, m, umean, ubs, cfg))
+        rows += _group_rows(spec.name, ck, ev["arrays"], m)
+        next_rows += _next_token_rows(spec.name, ck, ev["arrays"], m)
     frame = pd.DataFrame(rows)
     next_frame = pd.DataFrame(next_rows)
-    log = None
-    if spec.run_dir is not None and (spec.run_dir / "train_log.jsonl").exists():
-        raw = train_log(spec.run_dir)
-        if len(raw):
-            log = {"raw": raw, "smooth": smooth_log(raw, cfg.log_smoothing)}
+    log = _smoothed_log(spec, cfg)
     steps = [c["step"] for c in checkpoints]
     final_step = max((s for s in steps if s is not None), default=None)
     past = [c["step"] for c in checkpoints if c["past_milestone"]]
-    unigram = {
-        "groups": {k: float(umean[j]) for j, k in enumerate(KEYS)},
-        "ci": {k: [float(ulo[j]), float(uhi[j])] for j, k in enumerate(KEYS)},
-        "counts": {k: int(ua["counts"][:, j].sum()) for j, k in enumerate(KEYS)},
-        "vocab_size": uni["vocab_size"],
-        "counts_from": uni["info"],
-        "greedy_prediction": uni["most_frequent"],
-    }
+    unigram = _unigram_summary(uni, umean, ulo, uhi)
     result = {
         "kind": spec.kind,
         "source": spec.source,
@@ -439,10 +369,110 @@ def _summarize(spec: ModelSpec, evals: list[dict], fn_ids: list[int], fn_file: s
     return out
 
 
+def _checkpoint_means(ev: dict, idx: np.ndarray, cfg) -> dict:
+    """One checkpoint's mean loss per group and per next token, with bootstrap replicates and intervals."""
+    a = ev["arrays"]
+    mean = ratio_means(a["sums"], a["counts"])
+    bs = ratio_means(a["sums"], a["counts"], idx)
+    lo, hi = interval(bs, cfg.ci_level)
+    nid = [t for t, i in ev["next_ids"].items() if i is not None]
+    nmean = ratio_means(a["next_sums"], a["next_counts"]) if nid else np.zeros(0)
+    nbs = ratio_means(a["next_sums"], a["next_counts"], idx) if nid else np.zeros((cfg.n_bootstrap, 0))
+    nlo, nhi = interval(nbs, cfg.ci_level) if nid else (np.zeros(0), np.zeros(0))
+    return {"mean": mean, "bs": bs, "lo": lo, "hi": hi, "nid": nid, "nmean": nmean, "nlo": nlo, "nhi": nhi}
+
+
+def _checkpoint_entry(ck: dict, ev: dict, m: dict, umean: np.ndarray, ubs: np.ndarray, cfg) -> dict:
+    """One checkpoint's results: losses, counts and intervals, greedy predictions, the unigram difference."""
+    a = ev["arrays"]
+    mean, lo, hi = m["mean"], m["lo"], m["hi"]
+    nid, nmean, nlo, nhi = m["nid"], m["nmean"], m["nlo"], m["nhi"]
+    npred = a["n_pred"].sum()
+    dlo, dhi = interval(m["bs"][:, 4] - ubs[:, 4], cfg.ci_level)
+    return {
+        "step": ck["step"],
+        "tokens_seen": ck["tokens_seen"],
+        "checkpoint": ck["checkpoint"],
+        "groups": {k: float(mean[j]) for j, k in enumerate(KEYS)},
+        "counts": {k: int(a["counts"][:, j].sum()) for j, k in enumerate(KEYS)},
+        "ci": {k: [float(lo[j]), float(hi[j])] for j, k in enumerate(KEYS)},
+        "next_tokens": {t: float(nmean[j]) for j, t in enumerate(nid)},
+        "next_counts": {t: int(a["next_counts"][:, j].sum()) for j, t in enumerate(nid)},
+        "next_ci": {t: [float(nlo[j]), float(nhi[j])] for j, t in enumerate(nid)},
+        "greedy_function_share": float(a["pred_function"].sum() / npred),
+        "greedy_accuracy": float(a["correct"].sum() / npred),
+        "minus_unigram": float(mean[4] - umean[4]),
+        "minus_unigram_ci": [float(dlo), float(dhi)],
+        "past_milestone": past_milestone([mean[4]], float(umean[4]))[0],
+    }
+
+
+def _group_rows(model: str, ck: dict, a: dict, m: dict) -> list[dict]:
+    """The loss frame's rows of one checkpoint: one per group."""
+    return [
+        {
+            "model": model,
+            "step": ck["step"],
+            "tokens_seen": ck["tokens_seen"],
+            "group": k,
+            "loss": float(m["mean"][j]),
+            "lo": float(m["lo"][j]),
+            "hi": float(m["hi"][j]),
+            "count": int(a["counts"][:, j].sum()),
+        }
+        for j, k in enumerate(KEYS)
+    ]
+
+
+def _next_token_rows(model: str, ck: dict, a: dict, m: dict) -> list[dict]:
+    """The next-token frame's rows of one checkpoint: one per next token, then the average over all predictions."""
+    rows = [
+        {
+            "model": model,
+            "step": ck["step"],
+            "next token": t,
+            "loss": float(m["nmean"][j]),
+            "lo": float(m["nlo"][j]),
+            "hi": float(m["nhi"][j]),
+            "count": int(a["next_counts"][:, j].sum()),
+        }
+        for j, t in enumerate(m["nid"])
+    ]
+    rows.append(
+        {
+            "model": model,
+            "step": ck["step"],
+            "next token": "average (all)",
+            "loss": float(m["mean"][4]),
+            "lo": float(m["lo"][4]),
+            "hi": float(m["hi"][4]),
+            "count": int(a["counts"][:, 4].sum()),
+        }
+    )
+    return rows
+
+
+def _smoothed_log(spec: ModelSpec, cfg) -> dict | None:
+    """A functok run's training log, raw and smoothed (None without one)."""
+    if spec.run_dir is not None and (spec.run_dir / "train_log.jsonl").exists():
+        raw = train_log(spec.run_dir)
+        if len(raw):
+            return {"raw": raw, "smooth": smooth_log(raw, cfg.log_smoothing)}
+    return None
+
+
+def _unigram_summary(uni: dict, umean: np.ndarray, ulo: np.ndarray, uhi: np.ndarray) -> dict:
+    """The unigram model's losses, intervals and counts per group, and where its counts come from."""
+    ua = uni["arrays"]
+    return {
+        "groups": {k: float(umean[j]) for j, k in enumerate(KEYS)},
+        "ci": {k: [float(ulo[j]), float(uhi[j])] for j, k in enumerate(KEYS)},
+        "counts": {k: int(ua["counts"][:, j].sum()) for j, k in enumerate(KEYS)},
+        "vocab_size": uni["vocab_size"],
+        "counts_from": uni["info"],
+        "greedy_prediction": uni["most_frequent"],
+    }
+
+
 def _rel(p) -> str:
-
     return relpath(p)
-
-
-# ---------------------------------------------------------------------------------------------
-# Claims

@@ -44,10 +44,6 @@ from functok.world.wheel_models import is_wheel_model, provenance
 from functok.world.windows import token_windows
 
 # ---------------------------------------------------------------------------------------------
-# Setup: model, tokenizer, function tokens, windows, SAE
-
-
-# ---------------------------------------------------------------------------------------------
 # Measurements
 
 
@@ -309,58 +305,20 @@ ANALYSIS_VERSION = 1  # bump when a change to the measurements changes their res
 
 
 def _measure(cfg, s: Setup, t0: float, t_setup: float, progress: bool) -> dict:
-
+    """Every measurement of the chapter (the cached part of `analyze`): {"results", "data", "artifacts"}."""
     sel = select_features(s, cfg.batch_size, progress)
     resid_norm = sel.pop("_resid_norm")
     scan_l0, alive = sel.pop("_l0"), sel.pop("_alive")
     quality = sae_quality(cfg, s, scan_l0, alive)
-    if cfg.features:
-        features = dict(zip(cfg.concepts, [int(f) for f in cfg.features]))
-    else:
-        missing = [c for c, r in sel.items() if r["selected"] is None]
-        if missing:
-            raise ParamError(
-                f"concepts: {missing[0]!r} never occurs in the {len(s.windows)} windows scanned; expected "
-                f"a word of the corpus, or more n_windows"
-            )
-        features = {c: int(r["selected"]) for c, r in sel.items()}
+    features = _features(cfg, s, sel)
     scales = dict.fromkeys(features, resid_norm)
     rates = reactivation_rates(s, features, cfg.horizon, cfg.batch_size, progress)
     produced = unsteered_production(s, cfg.batch_size)
     traces = [trace(s, p, features) for p in cfg.trace_prompts]
     rows = steer(s, cfg.steer_prompts, features, scales, cfg.alphas, cfg.n_new_tokens, progress)
-    success = {
-        c: {
-            a: float(np.mean([r["success"] for r in rows if r["concept"] == c and r["alpha"] == a])) for a in cfg.alphas
-        }
-        for c in features
-    }
-    logprob = {
-        c: {
-            a: float(np.mean([r["concept_logprob"] for r in rows if r["concept"] == c and r["alpha"] == a]))
-            for a in cfg.alphas
-        }
-        for c in features
-    }
-    concepts = {}
-    for c, f in features.items():
-        r = sel[c]
-        concepts[c] = {
-            "tokens": s.concept_tokens[c],
-            "feature": f,
-            "n_occurrences": r["n_occurrences"],
-            "p_fire_on_concept": float(r["p_on"][f]),
-            "p_fire_elsewhere": float(r["p_off"][f]),
-            "selectivity": float(r["score"][f]),
-            # precision: P(concept | feature fires), at the concept's last token
-            "precision": float(r["on"][f] / r["fired"][f]) if r["fired"][f] else float("nan"),
-            "unsteered": produced[c],
-            "chosen_by": "user" if cfg.features else "selectivity",
-            "mean_activation_on_concept": float(r["mean_act_on"][f]),
-            "reactivation": rates[c],
-            "steering_success": {str(a): v for a, v in success[c].items()},
-            "steering_logprob": {str(a): v for a, v in logprob[c].items()},
-        }
+    success = _mean_by_alpha(rows, features, cfg.alphas, "success")
+    logprob = _mean_by_alpha(rows, features, cfg.alphas, "concept_logprob")
+    concepts = {c: _concept_entry(cfg, s, c, f, sel[c], produced, rates, success, logprob) for c, f in features.items()}
     results = {
         "model": s.checkpoint if cfg.model != "embedded" else relpath(s.checkpoint),
         "n_layers": int(s.model.cfg.n_layers),
@@ -389,3 +347,44 @@ def _measure(cfg, s: Setup, t0: float, t_setup: float, progress: bool) -> dict:
         "function_tokens": relpath(s.function_token_file) if s.function_token_file else "",
     }
     return {"results": results, "data": data, "artifacts": artifacts}
+
+
+def _features(cfg, s: Setup, sel: dict[str, dict]) -> dict[str, int]:
+    """Per concept, its feature: the user's (cfg.features), else the most selective one found in the scan."""
+    if cfg.features:
+        return dict(zip(cfg.concepts, [int(f) for f in cfg.features]))
+    missing = [c for c, r in sel.items() if r["selected"] is None]
+    if missing:
+        raise ParamError(
+            f"concepts: {missing[0]!r} never occurs in the {len(s.windows)} windows scanned; expected "
+            f"a word of the corpus, or more n_windows"
+        )
+    return {c: int(r["selected"]) for c, r in sel.items()}
+
+
+def _mean_by_alpha(rows: list[dict], features: dict[str, int], alphas, key: str) -> dict[str, dict]:
+    """Per concept and alpha, the mean of the steering rows' `key` over the prompts."""
+    return {
+        c: {a: float(np.mean([r[key] for r in rows if r["concept"] == c and r["alpha"] == a])) for a in alphas}
+        for c in features
+    }
+
+
+def _concept_entry(cfg, s: Setup, c: str, f: int, r: dict, produced, rates, success, logprob) -> dict:
+    """One concept's results: its feature's selectivity and precision, re-activation rates and steering."""
+    return {
+        "tokens": s.concept_tokens[c],
+        "feature": f,
+        "n_occurrences": r["n_occurrences"],
+        "p_fire_on_concept": float(r["p_on"][f]),
+        "p_fire_elsewhere": float(r["p_off"][f]),
+        "selectivity": float(r["score"][f]),
+        # precision: P(concept | feature fires), at the concept's last token
+        "precision": float(r["on"][f] / r["fired"][f]) if r["fired"][f] else float("nan"),
+        "unsteered": produced[c],
+        "chosen_by": "user" if cfg.features else "selectivity",
+        "mean_activation_on_concept": float(r["mean_act_on"][f]),
+        "reactivation": rates[c],
+        "steering_success": {str(a): v for a, v in success[c].items()},
+        "steering_logprob": {str(a): v for a, v in logprob[c].items()},
+    }

@@ -66,17 +66,23 @@ def _excluded(pre: dict, key: str) -> str:
 
 
 def make_claims(res: dict, cfg) -> list[dict]:
-
-    paper = _paper()
+    """Chapter 5's claims in the scorecard's order: re-activation, steering, then Appendix A's (chat template)."""
     pre = preconditions(res, cfg)
     bar = (res.get("sae_quality") or {}).get("failures", [])
     if bar:  # an SAE below the quality bar: none of its features is interpreted
         for p in pre.values():
             p["feature"] = False
             p["why"] = "SAE below the quality bar: " + ", ".join(bar)
-    cs_all = res["concepts"]
-    cs = {c: v for c, v in cs_all.items() if pre[c]["feature"]}  # re-activation: concepts with a concept feature
-    claims = []
+    claims = _reactivation_claims(res, cfg, pre) + _steering_claims(res, cfg, pre)
+    if "appendix_a" in res:
+        claims += chat_claims(res["appendix_a"], cfg, bar)
+    return claims
+
+
+def _reactivation_claims(res: dict, cfg, pre: dict) -> list[dict]:
+    """reactivation and reactivation_function_vs_content, over the concepts with a concept feature."""
+    paper = _paper()
+    cs = {c: v for c, v in res["concepts"].items() if pre[c]["feature"]}
     ratios = {c: v["reactivation"]["fn_ratio"] for c, v in cs.items()}
     ok = [c for c, r in ratios.items() if r == r and r >= 2]
     judged = [c for c, r in ratios.items() if r == r]
@@ -87,7 +93,8 @@ def make_claims(res: dict, cfg) -> list[dict]:
         )
         or "no concept passes the precondition"
     )
-    claims.append(
+    fn_more = [c for c, v in cs.items() if v["reactivation"]["fn_after_rate"] > v["reactivation"]["ct_after_rate"]]
+    return [
         claim(
             "reactivation",
             "A feature a content token activates is re-activated by later function tokens (Fig 6)",
@@ -100,10 +107,7 @@ def make_claims(res: dict, cfg) -> list[dict]:
             f"the concept. Precondition: the 95% lower bound (Wilson) of the feature's precision P(concept | fires) at "
             f"least {cfg.min_precision:.0%}; "
             f"inconclusive when no concept passes" + _excluded(pre, "feature"),
-        )
-    )
-    fn_more = [c for c, v in cs.items() if v["reactivation"]["fn_after_rate"] > v["reactivation"]["ct_after_rate"]]
-    claims.append(
+        ),
         claim(
             "reactivation_function_vs_content",
             "Beyond the paper: after a concept, function tokens re-activate its feature more often than content "
@@ -116,10 +120,15 @@ def make_claims(res: dict, cfg) -> list[dict]:
             ("holds" if len(fn_more) * 2 > len(cs) else "fails") if cs else "inconclusive",
             f"firing rate on function vs content tokens in the same {cfg.horizon}-token spans; holds for most concepts "
             f"({len(fn_more)} of {len(cs)}); same precondition as re-activation" + _excluded(pre, "feature"),
-        )
-    )
+        ),
+    ]
+
+
+def _steering_claims(res: dict, cfg, pre: dict) -> list[dict]:
+    """steering_probability and steering, over the concepts that pass both preconditions."""
+    paper = _paper()
     steered = [a for a in res["alphas"] if a != 0]
-    cs = {c: v for c, v in cs_all.items() if pre[c]["feature"] and pre[c]["model"]}  # steering: both preconditions
+    cs = {c: v for c, v in res["concepts"].items() if pre[c]["feature"] and pre[c]["model"]}
     steer_pre = (
         f"Preconditions: feature precision's 95% lower bound at least {cfg.min_precision:.0%} and the unsteered "
         "model predicts the concept (greedy) in at least one of its own contexts; inconclusive when no concept passes"
@@ -139,19 +148,8 @@ def make_claims(res: dict, cfg) -> list[dict]:
         )
     else:
         verdict, ours = "inconclusive", "needs alpha 0 and a non-zero alpha"
-    if cs and 0 in res["alphas"] and steered:
-        gain = {
-            c: max(v["steering_logprob"][str(a)] for a in steered) - v["steering_logprob"]["0"] for c, v in cs.items()
-        }
-        up = [c for c, g in gain.items() if g > np.log(2)]
-        p_ours, p_verdict = (
-            ", ".join(f"{c.strip()} x{np.exp(g):.1f}" for c, g in gain.items()),
-            ("holds" if len(up) * 2 > len(cs) else "fails"),
-        )
-        p_count = f" ({len(up)} of {len(cs)})"
-    else:
-        p_ours, p_verdict, p_count = ours, "inconclusive", ""
-    claims.append(
+    p_ours, p_verdict, p_count = _steering_probability(res, cs, steered, ours)
+    return [
         claim(
             "steering_probability",
             "Beyond the paper: steering the last function token raises the probability that the next token starts "
@@ -162,9 +160,7 @@ def make_claims(res: dict, cfg) -> list[dict]:
             "mean over prompts of the log-probability of the concept's first token as the next token, best non-zero "
             f"alpha vs unsteered (shown as a factor); holds if it at least doubles for most concepts{p_count}. "
             "Baseline: the same prompts unsteered. " + steer_pre,
-        )
-    )
-    claims.append(
+        ),
         claim(
             "steering",
             "Adding a feature to the last function token's activation steers the output to its concept (Fig 7, Fig 11)",
@@ -174,11 +170,22 @@ def make_claims(res: dict, cfg) -> list[dict]:
             f"share of {len(cfg.steer_prompts)} prompts whose {cfg.n_new_tokens}-token greedy continuation names the "
             f"concept, mean over concepts; holds if at least 50% and at least 30 points above unsteered (the "
             f"baseline: the same prompts, alpha 0). " + steer_pre,
-        )
+        ),
+    ]
+
+
+def _steering_probability(res: dict, cs: dict, steered: list, ours: str) -> tuple[str, str, str]:
+    """(ours, verdict, count for the note) of steering_probability: the concept's next-token probability
+    gain at the best non-zero alpha; without alpha 0 and a non-zero alpha, the steering claim's words."""
+    if not (cs and 0 in res["alphas"] and steered):
+        return ours, "inconclusive", ""
+    gain = {c: max(v["steering_logprob"][str(a)] for a in steered) - v["steering_logprob"]["0"] for c, v in cs.items()}
+    up = [c for c, g in gain.items() if g > np.log(2)]
+    return (
+        ", ".join(f"{c.strip()} x{np.exp(g):.1f}" for c, g in gain.items()),
+        ("holds" if len(up) * 2 > len(cs) else "fails"),
+        f" ({len(up)} of {len(cs)})",
     )
-    if "appendix_a" in res:
-        claims += chat_claims(res["appendix_a"], cfg, bar)
-    return claims
 
 
 def _fisher_greater(a_hits: int, b_hits: int, n: int) -> float:
