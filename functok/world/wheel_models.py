@@ -28,10 +28,6 @@ def entry(name: str) -> dict:
     return models[name]
 
 
-def is_wheel_model(spec: str) -> bool:
-    return spec in wheel_models()
-
-
 def gguf_file(name: str) -> Path:
     """The model's GGUF file as installed (Gemma-3: assembled from its part wheels into the cache)."""
     e = entry(name)

@@ -27,14 +27,14 @@ def test_each_kind_of_name_resolves_to_its_kind(tmp_path):
         model_ref(str(other), "models")
 
 
-def test_facts_are_found_by_name_hub_repository_or_its_last_part():
+def test_facts_are_found_by_name_or_hub_repository():
     table = yaml.safe_load(MODELS_FILE.read_text())
     assert facts_of("gemma-2-9b")["n_layers"] == table["gemma-2-9b"]["n_layers"]
     assert facts_of("google/gemma-2-9b") is facts_of("gemma-2-9b")
     assert facts_of("google/gemma-3-270m")["d_model"] == table["gemma-3-270m"]["d_model"]
     assert model_ref("google/gemma-2-9b").hub_name == "google/gemma-2-9b"
     assert model_ref("gemma-3-270m").hub_name == table["gemma-3-270m"]["hub"]
-    assert facts_of("org/unknown-model") == {}
+    assert facts_of("org/unknown-model") == facts_of("someone/gemma-2-9b") == {}
 
 
 def test_wheel_models_are_the_entries_that_name_a_package():

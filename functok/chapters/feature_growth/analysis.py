@@ -52,6 +52,7 @@ from functok.sae.activations import clear_memory
 from functok.sae.models import hub_revisions
 from functok.world import runs
 from functok.world.config import pretrain_config
+from functok.world.models import model_ref
 from functok.world.pretrain import checkpoint_schedule, n_steps, train_run
 from functok.world.runtime import n_threads
 from functok.world.windows import token_windows
@@ -61,25 +62,26 @@ from functok.world.windows import token_windows
 
 
 def resolve_source(cfg) -> Source:
-    if cfg.model == "embedded":  # only the shallow model is needed: train (or wait for) just that one
+    """The model whose checkpoints the chapter studies: the preset's shallow model, a run folder, or a hub
+    model with step revisions (a checkpoint folder or a model from a wheel has one set of weights)."""
+    ref = model_ref(cfg.model)
+    if ref.embedded:  # only the shallow model is needed: train (or wait for) just that one
         pcfg = pretrain_config(cfg.preset)
         name = runs.model_name(pcfg.depths[0])
         run = train_run(pcfg, pcfg.depths[0])
-        return Source("embedded", name, _rel(runs.checkpoints(run)), run)
-    p = Path(cfg.model).expanduser()
-    if p.exists():
-        if not (p / "checkpoints.json").exists():
-            raise ParamError(
-                f"model: '{cfg.model}' is no functok run folder (checkpoints.json); expected 'embedded', "
-                f"a run folder or a hub model with step revisions"
-            )
-        return Source("run", p.name, _rel(runs.checkpoints(p)), p.resolve())
-
+        return Source(ref, name, _rel(runs.checkpoints(run)), run)
+    if ref.run:
+        return Source(ref, ref.path.name, _rel(runs.checkpoints(ref.path)), ref.path)
+    if not ref.hub:
+        raise ParamError(
+            f"model: '{cfg.model}' is no functok run folder (checkpoints.json) but one set of weights; expected "
+            f"'embedded', a run folder or a hub model with step revisions"
+        )
     if not cfg.checkpoint_steps:
         raise ParamError(
             f"checkpoint_steps: hub model '{cfg.model}' needs explicit steps (Pythia revisions step{{N}}); got []"
         )
-    return Source("hub", cfg.model.split("/")[-1], hub_revisions(cfg.model, [], cfg.checkpoint_steps))
+    return Source(ref, cfg.model.split("/")[-1], hub_revisions(cfg.model, [], cfg.checkpoint_steps))
 
 
 def _rel(rows: list[dict]) -> list[dict]:
@@ -131,7 +133,7 @@ def select_checkpoints(rows: list[dict], fractions: list[float], steps: list[int
 
 def expected_checkpoints(cfg) -> list[dict] | None:
     """The embedded run's checkpoint steps from its pretrain config (known before it is trained)."""
-    if cfg.model != "embedded":
+    if not model_ref(cfg.model).embedded:
         return None
     pcfg = pretrain_config(cfg.preset)
     return [{"step": s} for s in checkpoint_schedule(n_steps(pcfg), pcfg.n_checkpoints)]
@@ -147,7 +149,7 @@ def windows(cfg, source: Source, split: str, tokenizer_folder: Path) -> Path:
     (or cfg.corpus) tokenized by the model's tokenizer."""
     pcfg = pretrain_config(cfg.preset)
     ctx = cfg.context_size or pcfg.context_size
-    if source.kind == "embedded" and ctx == pcfg.context_size and cfg.corpus == "embedded":
+    if source.ref.embedded and ctx == pcfg.context_size and cfg.corpus == "embedded":
         return token_windows(cfg.preset, split)
     return token_windows(
         cfg.preset, split, str(tokenizer_folder), cfg.corpus, context_size=ctx, max_documents=cfg.max_documents
@@ -160,7 +162,7 @@ def windows(cfg, source: Source, split: str, tokenizer_folder: Path) -> Path:
 
 def check(cfg) -> None:
     """Checks beyond functok.core.config's (cheap, before any heavy work)."""
-    if cfg.model != "embedded" and not Path(cfg.model).expanduser().exists() and not cfg.checkpoint_steps:
+    if model_ref(cfg.model).hub and not cfg.checkpoint_steps:
         raise ParamError(
             f"checkpoint_steps: hub model '{cfg.model}' needs explicit steps (Pythia revisions step{{N}}); got []"
         )
@@ -237,8 +239,8 @@ def _results(cfg, source: Source, rows: list[dict], seconds: float) -> dict:
     n_act = sum(t["activations"] for t in trainings)
     train_s = sum(t["seconds"] for t in trainings)
     return {
-        "model": cfg.model if source.kind != "embedded" else source.name,
-        "source": source.kind,
+        "model": cfg.model if not source.ref.embedded else source.name,
+        "source": source.ref.kind,
         "checkpoints": rows,
         "match_on": cfg.match_on,
         "target_score": cfg.target_score,

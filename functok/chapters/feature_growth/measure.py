@@ -30,6 +30,7 @@ from functok.sae.quality import (
     reference_losses,
 )
 from functok.sae.training import sae_params, train_sae, training_stats
+from functok.world.models import ModelRef
 
 MIN_GAP = 0.05  # nats between the baseline's loss and H_orig below which the reconstruction score is noise
 
@@ -52,9 +53,9 @@ EVAL_VERSION = 2  # bump when a change here or in functok.sae's metrics changes 
 
 @dataclass
 class Source:
-    """The model whose checkpoints the chapter studies."""
+    """The model whose checkpoints the chapter studies: its reference (functok.world.models), name, checkpoints."""
 
-    kind: str  # "embedded" | "run" | "hub"
+    ref: ModelRef
     name: str
     checkpoints: list[dict] = field(default_factory=list)  # {"step", "tokens_seen", "checkpoint", "revision"?}
     run_dir: Path | None = None
@@ -62,7 +63,7 @@ class Source:
 
 def local_folder(source: Source, ck: dict) -> tuple[Path, Path | None]:
     """(folder to load the checkpoint from, downloaded folder to delete afterwards or None)."""
-    if source.kind != "hub":
+    if not source.ref.hub:
         p = Path(ck["checkpoint"])
         return (p if p.is_absolute() else ROOT / p), None
     dest = hub_checkpoint(ck["checkpoint"].split("@")[0], ck["revision"])

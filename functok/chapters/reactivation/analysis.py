@@ -40,7 +40,8 @@ from functok.core.results import ChapterResult, seed_everything
 from functok.sae.activations import activations_at
 from functok.sae.models import logit_rows
 from functok.sae.quality import evaluate_sae_cached, quality_failures
-from functok.world.wheel_models import is_wheel_model, provenance
+from functok.world.models import model_ref
+from functok.world.wheel_models import provenance
 from functok.world.windows import token_windows
 
 # ---------------------------------------------------------------------------------------------
@@ -154,9 +155,9 @@ def sae_quality(cfg, s: Setup, scan_l0: float, alive: float) -> dict:
     model: the first 32 scanned windows), the share of its features alive on the scanned windows, and
     what keeps it below functok.sae.quality.QUALITY_BAR (the features of an SAE below the bar are not
     interpreted: the chapter's claims become inconclusive)."""
-    if cfg.model == "embedded":
+    if model_ref(cfg.model).embedded:
         win, n = token_windows(cfg.preset, "heldout"), 32
-    elif is_wheel_model(cfg.model) and cfg.sae == "train":
+    elif model_ref(cfg.model).wheel and cfg.sae == "train":
         win, n = sae_heldout_windows(cfg.preset, cfg.model, s.checkpoint, int(s.windows.shape[1]))
     else:
         win, n = s.windows_path, 32
@@ -284,7 +285,7 @@ def analyze(cfg, progress: bool = True) -> ChapterResult:
     if "out" not in box:
         out["results"]["timing"]["cached"] = True
     artifacts = dict(out["artifacts"])
-    if is_wheel_model(cfg.model):  # the GGUF file, its sha256 and its package (as chapters 2 and 3 record)
+    if model_ref(cfg.model).wheel:  # the GGUF file, its sha256 and its package (as chapters 2 and 3 record)
         artifacts["gguf"] = provenance(cfg.model)
     return ChapterResult(out["results"], make_claims(out["results"], cfg), out["data"], artifacts)
 
@@ -320,7 +321,7 @@ def _measure(cfg, s: Setup, t0: float, t_setup: float, progress: bool) -> dict:
     logprob = _mean_by_alpha(rows, features, cfg.alphas, "concept_logprob")
     concepts = {c: _concept_entry(cfg, s, c, f, sel[c], produced, rates, success, logprob) for c, f in features.items()}
     results = {
-        "model": s.checkpoint if cfg.model != "embedded" else relpath(s.checkpoint),
+        "model": relpath(s.checkpoint) if model_ref(cfg.model).embedded else s.checkpoint,
         "n_layers": int(s.model.cfg.n_layers),
         "layer": s.layer,
         "hook_name": s.hook,
