@@ -258,10 +258,6 @@ def load_sae(spec: Any, device: str = "cpu", dtype: Any = "float32", name: str =
 
 
 # ---------------------------------------------------------------------------------------------
-# Sparse encoding
-
-
-# ---------------------------------------------------------------------------------------------
 # Memory plan (GPU bytes), checked before anything is loaded
 
 # The paper's run: Gemma-2-9B (9,241,705,984 parameters, bf16) with Gemma Scope 1M SAEs at layers 9,

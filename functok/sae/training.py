@@ -97,10 +97,6 @@ class SAESpec:
 
 
 # ---------------------------------------------------------------------------------------------
-# Models, windows, activations
-
-
-# ---------------------------------------------------------------------------------------------
 # Training
 
 
@@ -368,7 +364,3 @@ def _version(pkg: str) -> str:
 def training_stats(sae_dir) -> dict:
     p = Path(sae_dir) / "training.json"
     return json.loads(p.read_text()) if p.exists() else {}
-
-
-# ---------------------------------------------------------------------------------------------
-# Quality metrics

@@ -286,11 +286,3 @@ def load_function_token_ids(path: str | Path) -> list[int]:
     import json
 
     return [row["id"] for row in json.loads(Path(path).read_text())["function_tokens"]]
-
-
-# ---------------------------------------------------------------------------------------------
-# Closed-class comparison (beyond the paper: the reviewers asked whether "function" is just "frequent")
-
-
-# ---------------------------------------------------------------------------------------------
-# The chapter
