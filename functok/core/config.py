@@ -414,7 +414,8 @@ def validate(cls: type[ChapterConfig], values: dict[str, Any]) -> ChapterConfig:
                 )
                 raise ParamError(f"{name}: got {value!r}; expected a number {rng}")
         out[name] = value
-    for name, f in known.items():
+    for name in [*values, *(n for n in known if n not in values)]:  # the first bad value as written is named
+        f = known[name]
         _check_items(name, out[name], f.metadata.get("min_items", 0))
         _check_kind(name, out[name], f.metadata.get("kind"))
     if "preset" in values:
