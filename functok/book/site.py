@@ -311,7 +311,9 @@ def build_book(preset: str = "embedded", run: bool = True, root: Path = ROOT, re
         print(f"== {ran} of {len(runs)} chapter runs ran, {len(runs) - ran} up to date", flush=True)
         for p in sweeps:
             print(f"== {p.command()} (robustness)", flush=True)
-            failed = failures(p, execute(p, options(out=str(p.out))))
+            outcomes = execute(p, options(out=str(p.out)))
+            print(f"== robustness {p.chapter}: {len(outcomes)} of {len(p.runs)} runs ran", flush=True)
+            failed = failures(p, outcomes)
             if failed:
                 raise RuntimeError(f"robustness sweep of {p.chapter}: {len(failed)} run(s) failed: {'; '.join(failed)}")
     return build_site(root)
