@@ -93,3 +93,37 @@ def test_comparison_against_brute_force():
     assert T.top_overlap(paper, ranks, 2) == {"n": 2, "paper_top": 2, "in_our_top": 1}  # a yes, b (rank 5) no
     assert T.symbol_like("{") and T.symbol_like(" 1") and not T.symbol_like(" the") and not T.symbol_like(" ")
     json.dumps(got)  # the results file can hold it
+
+
+def test_rank_biased_overlap_known_values():
+    """Identical lists 1, disjoint 0, and eq. 32 of Webber et al. by hand: [1, 2] vs [2, 1] at p = 0.5 has
+    agreement 0 at depth 1 and 1 at depth 2, so RBO_ext = 1 * 0.25 + (0.5 / 0.5) * (0 * 0.5 + 1 * 0.25) = 0.5."""
+    assert T.rank_biased_overlap([1, 2, 3], [1, 2, 3], 0.9) == pytest.approx(1.0)
+    assert T.rank_biased_overlap([1, 2, 3], [4, 5, 6], 0.9) == 0.0
+    assert T.rank_biased_overlap([1, 2], [2, 1], 0.5) == pytest.approx(0.5)
+    # swapping the top pair costs more than swapping the bottom pair: the measure is top-weighted
+    top = T.rank_biased_overlap([1, 2, 3, 4], [2, 1, 3, 4], 0.9)
+    bottom = T.rank_biased_overlap([1, 2, 3, 4], [1, 2, 4, 3], 0.9)
+    assert top < bottom < 1.0
+    with pytest.raises(ValueError, match="equal length"):
+        T.rank_biased_overlap([1], [1, 2])
+
+
+def test_equal_size_compares_as_many_of_our_top_tokens():
+    vocab = ["<unk>", "a", "b", "c", "d", "e", "f"]
+    tok = FakeTok(vocab)
+    rows = [{"rank": i + 1, "token": t, "sure": True, "fraction": 0.1} for i, t in enumerate(["a", "b", "zz", "d"])]
+    paper = T.paper_token_ids(rows, tok)  # usable: a, b, d (zz is not one token)
+    our_rank = {1: 1, 3: 2, 4: 3, 5: 4, 2: 5}  # a, c, d, e, b
+    got = T.equal_size(paper, our_rank)
+    assert got["n"] == 3 and got["n_shared"] == 2  # {a, b, d} vs our top 3 {a, c, d}
+    assert got["jaccard"] == pytest.approx(2 / 4)
+    assert got["rbo"] == pytest.approx(T.rank_biased_overlap([1, 2, 4], [1, 3, 4], got["rbo_p"]))
+
+
+def test_table2_row_12_is_the_double_newline_and_is_compared(llama3):
+    """Row 12 is coded "\\n\\n" (its note: the PDF's second newline token), one Llama-3 token that repeats no
+    earlier row, so it is compared rather than dropped."""
+    rows = T.paper_token_ids(T.load_table2(), llama3)
+    r12 = next(r for r in rows if r["rank"] == 12)
+    assert r12["token"] == "\n\n" and r12["id"] is not None and r12["duplicate_of"] is None

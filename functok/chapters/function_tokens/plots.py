@@ -130,6 +130,11 @@ def table2_summary(t: dict) -> pd.DataFrame:
         "Jaccard (shared / union)": round(t["jaccard"], 3),
         "share of the paper's sure tokens in our list": f"{t['sure_share_in_ours']:.0%}",
         "Spearman of fractions over the shared tokens": round(t["spearman_shared_fractions"], 3),
+        "equal size: the paper's usable tokens vs our as many most frequent": (
+            f"{t['equal_size']['n_shared']} of {t['equal_size']['n']} shared"
+        ),
+        "equal size: Jaccard": round(t["equal_size"]["jaccard"], 3),
+        f"equal size: rank-biased overlap (p = {t['equal_size']['rbo_p']:g})": round(t["equal_size"]["rbo"], 3),
         "paper's top 15 (sure) in our top 15": f"{t['top15']['in_our_top']} of {t['top15']['paper_top']}",
     }
     return pd.DataFrame({"value": rows})
