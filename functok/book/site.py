@@ -98,9 +98,13 @@ def scorecard_markdown(results_dir: Path) -> str:
             lines.append("")
         for label, doc in runs:
             model = "" if label == "embedded" else f" on [{label}]({_page(chapter, label)})"
+            pre = doc.get("preconditions", [])
+            unmet = [p["statement"] for p in pre if not p["met"]]
             lines += [
                 f"Run{model}: preset `{doc['params'].get('preset')}`, commit "
-                f"`{doc['provenance']['git_commit'][:12]}`, {doc['provenance']['seconds']:.0f} s.",
+                f"`{doc['provenance']['git_commit'][:12]}`, {doc['provenance']['seconds']:.0f} s. Preconditions "
+                f"(shown on the chapter's page, not counted here): {len(pre) - len(unmet)} of {len(pre)} met"
+                + (f"; not met: {_md('; '.join(unmet))}." if unmet else "."),
                 "",
                 "| claim | paper | ours | verdict | note |",
                 "|---|---|---|---|---|",

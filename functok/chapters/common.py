@@ -36,6 +36,15 @@ def claims_table(claims: list[dict]) -> pd.DataFrame:
     return df.set_index("statement")
 
 
+def preconditions_table(preconditions: list[dict]) -> pd.DataFrame:
+    """The checks the chapter's claims rest on: statement, value, met, rule (not counted on the scorecard)."""
+    if not preconditions:
+        return pd.DataFrame({"value": ["none in this run"]}, index=pd.Index(["preconditions"], name="statement"))
+    df = pd.DataFrame(preconditions)[["statement", "value", "met", "rule"]]
+    df["met"] = df["met"].map({True: "yes", False: "NO"})
+    return df.set_index("statement")
+
+
 def paper_numbers(chapter: str) -> dict:
     """The paper's numbers for one chapter (data/paper_numbers.yaml)."""
     return numbers()[chapter]

@@ -1,4 +1,4 @@
-"""Results files: `<chapter>.json` = params + results + claims + provenance, written atomically.
+"""Results files: `<chapter>.json` = params + results + claims + preconditions + provenance, written atomically.
 
 Provenance records the git commit, the hashes of what produced the file (functok.core.freshness: the
 notebook, every functok module it imported, the data files it read), package versions, seed, timing, the
@@ -71,13 +71,15 @@ def versions() -> dict[str, str]:
 @dataclass
 class ChapterResult:
     """What every chapter's `analyze` returns. The first four fields go into the results file; `detail`
-    holds what the chapter's figures and tables read beyond them (per model, per layer, ...)."""
+        holds what the chapter's figures and tables read beyond them (per model, per layer, ...); `preconditions`
+    the checks the claims rest on (`precondition`), shown on the page and never counted on the scorecard."""
 
     results: dict
     claims: list[dict]
     data: dict
     artifacts: dict
     detail: dict = field(default_factory=dict)
+    preconditions: list[dict] = field(default_factory=list)
 
 
 def claim(id: str, statement: str, paper: Any, ours: Any, verdict: str, note: str = "") -> dict:
@@ -99,6 +101,13 @@ def claim(id: str, statement: str, paper: Any, ours: Any, verdict: str, note: st
         "verdict": verdict,
         "note": note,
     }
+
+
+def precondition(id: str, statement: str, value: Any, met: bool, rule: str) -> dict:
+    """One row of a page's preconditions table: a check a claim rests on (a quality bar, a search that
+    found what it looked for, enough data), not a result. It is shown and never scored; a claim whose
+    precondition is not met is inconclusive and its note names the precondition."""
+    return {"id": id, "statement": statement, "value": _clean(value), "met": bool(met), "rule": rule}
 
 
 UNDEFINED_WORD = re.compile(r"(?<![A-Za-z])(nan|inf)(?![A-Za-z])")  # how Python formats nan and inf
@@ -173,6 +182,7 @@ class Run:
             "params": dataclasses.asdict(self.cfg),
             "results": _clean(results),
             "claims": _clean(claims),
+            "preconditions": _clean(result.preconditions),
             "provenance": {
                 "git_commit": git_commit(),  # a record: freshness follows `inputs`, not the commit
                 "inputs": inputs(),

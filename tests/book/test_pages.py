@@ -100,3 +100,22 @@ def test_the_scorecard_opens_with_verdict_counts_per_chapter_and_model(tmp_path)
     head = [r for r in summary.splitlines() if r.startswith("| chapter")][0]
     assert re.sub(r"<[^>]+>", "", head) == "| chapter | measured on | \u2714 holds | \u2718 fails | ? inconclusive |"
     assert 'style="color:#cf222e' in summary  # colour as well as the symbol and the word
+
+
+def test_preconditions_are_shown_and_never_counted(tmp_path):
+    """A run whose preconditions are not met: the scorecard names them beside the run and counts only claims."""
+    from functok.core.results import precondition
+
+    _results(tmp_path / "feature_growth.json", [_claim("g", "inconclusive")])
+    doc = json.loads((tmp_path / "feature_growth.json").read_text())
+    doc["preconditions"] = [
+        precondition("scores_matched", "SAEs matched", "0.8 .. 0.9", False, "met if within tolerance"),
+        precondition("bar", "SAE meets the bar", "ok", True, "the bar"),
+    ]
+    (tmp_path / "feature_growth.json").write_text(json.dumps(doc))
+    md = scorecard_markdown(tmp_path)
+    summary = md.split("## Summary")[1].split("\n## ")[0]
+    rows = [re.sub(r"<[^>]+>", "", r) for r in summary.splitlines() if r.startswith("| [")]
+    assert rows == ["| [Feature growth](chapters/feature_growth.ipynb) | embedded | 0 | 0 | ? 1 |"]
+    assert "1 of 2 met; not met: SAEs matched." in md
+    assert md.count("| SAEs matched") == 0  # not a row of the claims table

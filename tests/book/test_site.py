@@ -36,6 +36,8 @@ def test_every_chapter_writes_results_with_claims(smoke_book):
         assert doc["params"]["preset"] == "smoke"
         assert doc["claims"], f"{chapter} makes no claims"
         assert {c["verdict"] for c in doc["claims"]} <= {"holds", "fails", "inconclusive"}
+        assert isinstance(doc["preconditions"], list)  # shown on the page, never among the claims
+        assert not {p["id"] for p in doc["preconditions"]} & {c["id"] for c in doc["claims"]}
         for key in ("tokens",):
             tokens = doc["provenance"]["data"][key]
             assert (config.ROOT / tokens).exists() or Path(tokens).exists(), f"{chapter}: {key} not on disk"

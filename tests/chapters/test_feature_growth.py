@@ -220,10 +220,11 @@ def test_results_layout(env, analysis):
     assert [c["id"] for c in analysis.claims] == [
         "learned_features_grow",
         "frequent_features_grow",
-        "scores_matched",
         "later_checkpoints_harder",
         "degree_curve_steepens",
     ]
+    assert [c["id"] for c in analysis.preconditions] == ["scores_matched"]  # a check, not a claim
+    assert analysis.preconditions[0]["met"] == all(r["matched"] for r in rows)
     assert all(c["verdict"] in ("holds", "fails", "inconclusive") for c in analysis.claims)
     json.dumps(functok.core.results._clean(res))  # JSON-safe
 

@@ -278,7 +278,7 @@ def test_saturation_flag_and_rule():
     assert c["learned_features_grow"]["verdict"] == "holds" and "lower bound" in c["learned_features_grow"]["note"]
     # two checkpoints: no trend over all of them, and the two ends still decide
     assert verdicts(fake_rows([20, 80]))["learned_features_grow"] == "holds"
-    assert "4,096 tokens" in {c["id"]: c for c in claims.make_claims(rows, Cfg)}["scores_matched"]["note"]
+    assert "4,096 tokens" in {c["id"]: c for c in claims.make_preconditions(rows, Cfg)}["scores_matched"]["rule"]
     # the earliest checkpoint saturated: nothing can be said
     assert verdicts(fake_rows([95, 96, 97, 98, 99]))["learned_features_grow"] == "inconclusive"
     # saturated in between only: flagged, and the two ends still decide (here a fall)

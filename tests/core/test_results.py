@@ -19,7 +19,7 @@ def test_write_produces_the_documented_schema(tmp_path):
     path = run.write(results.ChapterResult({"n": 1}, [c], {"tokens": "somewhere"}, {"model": tmp_path / "ckpt"}))
     doc = json.loads(path.read_text())
     assert path == tmp_path / "function_tokens.json"
-    assert set(doc) == {"chapter", "params", "results", "claims", "provenance"}
+    assert set(doc) == {"chapter", "params", "results", "claims", "preconditions", "provenance"}
     assert doc["chapter"] == "function_tokens"
     assert doc["params"]["n_bins"] == 7 and doc["params"]["seed"] == 3
     prov = doc["provenance"]

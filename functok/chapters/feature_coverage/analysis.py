@@ -45,7 +45,7 @@ from typing import Any
 import numpy as np
 
 from functok.chapters.common import sae_training_spec, sae_training_windows
-from functok.chapters.feature_coverage.claims import _paper, make_claims
+from functok.chapters.feature_coverage.claims import _paper, make_claims, make_preconditions
 from functok.chapters.feature_coverage.frequency import ControlParams, correct_layers
 from functok.chapters.feature_coverage.null import CoverageNull
 from functok.chapters.feature_coverage.stats import layer_stats
@@ -340,6 +340,7 @@ def _analyze(cfg, progress: bool = True) -> ChapterResult:
         data,
         artifacts,
         detail={"per_layer": per, "is_function": is_function, "tokenizer": tok, "paper": _paper()},
+        preconditions=make_preconditions(results, cfg),
     )
 
 

@@ -9,7 +9,7 @@ import copy
 from functok.chapters.common import View, claims_table
 from functok.chapters.feature_coverage import analysis as fc
 from functok.chapters.feature_coverage import plots
-from functok.chapters.feature_coverage.claims import make_claims
+from functok.chapters.feature_coverage.claims import make_claims, make_preconditions
 from functok.chapters.feature_coverage.frequency import (
     ControlParams,
     correct_layers,
@@ -61,7 +61,14 @@ def update(cfg, analysis: ChapterResult) -> ChapterResult:
             ctl[part] = copy.deepcopy(memo[key])  # correct_layers writes into it
         results["layers"][L]["frequency_control"] = ctl
     correct_layers({L: results["layers"][L]["frequency_control"] for L in order}, cfg.alpha)
-    return ChapterResult(results, make_claims(results, cfg), analysis.data, analysis.artifacts, analysis.detail)
+    return ChapterResult(
+        results,
+        make_claims(results, cfg),
+        analysis.data,
+        analysis.artifacts,
+        analysis.detail,
+        make_preconditions(results, cfg),
+    )
 
 
 VIEWS = [

@@ -42,7 +42,13 @@ import sys
 import time
 from pathlib import Path
 
-from functok.chapters.feature_growth.claims import coefficient_trend, growth, make_claims, steepness
+from functok.chapters.feature_growth.claims import (
+    coefficient_trend,
+    growth,
+    make_claims,
+    make_preconditions,
+    steepness,
+)
 from functok.chapters.feature_growth.measure import Source, local_folder, study_checkpoint
 from functok.core.cache import relpath
 from functok.core.config import ParamError
@@ -207,7 +213,8 @@ def analyze(cfg, progress: bool = True) -> ChapterResult:
     }
     artifacts = _artifacts(rows)
     frames = _frames(rows)
-    return ChapterResult(results, make_claims(rows, cfg), data, artifacts, detail={"frames": frames, "curves": curves})
+    detail = {"frames": frames, "curves": curves}
+    return ChapterResult(results, make_claims(rows, cfg), data, artifacts, detail, make_preconditions(rows, cfg))
 
 
 def _study_all(cfg, source: Source, chosen: list[dict], train_win: Path, held_win: Path, progress: bool):

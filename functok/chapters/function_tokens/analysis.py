@@ -13,16 +13,16 @@ from functok.chapters.common import paper_numbers
 from functok.chapters.function_tokens.table2 import (
     TABLE2,
     compare,
+    equal_size,
     load_table2,
     our_ranks,
     paper_token_ids,
     symbol_like,
-    equal_size,
     top_overlap,
 )
 from functok.core.cache import relpath, sha256
 from functok.core.config import ROOT
-from functok.core.results import ChapterResult, claim
+from functok.core.results import ChapterResult, claim, precondition
 from functok.world.composition import corpus_composition, largest_share, model_summary
 from functok.world.config import pretrain_config
 from functok.world.embedded import corpus_dir
@@ -192,8 +192,10 @@ def analyze(cfg) -> ChapterResult:
         results["table2"] = paper_table
 
     claims = [c for spec, p in per.items() for c in _tokenizer_claims(cfg, spec, p)]
+    preconditions = []
     if paper_table:
-        claims += table2_claims(paper_table, cfg)
+        preconditions.append(table2_precondition(paper_table))
+        claims += table2_claims(paper_table, cfg, preconditions[-1])
 
     data = {
         "corpus": cfg.corpus,
@@ -211,7 +213,7 @@ def analyze(cfg) -> ChapterResult:
     artifacts.update({f"tokenizer_files[{s}]": tokenizer_files(s, cfg.preset) for s in per})
     if paper_table:
         artifacts["paper_table2"] = {"path": relpath(TABLE2), "sha256": sha256(TABLE2)}
-    return ChapterResult(results, claims, data, artifacts, detail={"per_tokenizer": per})
+    return ChapterResult(results, claims, data, artifacts, {"per_tokenizer": per}, preconditions)
 
 
 def _tokenizer_stats(cfg, spec: str) -> dict:
@@ -392,7 +394,32 @@ def table2_comparison(p: dict) -> dict:
     return cmp
 
 
-def table2_claims(t: dict, cfg) -> list[dict]:
+TABLE2_USABLE = 0.9  # the comparisons mean something only if most of the paper's rows are tokens we can compare
+
+
+def table2_precondition(t: dict) -> dict:
+    """table2_tokens_usable: most of the paper's rows are known, single Llama-3 tokens, not repeated."""
+    return precondition(
+        "table2_tokens_usable[llama3]",
+        "The paper's Table 2 tokens can be compared by token id (Llama-3 tokenizer)",
+        f"{t['n_paper_tokens']} of {t['n_paper_rows']} rows",
+        t["n_paper_tokens"] >= TABLE2_USABLE * t["n_paper_rows"],
+        f"met if at least {TABLE2_USABLE:.0%} of the rows are known, one Llama-3 token each and repeat no earlier row; "
+        "the Table 2 claims are inconclusive otherwise",
+    )
+
+
+def table2_claims(t: dict, cfg, usable: dict) -> list[dict]:
+    """Table 2's claims; each inconclusive when too few of the paper's rows can be compared (`usable`)."""
+    out = _table2_claims(t, cfg)
+    if not usable["met"]:
+        for c in out:
+            c["verdict"] = "inconclusive"
+            c["note"] += f"; inconclusive: precondition not met ({usable['value']} usable)"
+    return out
+
+
+def _table2_claims(t: dict, cfg) -> list[dict]:
     top = t["top15"]
     return [
         claim(

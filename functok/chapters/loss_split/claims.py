@@ -19,7 +19,7 @@ from functok.chapters.loss_split.stats import (
     interval,
     ratio_means,
 )
-from functok.core.results import claim
+from functok.core.results import claim, precondition
 from functok.world.loss_groups import GROUPS
 
 
@@ -387,6 +387,24 @@ def final_order(name: str, p: dict, paper: dict) -> dict:
         + ("adjacent intervals do not overlap" if separated else "some adjacent intervals overlap")
         + f"; baseline: frequency alone (the unigram model) orders them {' < '.join(uni_order)}; {sample_text(p)}",
     )
+
+
+def make_preconditions(per: dict, cfg) -> list[dict]:
+    """Per model: enough checkpoints past the learning milestone for the order and phase claims to mean more
+    than frequency (those claims are inconclusive otherwise, and say so)."""
+    out = []
+    for name, p in per.items():
+        m = p["result"]["milestone"]
+        out.append(
+            precondition(
+                f"checkpoints_past_milestone[{name}]",
+                f"{name}: checkpoints past the learning milestone (held-out loss below the unigram model's)",
+                f"{m['n_past']} of {m['n_checkpoints']}",
+                m["n_past"] >= cfg.min_checkpoints,
+                f"met with at least {cfg.min_checkpoints}; {milestone_text(p)}",
+            )
+        )
+    return out
 
 
 def make_claims(per: dict, scaling: dict | None, cfg) -> list[dict]:

@@ -7,7 +7,7 @@ from __future__ import annotations
 from functok.chapters.common import View, claims_table
 from functok.chapters.loss_split import analysis as ls
 from functok.chapters.loss_split import plots
-from functok.chapters.loss_split.claims import convergence, make_claims
+from functok.chapters.loss_split.claims import convergence, make_claims, make_preconditions
 from functok.chapters.loss_split.stats import smooth_log
 from functok.core.results import ChapterResult
 
@@ -25,7 +25,8 @@ def update(cfg, analysis: ChapterResult) -> ChapterResult:
         per[name] = q
     results = {**analysis.results, "convergence": {n: p["convergence"] for n, p in per.items()}}
     claims = make_claims(per, analysis.detail["scaling"], cfg)
-    return ChapterResult(results, claims, analysis.data, analysis.artifacts, {**analysis.detail, "models": per})
+    detail = {**analysis.detail, "models": per}
+    return ChapterResult(results, claims, analysis.data, analysis.artifacts, detail, make_preconditions(per, cfg))
 
 
 VIEWS = [

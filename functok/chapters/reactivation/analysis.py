@@ -31,7 +31,7 @@ import numpy as np
 
 from functok.chapters.common import sae_heldout_windows
 from functok.chapters.reactivation.appendix_a import appendix_a
-from functok.chapters.reactivation.claims import make_claims
+from functok.chapters.reactivation.claims import make_claims, make_preconditions
 from functok.chapters.reactivation.setup import Setup, setup
 from functok.chapters.reactivation.steering import steer, trace
 from functok.core.cache import cached_dir, relpath, write_json_atomic
@@ -287,7 +287,8 @@ def analyze(cfg, progress: bool = True) -> ChapterResult:
     artifacts = dict(out["artifacts"])
     if model_ref(cfg.model).wheel:  # the GGUF file, its sha256 and its package (as chapters 2 and 3 record)
         artifacts["gguf"] = provenance(cfg.model)
-    return ChapterResult(out["results"], make_claims(out["results"], cfg), out["data"], artifacts)
+    r = out["results"]
+    return ChapterResult(r, make_claims(r, cfg), out["data"], artifacts, preconditions=make_preconditions(r, cfg))
 
 
 ADDED_LATER = ("trait_layers",)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from functok.chapters.common import paper_numbers
-from functok.core.results import claim
+from functok.core.results import claim, precondition
 
 
 def _paper() -> dict:
@@ -55,6 +55,50 @@ def preconditions(res: dict, cfg) -> dict[str, dict]:
                 if bad
             ),
         }
+    return out
+
+
+def make_preconditions(res: dict, cfg) -> list[dict]:
+    """The page's preconditions table: the SAE's quality bar, then per concept the two checks of
+    `preconditions` (a feature that stands for the concept; the model producing it unsteered)."""
+    q = res.get("sae_quality") or {}
+    bar = q.get("failures", [])
+    out = []
+    if q:
+        out.append(
+            precondition(
+                "sae_quality_bar",
+                "The SAE meets the quality bar (else none of its features is interpreted)",
+                f"L0 {q['l0']:.1f} of {q['d_sae']:,}, explained variance {q['explained_variance']:.3f}, CE score "
+                f"{q['ce_reconstruction_score']:.3f}, alive {q['alive']:.0%}"
+                + (f"; misses: {', '.join(bar)}" if bar else ""),
+                not bar,
+                "functok.sae.quality.QUALITY_BAR on held-out windows; every claim is inconclusive when it is not met",
+            )
+        )
+    for c, p in preconditions(res, cfg).items():
+        v = res["concepts"][c]
+        on, fired, lb = precision_bound(v)
+        un = v.get("unsteered", {"predicted": 0, "contexts": 0})
+        out.append(
+            precondition(
+                f"concept_feature[{c.strip()}]",
+                f"A feature stands for {c.strip()!r}",
+                f"precision {on}/{fired}, 95% lower bound {lb:.1%}" if fired else "never fires on the concept",
+                p["feature"],
+                f"Wilson 95% lower bound of P(concept | fires) at least {cfg.min_precision:.0%} (re-activation and "
+                "steering claims)",
+            )
+        )
+        out.append(
+            precondition(
+                f"concept_predicted[{c.strip()}]",
+                f"The model produces {c.strip()!r} unsteered in some of its own contexts",
+                f"{un['predicted']} of {un['contexts']} contexts",
+                p["model"],
+                "greedy top-1 where the concept comes next in at least one context (steering claims)",
+            )
+        )
     return out
 
 

@@ -6,14 +6,16 @@ from __future__ import annotations
 
 from functok.chapters.common import View, claims_table
 from functok.chapters.reactivation import analysis as ra
-from functok.chapters.reactivation.claims import make_claims
+from functok.chapters.reactivation.claims import make_claims, make_preconditions
 from functok.core.results import ChapterResult
 
 
 def update(cfg, analysis: ChapterResult) -> ChapterResult:
     """The claims judged again with cfg's cheap fields, on the same measurements."""
     r = analysis
-    return ChapterResult(r.results, make_claims(r.results, cfg), r.data, r.artifacts, r.detail)
+    return ChapterResult(
+        r.results, make_claims(r.results, cfg), r.data, r.artifacts, r.detail, make_preconditions(r.results, cfg)
+    )
 
 
 VIEWS = [View("What holds", ("min_precision",), lambda cfg, a: [claims_table(a.claims)])]
