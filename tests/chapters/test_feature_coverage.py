@@ -201,7 +201,11 @@ def test_graph_results_match_brute_force(analyzed, tiny_llama, llama_saes):
         # the null: as many random non-BOS positions as the top-k tokens' occurrences
         n_k = list(np.cumsum([counts[t] for t in ranked]))
         nl = v["null_coverage_topk"]
-        assert nl["n_positions"] == n_k and nl["n_draws"] == cfg.null_draws == 20
+        assert nl["n_positions"] == n_k and nl["n_draws"] == cfg.null_draws == 200
+        # the null curve's last point is Table 1's N_k, read off the same permutations
+        curve = v["null_curves"]
+        assert curve["n_positions"][-1] == n_k[-1] and curve["random"]["mean"][-1] == pytest.approx(nl["mean"][-1])
+        assert curve["top"][-1] == pytest.approx(cov[-1])  # nothing thinned at N_k
         cov_null = brute_force_null(fired, n_k, cfg.null_draws, cfg.seed)
         assert nl["mean"] == pytest.approx(cov_null.mean(axis=0).tolist())
         assert nl["lo"] == pytest.approx(np.percentile(cov_null, 2.5, axis=0).tolist())
@@ -258,18 +262,28 @@ def test_results_file_provenance_and_claims(analyzed, tmp_path):
         "top10_coverage_middle",
         "middle_layer_highest",
         "frequency_matched",
-        "topk_beats_random_positions",
+        "topk_beats_null_curve",
     }
+    assert "connected_share" not in ids  # a precondition now
+    assert "connected_share" in {p["id"] for p in doc["preconditions"]}
     v = {L: out.results["layers"][L] for L in (0, 1, 2)}
     cov = {L: v[L]["coverage_topk"][-1] for L in (0, 1, 2)}
-    lo, hi = v[1]["null_coverage_topk"]["lo"][-1], v[1]["null_coverage_topk"]["hi"][-1]
     dense = any(fclaims.quality_bar(v[L]) for L in (0, 1, 2))
     expect = "holds" if cov[1] > max(cov[0], cov[2]) else "fails"
     assert ids["middle_layer_highest"]["verdict"] == ("inconclusive" if dense else expect)
-    expect = "holds" if cov[1] >= 0.7 and cov[1] > hi else "fails"
+    matched = v[1]["matched_scale"]["coverage"]
+    expect = "holds" if matched >= 0.7 else "fails"
     assert ids["top10_coverage_middle"]["verdict"] == ("inconclusive" if fclaims.quality_bar(v[1]) else expect)
-    beats = ids["topk_beats_random_positions"]["verdict"]
-    assert beats == ("holds" if cov[1] > hi else "fails" if cov[1] < lo else "inconclusive")
+    assert ids["top10_coverage_middle"]["ours"] == round(matched, 4)
+    c = v[1]["null_curves"]
+    j = fclaims.comparison_point(c, v[1]["connected_share"])
+    beats = ids["topk_beats_null_curve"]["verdict"]
+    if j is None:
+        assert beats == "inconclusive"
+    else:
+        top, nulls = c["top"][j], [c["random"], c["token_identity"]]
+        above, below = all(top > n["hi"][j] for n in nulls), any(top < n["lo"][j] for n in nulls)
+        assert beats == ("holds" if above else "fails" if below else "inconclusive")
     assert doc["provenance"]["data"]["tokens"] == out.data["tokens"]
     # the frequency control in the results file: per layer, both controls with Holm-corrected p-values
     for L in ("0", "1", "2"):

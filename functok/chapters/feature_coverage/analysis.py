@@ -45,7 +45,7 @@ from typing import Any
 import numpy as np
 
 from functok.chapters.common import sae_training_spec, sae_training_windows
-from functok.chapters.feature_coverage.claims import _paper, make_claims, make_preconditions
+from functok.chapters.feature_coverage.claims import _paper, make_claims, make_preconditions, paper_firings_per_feature
 from functok.chapters.feature_coverage.frequency import ControlParams, correct_layers
 from functok.chapters.feature_coverage.null import CoverageNull
 from functok.chapters.feature_coverage.stats import layer_stats
@@ -378,7 +378,8 @@ def _layer_results(cfg, p: Plan, ps, specs, names, is_function, tok, checkpoint,
     """Per layer, (the results entry: statistics, SAE quality, decoded top tokens; the statistics with arrays)."""
     layers, per = {}, {}
     for i, L in enumerate(p.layers):
-        st = layer_stats(ps.graphs[L], is_function, cfg.top_k, ps.null[L], ControlParams.of(cfg))
+        curves = (cfg.null_draws, cfg.seed, paper_firings_per_feature())
+        st = layer_stats(ps.graphs[L], is_function, cfg.top_k, ps.null[L], ControlParams.of(cfg), curves)
         per[L] = st
         layers[L] = {
             "hook_name": hook_name(L),

@@ -48,7 +48,10 @@ class FeatureCoverageConfig(SAERecipe, CorpusFields, ChapterConfig):
     )
     top_k: int = param(10, "cumulative coverage of the 1 to top_k most frequent tokens (Table 1)", lo=1, hi=10_000)
     null_draws: int = param(
-        20, "coverage null model: seeded draws of as many random positions as the top tokens occupy", lo=20, hi=1000
+        200,
+        "coverage nulls: seeded draws of random positions and of whole token types (the null-curve claim needs 200)",
+        lo=20,
+        hi=1000,
     )
     batch_size: int = param(8, "windows per forward pass", lo=1, hi=4096)
     device: str = param("cpu", "where the model, the SAE encoders and the graphs run", choices=("cpu", "cuda"))

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from functok.chapters.common import show_token, sns_theme
-from functok.chapters.feature_coverage.claims import MAX_DENSITY
+from functok.chapters.feature_coverage.claims import MAX_DENSITY, comparison_point
 from functok.chapters.feature_coverage.frequency import curve
 from functok.core.results import ChapterResult
 
@@ -347,3 +347,40 @@ def firing_table(out: ChapterResult) -> pd.DataFrame:
             }
         )
     return pd.DataFrame(rows).set_index("layer")
+
+
+def null_curve_figure(out: ChapterResult):
+    """Coverage against the number of positions per layer (log x): the top-k tokens' occurrences thinned at
+    random, random positions and whole token types (mean and 95% band over the draws), content positions;
+    the dotted line is the connected share (the ceiling), the grey line the point the null claim reads."""
+    sns_theme()
+    import matplotlib.pyplot as plt
+
+    layers = [L for L in _layers(out) if out.results["layers"][L].get("null_curves")]
+    if not layers:
+        return None
+    fig, axes = plt.subplots(1, len(layers), figsize=(4.2 * len(layers), 3.6), squeeze=False, sharey=True)
+    for ax, L in zip(axes[0], layers):
+        v = out.results["layers"][L]
+        c = v["null_curves"]
+        n = c["n_positions"]
+        ax.plot(n, c["top"], c=FUNCTION_COLOR, lw=2, label=f"top {len(v['coverage_topk'])} tokens")
+        for key, colour, label in (
+            ("random", "#1f77b4", "random positions"),
+            ("token_identity", "#2ca02c", "token types"),
+        ):
+            if key in c:
+                ax.plot(n, c[key]["mean"], c=colour, lw=1, label=label)
+                ax.fill_between(n, c[key]["lo"], c[key]["hi"], color=colour, alpha=0.2, lw=0)
+        ax.plot(n, c["content"], c=CONTENT_COLOR, lw=1, ls="--", label="content positions")
+        ax.axhline(v["connected_share"], c="k", ls=":", lw=1)
+        j = comparison_point(c, v["connected_share"]) if "random" in c else None
+        if j is not None:
+            ax.axvline(n[j], c="0.5", lw=1)
+        ax.set_xscale("log")
+        ax.set_xlabel("positions")
+        ax.set_title(f"layer {L}")
+        ax.legend(fontsize=7, loc="lower right")
+    axes[0][0].set_ylabel("share of d_sae covered")
+    fig.tight_layout()
+    return fig

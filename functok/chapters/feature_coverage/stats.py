@@ -8,6 +8,7 @@ import numpy as np
 
 from functok.chapters.feature_coverage.frequency import ControlParams, frequency_control
 from functok.chapters.feature_coverage.null import null_summary, topk_positions
+from functok.chapters.feature_coverage.null_curve import matched_scale, null_curves
 
 
 def degree_vs_occurrences(degree: np.ndarray, counts: np.ndarray, is_function: np.ndarray) -> dict:
@@ -49,11 +50,18 @@ def degree_vs_occurrences(degree: np.ndarray, counts: np.ndarray, is_function: n
 
 
 def layer_stats(
-    g, is_function: np.ndarray, top_k: int, null_min_rank=None, control: ControlParams = ControlParams()
+    g,
+    is_function: np.ndarray,
+    top_k: int,
+    null_min_rank=None,
+    control: ControlParams = ControlParams(),
+    curves: tuple[int, int, float] | None = None,
 ) -> dict:
     """Everything one layer reports, from its graph, and the coverage null model's summary for Table 1's
     rows when `null_min_rank` (`null.CoverageNull.min_rank`, positions ranked as the graph's) is given.
-    The frequency control's p-values are per layer here; `frequency.correct_layers` adjusts them."""
+    With `curves` = (draws, seed, the paper's firings per feature): the coverage curves against the nulls
+    and the matched-scale coverage (`null_curve`). The frequency control's p-values are per layer here;
+    `frequency.correct_layers` adjusts them."""
     counts = g.token_counts()
     ranking = g.ranking()
     seen = ranking[counts[ranking] > 0]
@@ -71,6 +79,10 @@ def layer_stats(
         if null_min_rank is None
         else {"null_coverage_topk": null_summary(null_min_rank, topk_positions(counts, seen, k))}
     )
+    if curves is not None and k:
+        n_draws, seed, paper_fpf = curves
+        null["null_curves"] = null_curves(g, is_function, [int(t) for t in seen[:k]], null_min_rank, n_draws, seed)
+        null["matched_scale"] = matched_scale(g, [int(t) for t in seen[:k]], paper_fpf)
     return {
         "d_sae": int(g.d_sae),
         "n_tokens": int(counts.sum()),
