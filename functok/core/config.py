@@ -229,6 +229,8 @@ def _check_kind(name: str, value: Any, kind: str | None) -> None:
         raise ParamError(f"{name}: got {value!r}; expected a non-empty list of numbers in (0, 1]")
     if kind == "ints" and not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value):
         raise ParamError(f"{name}: got {value!r}; expected a list of non-negative integers")
+    if kind == "positive_ints" and not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in value):
+        raise ParamError(f"{name}: got {value!r}; expected a list of integers >= 1")
     if kind == "models":
         if not value:
             raise ParamError(f"{name}: got {value!r}; expected a non-empty list of strings")

@@ -10,6 +10,7 @@ import pytest
 
 from functok.chapters.function_tokens import analysis
 from functok.world import function_tokens as ft
+from functok.world.closed_class import closed_class_words, word_class
 from functok.world.tokenizers import gpt2_tokenizer
 
 
@@ -134,7 +135,7 @@ def test_binning_shuffles_documents_first():
     ],
 )
 def test_word_class(token, cls):
-    assert analysis.word_class(token, analysis.closed_class_words()) == cls
+    assert word_class(token, closed_class_words()) == cls
 
 
 def test_closed_class_list_holds_only_strings():

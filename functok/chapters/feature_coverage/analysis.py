@@ -46,6 +46,7 @@ import numpy as np
 
 from functok.chapters.common import sae_training_spec, sae_training_windows
 from functok.chapters.feature_coverage.claims import _paper, make_claims, make_preconditions, paper_firings_per_feature
+from functok.chapters.feature_coverage.closed_class import closed_class_control, token_labels
 from functok.chapters.feature_coverage.frequency import ControlParams, correct_layers
 from functok.chapters.feature_coverage.null import CoverageNull
 from functok.chapters.feature_coverage.stats import layer_stats
@@ -60,6 +61,7 @@ from functok.sae.memory import check_memory
 from functok.sae.models import hook_name, load_model
 from functok.sae.quality import evaluate_sae_cached
 from functok.sae.training import train_sae
+from functok.world.closed_class import closed_class_words
 from functok.world.config import pretrain_config
 from functok.world.function_tokens import function_token_file, load_function_token_ids
 from functok.world.models import ModelRef, model_ref
@@ -377,6 +379,7 @@ def _graph_pass(cfg, p: Plan, model, specs: list, keys: dict, win_path: Path, ex
 def _layer_results(cfg, p: Plan, ps, specs, names, is_function, tok, checkpoint, win_path, graph_files):
     """Per layer, (the results entry: statistics, SAE quality, decoded top tokens; the statistics with arrays)."""
     layers, per = {}, {}
+    labels = token_labels(tok, ps.graphs[p.layers[0]].token_counts(), closed_class_words())
     for i, L in enumerate(p.layers):
         curves = (cfg.null_draws, cfg.seed, paper_firings_per_feature())
         st = layer_stats(ps.graphs[L], is_function, cfg.top_k, ps.null[L], ControlParams.of(cfg), curves)
@@ -389,6 +392,9 @@ def _layer_results(cfg, p: Plan, ps, specs, names, is_function, tok, checkpoint,
             "topk_tokens": [tok.decode([t]) for t in st["topk_token_ids"]],
             **{k: v for k, v in st.items() if not k.startswith("_")},
         }
+        layers[L]["closed_class_control"] = closed_class_control(
+            ps.graphs[L], labels, cfg.rarefaction_sizes, cfg.n_permutations, cfg.seed
+        )
         m = st["frequency_control"]["matched"]
         for r in m["matched"] + m["unmatched"]:
             r["token"] = tok.decode([r["token_id"]])

@@ -73,6 +73,7 @@ def make_claims(results: dict, cfg) -> list[dict]:
         _middle_layer_claim(results, cfg, mid, cov, bar),
         _beats_random_claim(results, mid, cov),
         frequency_claim(results, mid),
+        closed_class_claim(results, mid),
         frequency_explains_claim(results),
     ]
 
@@ -332,7 +333,9 @@ def frequency_claim(results: dict, mid: int) -> dict:
         "not measured",
         ours,
         verdict,
-        f"layer {mid} decides; baseline: content tokens of the same frequency. Regression {r['model']} over the "
+        f"layer {mid} decides; function tokens are chapter 1's frequency-defined list, so this asks about the "
+        "most frequent tokens (closed_class_degree uses labels that counts do not decide); baseline: content "
+        f"tokens of the same frequency. Regression {r['model']} over the "
         f"{r['n_function']} function and {r['n_content']} content tokens seen (degree 0 kept via log(1 + degree): "
         f"{r['n_zero_degree']['function']} function, {r['n_zero_degree']['content']} content), knots evenly spaced "
         f"in log count over the content tokens; {r['n_bootstrap']} per-token bootstrap resamples (seed "
@@ -381,4 +384,60 @@ def frequency_explains_claim(results: dict) -> dict:
         "per layer, a line log10(degree) ~ log10(occurrences) fitted on content tokens, R2 over all tokens seen "
         f"with degree > 0 ({sizes} tokens); holds if R2 >= {R2_RULE} at every layer, fails if below at every "
         f"layer, inconclusive if the layers disagree; {verdict}: {why}",
+    )
+
+
+CLOSED_ALPHA = 0.05
+
+
+def closed_class_claim(results: dict, mid: int) -> dict:
+    """closed_class_degree: closed-class words and punctuation against content words of the same count, by
+    rarefied degree (`closed_class.closed_class_control`), decided at the middle layer and the middle size."""
+    order = results["layer_order"]
+    ctl = {L: results["layers"][L].get("closed_class_control") for L in order}
+    statement = (
+        "Beyond the paper: closed-class words and punctuation activate more distinct features per sampled "
+        "occurrence than content words seen as often"
+    )
+    if ctl[mid] is None:
+        return claim("closed_class_degree", statement, "not measured", "not run", "inconclusive", "no control")
+    sizes = sorted(ctl[mid], key=int)
+    n = sizes[len(sizes) // 2]
+    r = ctl[mid][n]
+    if r["difference"] != r["difference"]:
+        verdict, why = "inconclusive", f"fewer than 5 tokens of a label seen {n} times in shared count bins"
+    elif r["p"] < CLOSED_ALPHA:
+        verdict = "holds" if r["difference"] > 0 else "fails"
+        why = f"difference {r['difference']:+.2f} at p {r['p']:.4f} < {CLOSED_ALPHA}"
+    else:
+        verdict, why = "inconclusive", f"p {r['p']:.4f} >= {CLOSED_ALPHA}"
+    ours = (
+        f"D_{n}: {r['difference']:+.2f} features (p = {r['p']:.4f} +- {r['p_se']:.4f}; {r['n_function']} function vs "
+        f"{r['n_content']} content tokens)"
+        if r["difference"] == r["difference"]
+        else f"{r['n_function']} function, {r['n_content']} content tokens"
+    )
+    per = "; ".join(
+        f"L{L} "
+        + ", ".join(
+            f"n={m}: {c['difference']:+.2f} (p {c['p']:.3g})" if c["difference"] == c["difference"] else f"n={m}: -"
+            for m, c in sorted(ctl[L].items(), key=lambda kv: int(kv[0]))
+        )
+        for L in order
+        if ctl[L]
+    )
+    return claim(
+        "closed_class_degree",
+        statement,
+        "not measured",
+        ours,
+        verdict,
+        "labels that counts do not decide: closed-class words of data/closed_class_words.yaml (with their leading "
+        "space) and punctuation / white space are function, other whole words content, fragments and numbers "
+        f"neither; rarefied degree D_n = expected distinct features among n occurrences drawn without replacement, "
+        f"n = {', '.join(str(m) for m in sizes)} (tokens seen fewer than n times left out); the difference of the "
+        "labels' mean D_n within bins of log10 count 0.1 wide, weighted by the bin's function tokens; two-sided "
+        f"p from {r['n_permutations']:,} seeded permutations of the labels within the bins (its standard error "
+        f"beside it). Rule: decided at layer {mid} and n = {n}: holds if the difference > 0 at p < {CLOSED_ALPHA}, "
+        f"fails if < 0 at p < {CLOSED_ALPHA}, inconclusive otherwise. Per layer: {per}. {verdict}: {why}",
     )

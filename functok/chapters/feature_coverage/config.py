@@ -104,6 +104,18 @@ class FeatureCoverageConfig(SAERecipe, CorpusFields, ChapterConfig):
         hi=0.2,
         cost="cheap",
     )
+    rarefaction_sizes: list = param(
+        [25, 50, 100],
+        "closed-class control: occurrences per token at which degree is rarefied (distinct features among n)",
+        kind="positive_ints",
+        min_items=1,
+    )
+    n_permutations: int = param(
+        10_000,
+        "closed-class control: seeded permutations of the labels within count bins (p-value error ~0.002)",
+        lo=1000,
+        hi=1_000_000,
+    )
     eval_windows: int = param(
         32, "held-out windows for each local SAE's L0, explained variance and CE reconstruction score (0: skip)", lo=0
     )

@@ -384,3 +384,27 @@ def null_curve_figure(out: ChapterResult):
     axes[0][0].set_ylabel("share of d_sae covered")
     fig.tight_layout()
     return fig
+
+
+def closed_class_table(out: ChapterResult) -> pd.DataFrame:
+    """Per layer and rarefaction size: closed-class words and punctuation against content words of the same
+    count, by rarefied degree (means, the within-bin difference, its permutation p and the p's own error)."""
+    rows = []
+    for L in _layers(out):
+        for n, r in sorted(
+            (out.results["layers"][L].get("closed_class_control") or {}).items(), key=lambda kv: int(kv[0])
+        ):
+            rows.append(
+                {
+                    "layer": L,
+                    "n": int(n),
+                    "function tokens": r["n_function"],
+                    "content tokens": r["n_content"],
+                    "count bins": r["n_bins"],
+                    "mean D_n, function": round(r["mean_function"], 2),
+                    "mean D_n, content": round(r["mean_content"], 2),
+                    "difference within bins": round(r["difference"], 2) if r["difference"] == r["difference"] else None,
+                    "p (permutations)": _p(r["p"]) + (f" +- {r['p_se']:.4f}" if r["p"] == r["p"] else ""),
+                }
+            )
+    return pd.DataFrame(rows).set_index(["layer", "n"]) if rows else pd.DataFrame()

@@ -23,6 +23,7 @@ from functok.chapters.function_tokens.table2 import (
 from functok.core.cache import relpath, sha256
 from functok.core.config import ROOT
 from functok.core.results import ChapterResult, claim, precondition
+from functok.world.closed_class import closed_class_words, word_class
 from functok.world.composition import corpus_composition, largest_share, model_summary
 from functok.world.config import pretrain_config
 from functok.world.embedded import corpus_dir
@@ -119,28 +120,6 @@ def threshold_sweep(counts: np.ndarray, thresholds: Sequence[float]) -> list[dic
         {"coverage_threshold": float(t), "n_function_tokens": int(select_function_tokens(counts, t).size)}
         for t in thresholds
     ]
-
-
-def closed_class_words() -> dict[str, set[str]]:
-    import yaml
-
-    raw = yaml.safe_load((ROOT / "data" / "closed_class_words.yaml").read_text())
-    return {cat: {str(w).lower() for w in words} for cat, words in raw.items()}
-
-
-def word_class(token: str, classes: dict[str, set[str]]) -> str:
-    """'punctuation/symbol' (incl. white space, digits, symbols), 'fragment' (letters without a
-    leading space: in these tokenizers a piece inside a word, such as the 'it' of 'split', or a word
-    glued to punctuation; it is not counted as the word), a closed class, or 'content'."""
-    w = token.strip().lower()
-    if not w or not any(ch.isalpha() for ch in w):
-        return "punctuation/symbol"
-    if not token[:1].isspace():
-        return "fragment"
-    for cat, words in classes.items():
-        if w in words:
-            return cat
-    return "content"
 
 
 def closed_class_comparison(tok, tc: TokenCounts, function_ids: np.ndarray) -> dict:
