@@ -101,6 +101,8 @@ def model(rows, unigram_all=4.45, unigram_groups=None, top=" the", top_is_functi
                 "next_counts": {},
                 "greedy_function_share": share,
                 "past_milestone": ok,
+                "minus_unigram_ci": [groups["all"] - unigram_all - 0.02, groups["all"] - unigram_all + 0.02],
+                "ci": {k: [groups[k] - 0.02, groups[k] + 0.02] for k in KEYS},
             }
         )
     ug = unigram_groups or {"function->function": 3.4, "function->content": 5.1, "content->function": 3.4}
@@ -177,6 +179,14 @@ def test_function_phase_before_the_milestone_does_not_count():
     late[0] = (13, groups(3, 5, 3, 4.5, 4.2), 0.95)
     c = C.function_phase("m", model(pre + late), cfg(), PAPER)
     assert c["verdict"] == "holds" and "peak 95% at step 13, last 40% at step 60" in c["ours"]
+    # the phase at a checkpoint barely past the milestone (0.05 nats under the unigram model) is frequency again
+    barely = [(13, groups(3, 5, 3, 4.5, 4.40), 0.95), *late[1:]]
+    c = C.function_phase("m", model(pre + barely), cfg(), PAPER)
+    assert c["verdict"] == "fails" and "peak 50% at step 30" in c["ours"], c
+    c = C.function_phase(
+        "m", model(pre + [barely[0], (30, groups(2.5, 4.8, 2.6, 4, 4.41), 0.5), late[2]]), cfg(), PAPER
+    )
+    assert c["verdict"] == "inconclusive" and "clearly past the milestone" in c["note"], c
     # the last checkpoint back above the milestone: inconclusive
     back = [*pre, *late, (90, groups(4, 5, 4, 5, 4.5), 0.3)]
     c = C.function_phase("m", model(back), cfg(), PAPER)
@@ -205,3 +215,17 @@ def test_depth_prose_says_what_the_numbers_say():
     assert "0.100 nats above" in hurts and "depth hurts overall" in hurts
     unclear = lp.depth_summary(scaling(0.02, [-0.01, 0.05], [(0.1, [0.05, 0.2])] * 4))
     assert "not clearly different: the interval includes 0" in unclear
+
+
+def test_group_order_is_decided_by_the_resamples_not_the_point_means():
+    """The paper's order in the point means, but two groups 0.005 apart with resampling noise 0.01: the order
+    flips in many resamples, so the claim is inconclusive; 0.5 apart it holds; the reverse order fails."""
+    paper_order = sorted(PAPER["final_losses"], key=lambda k: PAPER["final_losses"][k][1])
+    vals = dict(zip(paper_order, (2.0, 3.0, 4.0, 5.0)))
+    clear = model([(60, {**vals, "all": 3.0}, 0.5)])
+    c = C.final_order("m", clear, PAPER, 0.95)
+    assert c["verdict"] == "holds" and "in 100% of resamples" in c["ours"], c
+    close = model([(60, {**vals, paper_order[1]: 2.005, "all": 3.0}, 0.5)])
+    assert C.final_order("m", close, PAPER, 0.95)["verdict"] == "inconclusive"
+    reverse = model([(60, {**dict(zip(paper_order, (5.0, 4.0, 3.0, 2.0))), "all": 3.0}, 0.5)])
+    assert C.final_order("m", reverse, PAPER, 0.95)["verdict"] == "fails"

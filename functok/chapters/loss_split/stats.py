@@ -60,3 +60,11 @@ CONTENT_NEXT = ("function->content", "content->content")
 
 
 FUNCTION_NEXT = ("function->function", "content->function")
+
+
+def order_share(replicates: np.ndarray, order: list[str]) -> float:
+    """Share of bootstrap replicates ([B, len(KEYS)] group means) whose groups are strictly in `order`
+    (lowest first): how often the resampled windows give that order."""
+    cols = [KEYS.index(k) for k in order]
+    r = np.asarray(replicates)[:, cols]
+    return float(np.mean(np.all(r[:, :-1] < r[:, 1:], axis=1)))
