@@ -36,7 +36,7 @@ from functok.sae.models import logit_rows
 from functok.world.windows import load_windows
 
 _LOSSES: dict[tuple, tuple] = {}
-QUALITY_VERSION = 1  # bump when a change here changes what evaluate_sae returns: it keys the cached evaluations
+QUALITY_VERSION = 2  # bump when a change here changes what evaluate_sae returns: it keys the cached evaluations
 
 
 def _eval_windows(windows, max_windows: int | None):
@@ -128,10 +128,17 @@ def evaluate_sae(sae_dir, checkpoint, windows, max_windows: int | None = None, m
     h_star = float(torch.cat(losses).mean())
     n = max(acc["n"], 1)
     total_var = acc["sumsq"] - float((acc["sum"] ** 2).sum()) / n if acc["sum"] is not None else float("nan")
+    mean_abl = mean_ablation_loss(checkpoint, hook_name, windows, max_windows, model=m, batch_size=batch_size)
+    h_mean = mean_abl["ce_loss_mean_ablation"]
     return {
         "hook_name": hook_name,
         "d_sae": int(sae.cfg.d_sae),
         "l0": acc["l0"] / n,
+        # the field's other two ways of saying it: nats lost by splicing the SAE in, and loss recovered
+        # relative to mean ablation (a constant activation is a much stronger baseline than zeros)
+        "loss_increase_nats": h_star - ref["ce_loss_original"],
+        "mean_ablation_score": mean_ablation_score(h_star, ref["ce_loss_original"], h_mean),
+        "ce_loss_mean_ablation": h_mean,
         "explained_variance": 1 - acc["sse"] / total_var if total_var > 0 else float("nan"),
         "ce_reconstruction_score": ce_score(h_star, ref["ce_loss_original"], ref["ce_loss_zero_ablation"]),
         "ce_loss_with_sae": h_star,

@@ -182,6 +182,8 @@ def test_graph_results_match_brute_force(analyzed, tiny_llama, llama_saes):
         feats = {f for _, f in edges}
         assert v["connected_features"] == len(feats) and 0 < len(feats) < 96
         assert v["connected_share"] == pytest.approx(len(feats) / 96)
+        one_type = [f for f in feats if len({t for t, g in edges if g == f}) == 1]
+        assert v["single_token_feature_share"] == pytest.approx(len(one_type) / len(feats))
         deg = out.detail["per_layer"][L]["_degree"]
         for t in counts:
             assert deg[t] == sum(1 for (u, _) in edges if u == t)

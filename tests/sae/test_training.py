@@ -130,6 +130,10 @@ def test_metrics_against_sae_lens_and_direct_recomputation(env):
         ref[k].double().mean().item() for k in ("ce_loss_without_sae", "ce_loss_with_sae", "ce_loss_with_ablation")
     )
     assert abs(m["ce_reconstruction_score"] - (h0 - hs) / (h0 - h)) < 1e-5
+    assert abs(m["loss_increase_nats"] - (hs - h)) < 1e-5  # SAELens's losses: nats lost by splicing the SAE in
+    # against mean ablation (the hook's activation replaced by its mean over non-BOS positions), computed apart
+    hmean = quality.mean_ablation_loss(env["ckpt"], HOOK, env["held"])["ce_loss_mean_ablation"]
+    assert abs(m["mean_ablation_score"] - (hmean - hs) / (hmean - h)) < 1e-5
     # The last block's resid_post is the HF hidden state before the final norm: HF's last hidden
     # state is normed, so take the pre-norm output via a forward hook on the last decoder layer.
     from transformers import AutoModelForCausalLM

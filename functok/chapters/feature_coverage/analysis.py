@@ -412,6 +412,9 @@ def _sae_quality(cfg, p: Plan, i: int, spec, checkpoint: str, win_path: Path) ->
             "ce_loss_original",
             "ce_loss_with_sae",
             "ce_loss_zero_ablation",
+            "loss_increase_nats",
+            "mean_ablation_score",
+            "ce_loss_mean_ablation",
         )
         return {k: q[k] for k in keep}
     if not isinstance(spec, str) and p.saes[i].l0 is not None:

@@ -114,7 +114,9 @@ def connected_table(out: ChapterResult) -> pd.DataFrame:
 
 def quality_table(out: ChapterResult) -> pd.DataFrame:
     """Each SAE's quality: L0 and explained variance on held-out windows, the cross-entropy
-    reconstruction score, and the L0 measured in the pass."""
+    reconstruction score (against zero ablation), the loss increase in nats with the SAE spliced in, the score
+    against mean ablation, the L0 measured in the pass and the share of connected features that a single
+    token type fires."""
     rows = []
     for L in _layers(out):
         v = out.results["layers"][L]
@@ -127,7 +129,10 @@ def quality_table(out: ChapterResult) -> pd.DataFrame:
                 "L0 (held-out)": q.get("l0", q.get("l0_registry")),
                 "explained variance": q.get("explained_variance"),
                 "CE reconstruction score": q.get("ce_reconstruction_score"),
+                "loss increase (nats)": q.get("loss_increase_nats"),
+                "score vs mean ablation": q.get("mean_ablation_score"),
                 "L0 in this pass": v["l0_in_pass"],
+                "single-token-type features": v.get("single_token_feature_share"),
             }
         )
     return pd.DataFrame(rows).set_index("layer").round(3)

@@ -93,6 +93,8 @@ def layer_stats(
         "n_edges": int(g.n_edges),
         "connected_features": connected,
         "connected_share": connected / g.d_sae,
+        # features only one token type ever fires: token detectors, not features shared across contexts
+        "single_token_feature_share": int(np.count_nonzero(fdeg == 1)) / connected if connected else float("nan"),
         "coverage_topk": [float(v) for v in cov],
         "coverage_topk_connected": [float(v) for v in cov_c],
         **null,

@@ -169,6 +169,8 @@ def sae_quality(cfg, s: Setup, scan_l0: float, alive: float) -> dict:
         "density": q["l0"] / d_sae,
         "explained_variance": q["explained_variance"],
         "ce_reconstruction_score": q["ce_reconstruction_score"],
+        "loss_increase_nats": q["loss_increase_nats"],
+        "mean_ablation_score": q["mean_ablation_score"],
         "alive": alive,
         "l0_on_scanned_windows": scan_l0,
         "eval_windows": relpath(win) if Path(win).exists() else str(win),
@@ -303,7 +305,7 @@ def key_fields(cfg) -> dict:
     return {k: v for k, v in as_dict(cfg).items() if k not in skip and not (k in ADDED_LATER and not v)}
 
 
-ANALYSIS_VERSION = 1  # bump when a change to the measurements changes their results
+ANALYSIS_VERSION = 2  # bump when a change to the measurements changes their results
 
 
 def _measure(cfg, s: Setup, t0: float, t_setup: float, progress: bool) -> dict:

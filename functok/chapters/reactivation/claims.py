@@ -70,7 +70,8 @@ def make_preconditions(res: dict, cfg) -> list[dict]:
                 "sae_quality_bar",
                 "The SAE meets the quality bar (else none of its features is interpreted)",
                 f"L0 {q['l0']:.1f} of {q['d_sae']:,}, explained variance {q['explained_variance']:.3f}, CE score "
-                f"{q['ce_reconstruction_score']:.3f}, alive {q['alive']:.0%}"
+                f"{q['ce_reconstruction_score']:.3f} (loss +{q['loss_increase_nats']:.3f} nats; "
+                f"{q['mean_ablation_score']:.3f} against mean ablation), alive {q['alive']:.0%}"
                 + (f"; misses: {', '.join(bar)}" if bar else ""),
                 not bar,
                 "functok.sae.quality.QUALITY_BAR on held-out windows; every claim is inconclusive when it is not met",
