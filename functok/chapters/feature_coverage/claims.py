@@ -71,7 +71,7 @@ def make_claims(results: dict, cfg) -> list[dict]:
     return [
         _top_coverage_claim(results, cfg, mid, cov, bar),
         _middle_layer_claim(results, cfg, mid, cov, bar),
-        _beats_random_claim(results, mid, cov),
+        _null_curve_claim(results, mid),
         frequency_claim(results, mid),
         closed_class_claim(results, mid),
         frequency_explains_claim(results),
@@ -182,7 +182,7 @@ def _null_verdict(top: float, nulls: dict) -> tuple[str, str]:
     return "inconclusive", "inside " + " and ".join(k for k, v in nulls.items() if top <= v["hi"]) + "'s interval"
 
 
-def _beats_random_claim(results: dict, mid: int, cov: dict) -> dict:
+def _null_curve_claim(results: dict, mid: int) -> dict:
     """topk_beats_null_curve: the top-k tokens' occurrences against random positions and whole token types,
     at the same number of positions, where the nulls are far from their ceiling."""
     lay = results["layers"]

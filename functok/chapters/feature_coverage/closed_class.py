@@ -35,11 +35,9 @@ def rarefied_degree(edges, token_counts: np.ndarray, n: int) -> np.ndarray:
     ok = Nt >= n
     # C(N - c, n) / C(N, n) in logs; zero when fewer than n occurrences did not fire f
     rest = Nt - c
-    log_ratio = np.where(
-        ok & (rest >= n),
-        gammaln(rest + 1) - gammaln(rest - n + 1) - gammaln(Nt + 1) + gammaln(Nt - n + 1),
-        -np.inf,
-    )
+    some = ok & (rest >= n)  # else every n occurrences include one that fired f: the ratio is 0
+    r, t = np.where(some, rest, n), np.where(some, Nt, n)  # in range for gammaln where the ratio is used
+    log_ratio = np.where(some, gammaln(r + 1) - gammaln(r - n + 1) - gammaln(t + 1) + gammaln(t - n + 1), -np.inf)
     contrib = np.where(ok, 1.0 - np.exp(log_ratio), 0.0)
     out = np.bincount(tokens, weights=contrib, minlength=token_counts.shape[0])
     out[token_counts < n] = np.nan
