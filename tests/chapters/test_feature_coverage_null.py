@@ -224,9 +224,9 @@ def test_matched_scale_thins_to_the_papers_firings_per_feature():
     g, _ = feed(tokens, fired, 300, 20, seed=0)
     top = g.ranking()[:10].tolist()
     ours = g.n_firings / 300
-    m = NC.matched_scale(g, top, ours / 4)
+    m = NC.matched_scale(g, g.edges(), top, ours / 4)
     assert m["fraction_kept"] == pytest.approx(0.25) and m["firings_per_feature"] == pytest.approx(ours)
-    full = NC.matched_scale(g, top, ours * 10)  # fewer firings than the paper's: nothing thinned
+    full = NC.matched_scale(g, g.edges(), top, ours * 10)  # fewer firings than the paper's: nothing thinned
     assert full["fraction_kept"] == 1.0 and full["coverage"] == pytest.approx(g.coverage_topk(top, 10)[-1])
     assert m["coverage"] < full["coverage"]
 

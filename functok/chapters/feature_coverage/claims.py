@@ -103,8 +103,9 @@ def _top_coverage_claim(results: dict, cfg, mid: int, cov: dict, bar: dict) -> d
             verdict = "holds" if m["coverage"] >= COVERAGE else "fails"
             why = f"{m['coverage']:.1%} {'>=' if m['coverage'] >= COVERAGE else '<'} 70%"
     scale = (
-        f"matched scale: the paper's setup gives {m['paper_firings_per_feature']:.0f} firings per feature (5M "
-        f"tokens x L0 {paper['canonical_l0'][20]} / 2^20 at layer 20), ours {m['firings_per_feature']:,.0f}; the top-"
+        f"matched scale: the paper's setup gives {m['paper_firings_per_feature']:.0f} firings per feature "
+        f"({paper['n_tokens']:,} tokens x L0 {paper['canonical_l0'][20]} / {paper['d_sae']:,} at layer 20), "
+        f"ours {m['firings_per_feature']:,.0f}; the top-"
         f"{k_used} tokens' occurrences are thinned at random, each kept with probability "
         f"{m['fraction_kept']:.3f}, and the expected coverage is exact from the graph's edge counts (1 - (1 - q)^m "
         f"per feature); unthinned: {cov[mid]:.1%}"

@@ -61,8 +61,6 @@ def token_identity(
     order_f = np.argsort(features, kind="stable")  # edges grouped by feature, for one reduceat per draw
     f_sorted = features[order_f]
     starts = np.flatnonzero(np.r_[True, f_sorted[1:] != f_sorted[:-1]]) if f_sorted.size else np.zeros(0, int)
-    cand_set = np.zeros(token_counts.shape[0], bool)
-    cand_set[candidates] = True
     rng = np.random.default_rng(seed)
     big = np.iinfo(np.int64).max
     out = np.full((n_draws, len(ns)), np.nan)
@@ -81,10 +79,9 @@ def token_identity(
     return {"mean": out.mean(axis=0).tolist(), "lo": lo.tolist(), "hi": hi.tolist(), "n_draws": int(n_draws)}
 
 
-def null_curves(g, is_function: np.ndarray, top_ids: list[int], min_rank, n_draws: int, seed: int) -> dict:
-    """Every curve of the module docstring for one layer's graph, at `grid(N_k)` positions."""
+def null_curves(g, edges, is_function: np.ndarray, top_ids: list[int], min_rank, n_draws: int, seed: int) -> dict:
+    """Every curve of the module docstring for one layer's graph (edges: `g.edges()`), at `grid(N_k)` positions."""
     counts = g.token_counts()
-    edges = g.edges()
     tokens, features, ecounts = edges
     top = np.zeros(counts.shape[0], bool)
     top[top_ids] = True
@@ -108,9 +105,9 @@ def null_curves(g, is_function: np.ndarray, top_ids: list[int], min_rank, n_draw
     return out
 
 
-def matched_scale(g, top_ids: list[int], paper_firings_per_feature: float) -> dict:
+def matched_scale(g, edges, top_ids: list[int], paper_firings_per_feature: float) -> dict:
     """The top-k coverage with the occurrences thinned so that firings per feature match the paper's."""
-    tokens, features, ecounts = g.edges()
+    tokens, features, ecounts = edges
     top = np.zeros(g.vocab_size, bool)
     top[top_ids] = True
     ours = float(g.n_firings) / g.d_sae

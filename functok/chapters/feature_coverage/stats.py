@@ -81,8 +81,9 @@ def layer_stats(
     )
     if curves is not None and k:
         n_draws, seed, paper_fpf = curves
-        null["null_curves"] = null_curves(g, is_function, [int(t) for t in seen[:k]], null_min_rank, n_draws, seed)
-        null["matched_scale"] = matched_scale(g, [int(t) for t in seen[:k]], paper_fpf)
+        edges, top = g.edges(), [int(t) for t in seen[:k]]
+        null["null_curves"] = null_curves(g, edges, is_function, top, null_min_rank, n_draws, seed)
+        null["matched_scale"] = matched_scale(g, edges, top, paper_fpf)
     return {
         "d_sae": int(g.d_sae),
         "n_tokens": int(counts.sum()),
