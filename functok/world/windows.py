@@ -146,7 +146,7 @@ def cut(
     """(windows [n, context_size] int32, {"n_windows", "n_tokens", "n_documents", "dropped_tail_tokens"}).
     With max_windows, tokenizing stops once enough tokens are in hand. With bos_start every window is BOS
     followed by the next context_size - 1 tokens of the stream (as SAELens's prepend_bos does)."""
-    bos = tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id
+    bos = windows_bos_id(tok)
     texts = list(texts)
     parts: list[np.ndarray] = []
     body = context_size - 1 if bos_start else context_size
@@ -210,3 +210,30 @@ def load_windows(windows) -> Any:
             arr = np.stack(list(arr))
         return torch.from_numpy(arr.astype(np.int64))
     return torch.as_tensor(np.asarray(windows), dtype=torch.long)
+
+
+def windows_bos_id(tok) -> int:
+    """The token cut puts before every document: BOS, or EOS where the tokenizer has no BOS."""
+    return tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id
+
+
+def windows_bos_start(path) -> bool:
+    """Whether the cached windows at `path` (token_windows's folder) start every row with BOS: their cache
+    key records it (windows_params). False for windows not from the cache."""
+    params = Path(path).parent / "params.json"
+    return params.exists() and bool(json.loads(params.read_text()).get("bos_start"))
+
+
+def document_index(windows, bos_id: int, bos_start: bool = False) -> np.ndarray:
+    """[n, T-1] document of each prediction "token t -> token t+1" of `windows` [n, T], numbered 0.. in
+    stream order: a document starts at each BOS of the stream (cut puts one before every document), and a
+    prediction belongs to the document of its current token. With bos_start, a row's own leading BOS is
+    not a document start: its prediction belongs to the document of the token after it. Windows cut
+    documents, so the document, not the window, is the unit positions share a context in."""
+    x = np.asarray(windows)
+    body = x[:, 1:] if bos_start else x
+    doc = np.cumsum(body.reshape(-1) == bos_id).reshape(body.shape)
+    if bos_start:
+        doc = np.concatenate([doc[:, :1], doc], axis=1)
+    doc = doc[:, :-1]
+    return np.unique(doc, return_inverse=True)[1].reshape(doc.shape).astype(np.int64)

@@ -160,6 +160,33 @@ def test_bridge_loss_equals_hf_loss_on_tiny_gpt_neox(tmp_path):
     assert (tl.double() - per).abs().max().item() < 1e-4
 
 
+def test_sums_are_per_document_where_documents_cross_windows(tmp_path):
+    """With a document index, every array is summed per document: the "all" sums equal HF's per-token
+    losses summed by document, the group counts add up to the per-window evaluation's, and a document
+    that runs over two windows gets the predictions of both."""
+    from functok.sae.models import load_model
+
+    folder = tiny_neox(tmp_path / "neox")
+    x = torch.randint(0, 50000, (3, 10))
+    x[0, 0], x[1, 6] = 50256, 50256  # BOS: document 0 runs from window 0 into window 1, document 1 to the end
+    per, _ = hf_per_token(folder, x)
+    bridge = load_model(folder)
+    units = windows.document_index(x.numpy(), 50256)
+    assert units.max() == 1 and (units[1, :6] == 0).all() and (units[1, 6:] == 1).all()
+    kw = dict(function_ids=[11, 13, 262], special_ids=[50256], next_ids=[262, 11])
+    by_doc = evaluation.evaluate_model(bridge, x, units=units, **kw)
+    by_win = evaluation.evaluate_model(bridge, x, **kw)
+    assert by_doc["sums"].shape == (2, 5) and by_win["sums"].shape == (3, 5)
+    want = np.bincount(units.reshape(-1), per.double().numpy().reshape(-1))
+    assert np.allclose(by_doc["sums"][:, 4], want, atol=1e-4)
+    assert by_doc["counts"][:, 4].tolist() == [9 + 6, 3 + 9]
+    for k in ("counts", "next_counts", "n_pred", "correct", "pred_function"):
+        assert np.array_equal(by_doc[k].sum(0), by_win[k].sum(0)), k
+    assert np.allclose(by_doc["sums"].sum(0), by_win["sums"].sum(0))
+    with pytest.raises(ValueError, match="^units: got shape"):
+        evaluation.evaluate_model(bridge, x, units=units[:, 1:], **kw)
+
+
 def test_hub_checkpoints_download_evaluate_delete(env, tmp_path, monkeypatch):
     """A hub model by Pythia steps: each revision 'downloaded' (here: copied from a tiny local GPT-NeoX),
     evaluated through the local-folder path, deleted afterwards unless keep_checkpoints."""
@@ -277,6 +304,8 @@ def test_unigram_milestone_on_the_tiny_models(env, analysis):
     x = windows.load_windows(windows.token_windows("tiny", "heldout"))
     losses = [-math.log((counts[int(t)] + 1) / (N + V)) for row in x for t in row[1:]]
     for name, m in analysis.results["models"].items():
+        # the bootstrap resamples held-out documents: one per BOS of the stream the windows were cut from
+        assert m["n_documents"] == int((x == x[0, 0]).sum()) == analysis.detail["models"][name]["idx"].shape[1]
         u = m["unigram"]
         assert u["counts"] == m["checkpoints"][-1]["counts"], name
         assert abs(m["unigram_loss"] - sum(losses) / len(losses)) < 1e-9

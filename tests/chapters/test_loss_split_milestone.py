@@ -121,7 +121,7 @@ def model(rows, unigram_all=4.45, unigram_groups=None, top=" the", top_is_functi
             "n_checkpoints": len(cks),
         },
     }
-    return {"result": result, "boots": boots, "log": None, "n_windows": 15, "final_step": rows[-1][0]}
+    return {"result": result, "boots": boots, "log": None, "n_windows": 15, "n_documents": 9, "final_step": rows[-1][0]}
 
 
 def groups(ff, fc, cf, cc, all_):

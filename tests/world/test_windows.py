@@ -124,3 +124,33 @@ def test_training_halves_split_the_training_documents(tmp_cache, text_folder):
     a, b = preset_docs["train_a"], preset_docs["train_b"]
     assert a and b and not set(a) & set(b)
     assert a + b == preset_docs["train"]
+
+
+def test_document_index_follows_the_documents_through_the_cut():
+    """Each prediction's document, from the windows alone, equals the label of its current token in a stream
+    labelled while it was built (the leading BOS of a bos_start row takes the label of the token after it)."""
+    tok = gpt2_tokenizer()
+    bos = tok.eos_token_id
+    texts = TEXTS * 3
+    labels = np.array([d for d, x in enumerate(texts) for _ in [bos, *tok.encode(x, add_special_tokens=False)]])
+    for ctx, bos_start in ((3, False), (8, False), (5, True), (9, True)):
+        got, _ = windows.cut(tok, texts, ctx, bos_start=bos_start)
+        body = ctx - 1 if bos_start else ctx
+        lab = labels[: got.shape[0] * body].reshape(-1, body)
+        if bos_start:
+            lab = np.concatenate([lab[:, :1], lab], axis=1)
+        want = lab[:, :-1] - lab[0, 0]
+        doc = windows.document_index(got, bos, bos_start)
+        assert doc.shape == (got.shape[0], ctx - 1) and np.array_equal(doc, want), (ctx, bos_start)
+        # windows cut documents: some window holds predictions of two documents, and a document spans windows
+        assert (doc.min(1) != doc.max(1)).any()
+    # a bos_start row's leading BOS is not a document start: without the flag each row would begin one
+    got, _ = windows.cut(tok, texts, 9, bos_start=True)
+    assert windows.document_index(got, bos, False).max() > windows.document_index(got, bos, True).max()
+
+
+def test_windows_bos_start_is_read_from_the_cache_key(tmp_path):
+    (tmp_path / "windows").mkdir()
+    assert not windows.windows_bos_start(tmp_path / "windows")
+    (tmp_path / "params.json").write_text('{"bos_start": true}')
+    assert windows.windows_bos_start(tmp_path / "windows")

@@ -11,10 +11,11 @@ embedded Llamas and for Pythia):
   prediction of every window, as in training; the four groups leave out predictions whose current
   or next token is special, i.e. BOS at document starts);
 - the loss of predicting each of `next_tokens` (" the", " of", ",") where it is the next token;
-- each mean's count of predictions and a bootstrap confidence interval: windows are resampled with
-  replacement (a cluster bootstrap: positions of a window share a context, so they are not
-  independent); the same resampled windows serve every checkpoint and model evaluated on the same
-  windows, so differences between groups, checkpoints and models are paired;
+- each mean's count of predictions and a bootstrap confidence interval: held-out documents are
+  resampled with replacement (a cluster bootstrap: the positions of a document share its context, and
+  windows cut documents, so neither positions nor windows are independent); the same resampled
+  documents serve every checkpoint and model evaluated on the same windows, so differences between
+  groups, checkpoints and models are paired;
 - the greedy (argmax) prediction at every position of the Fig 10 prompt, and the share of
   held-out positions whose greedy prediction is a function token;
 - the learning milestone: a unigram model's loss on the same held-out predictions
@@ -36,7 +37,7 @@ from typing import Any
 import numpy as np
 
 from functok.chapters.loss_split.claims import convergence, make_claims, make_preconditions, scaling_table
-from functok.chapters.loss_split.evaluation import ModelSpec, checkpoint_eval
+from functok.chapters.loss_split.evaluation import ModelSpec, checkpoint_eval, prediction_documents
 from functok.chapters.loss_split.stats import (
     KEYS,
     bootstrap_index,
@@ -182,7 +183,7 @@ def trained_on_preset_stream(spec: ModelSpec, cfg) -> bool:
 
 
 def unigram_baseline(spec: ModelSpec, win: Path, fn_ids: list[int], cfg, memo: dict) -> dict:
-    """The unigram model of `spec` scored on its held-out windows: {"arrays": per-window sums/counts,
+    """The unigram model of `spec` scored on its held-out windows: {"arrays": per-document sums/counts,
     "info": where its counts come from, "vocab_size", "most_frequent": its greedy prediction}."""
     from transformers import AutoTokenizer
 
@@ -200,7 +201,9 @@ def unigram_baseline(spec: ModelSpec, win: Path, fn_ids: list[int], cfg, memo: d
         counts, info = heldout_counts(x, V)
     top = int(np.argmax(counts))
     return {
-        "arrays": unigram_eval(x, unigram_logprobs(counts, V), fn_ids, sorted(set(tok.all_special_ids))),
+        "arrays": unigram_eval(
+            x, unigram_logprobs(counts, V), fn_ids, sorted(set(tok.all_special_ids)), prediction_documents(x, win)
+        ),
         "info": {**info, "smoothing": SMOOTHING},
         "vocab_size": V,
         "most_frequent": {"id": top, "token": tok.decode([top]), "is_function": top in set(fn_ids)},
@@ -247,8 +250,9 @@ def analyze(cfg, progress: bool = True) -> ChapterResult:
         "groups": list(KEYS),
         "next_tokens": list(cfg.next_tokens),
         "ci": {
-            "method": "percentile bootstrap over held-out windows (cluster bootstrap; the same resamples for "
-            "every checkpoint and model on the same windows)",
+            "method": "percentile bootstrap over held-out documents (a cluster bootstrap: windows cut documents, and "
+            "a document's predictions share its context; the same resamples for every checkpoint and model on the "
+            "same windows)",
             "level": cfg.ci_level,
             "n_bootstrap": cfg.n_bootstrap,
         },
@@ -285,7 +289,7 @@ def analyze(cfg, progress: bool = True) -> ChapterResult:
             artifacts[f"train_log[{n}]"] = relpath(p["spec"].run_dir / "train_log.jsonl")
         if p["spec"].ref.wheel:  # the GGUF file, its sha256 and its package
             artifacts[f"gguf[{n}]"] = provenance(p["spec"].source)
-    artifacts["evaluations"] = [t["evaluation"] for t in timings]  # per-window sums and counts (arrays.npz)
+    artifacts["evaluations"] = [t["evaluation"] for t in timings]  # per-document sums and counts (arrays.npz)
     detail = {"models": per, "scaling": scaling, "timings": pd.DataFrame(timings)}
     return ChapterResult(results, claims, data, artifacts, detail, make_preconditions(per, cfg))
 
@@ -308,7 +312,8 @@ def _summarize(spec: ModelSpec, evals: list[dict], fn_ids: list[int], fn_file: s
     import pandas as pd
 
     n_win = evals[0]["n_windows"]
-    idx = bootstrap_index(n_win, cfg.n_bootstrap, cfg.seed)
+    n_doc = int(evals[0]["arrays"]["sums"].shape[0])  # the bootstrap unit: held-out documents
+    idx = bootstrap_index(n_doc, cfg.n_bootstrap, cfg.seed)
     ua = uni["arrays"]
     umean = ratio_means(ua["sums"], ua["counts"])
     ubs = ratio_means(ua["sums"], ua["counts"], idx)
@@ -335,6 +340,7 @@ def _summarize(spec: ModelSpec, evals: list[dict], fn_ids: list[int], fn_file: s
         "n_function_tokens": len(fn_ids),
         "windows": _rel(win),
         "n_windows": n_win,
+        "n_documents": n_doc,
         "context_size": evals[0]["context_size"],
         "next_token_ids": evals[-1]["next_ids"],
         "unigram_loss": unigram["groups"]["all"],
@@ -358,6 +364,7 @@ def _summarize(spec: ModelSpec, evals: list[dict], fn_ids: list[int], fn_file: s
         "function_token_file": fn_file,
         "windows": win,
         "n_windows": n_win,
+        "n_documents": n_doc,
         "boots": boots,
         "unigram_boots": ubs,
         "idx": idx,

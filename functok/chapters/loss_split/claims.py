@@ -67,11 +67,11 @@ def scaling_table(per: dict, cfg) -> dict | None:
     names = sorted(same, key=lambda n: (per[n]["result"]["n_layers"], list(per).index(n)))
     small, large = names[0], names[-1]
     ps, pl = per[small], per[large]
-    paired = ps["n_windows"] == pl["n_windows"] and str(ps["windows"]) == str(pl["windows"])
+    paired = ps["n_documents"] == pl["n_documents"] and str(ps["windows"]) == str(pl["windows"])
     bs_s, bs_l = ps["boots"][-1], pl["boots"][-1]
     if not paired:  # independent resamples for different windows
         a = pl["evals"][-1]["arrays"]
-        bs_l = ratio_means(a["sums"], a["counts"], bootstrap_index(pl["n_windows"], cfg.n_bootstrap, cfg.seed + 1))
+        bs_l = ratio_means(a["sums"], a["counts"], bootstrap_index(pl["n_documents"], cfg.n_bootstrap, cfg.seed + 1))
     diff = bs_s - bs_l
     lo, hi = interval(diff, cfg.ci_level)
     paper = paper_numbers("loss_split")["final_losses"]
@@ -137,8 +137,8 @@ def sample_text(p: dict) -> str:
     c = p["result"]["checkpoints"][-1]["counts"]
     per_group = ", ".join(f"{k} {c[k]:,}" for k in GROUPS)
     return (
-        f"sample: {p['n_windows']:,} held-out windows, {c['all']:,} predictions per checkpoint ({per_group}), "
-        "bootstrap over windows"
+        f"sample: {p['n_documents']:,} held-out documents in {p['n_windows']:,} windows, {c['all']:,} predictions "
+        f"per checkpoint ({per_group}), bootstrap over documents"
     )
 
 
@@ -283,7 +283,7 @@ def converge_first(name: str, p: dict, cfg, paper: dict) -> dict:
         verdict,
         f"rule: {conv['rule']}, at held-out checkpoints; holds if every chosen token converges at an earlier "
         "checkpoint than the average, fails if any converges later, inconclusive on ties; baseline: the average "
-        f"loss over all predictions, same rule; sample: {n_ck} checkpoints with steps, {p['n_windows']:,} windows, "
+        f"loss over all predictions, same rule; sample: {n_ck} checkpoints with steps, {p['n_documents']:,} documents, "
         f"predictions of each token: {counts or 'none'}",
     )
 
@@ -413,7 +413,7 @@ def order_verdict(share: float, level: float) -> str:
 
 def order_rule(level: float) -> str:
     return (
-        "rule: the four final group means are recomputed on every bootstrap resample of the held-out windows (the "
+        "rule: the four final group means are recomputed on every bootstrap resample of the held-out documents (the "
         f"chapter's cluster bootstrap); holds if at least {level:.0%} of the resamples give the paper's order, fails "
         f"if at most {1 - level:.0%} do, inconclusive otherwise (a point order alone decides nothing)"
     )

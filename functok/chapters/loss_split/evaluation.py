@@ -1,4 +1,4 @@
-"""Chapter 3's evaluation of one checkpoint through TransformerLens: per-window loss sums and counts
+"""Chapter 3's evaluation of one checkpoint through TransformerLens: per-document loss sums and counts
 of the four groups, next-token losses, greedy predictions (Fig 10); cached per checkpoint."""
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ from functok.world.function_tokens import function_mask
 from functok.world.loss_groups import prediction_groups
 from functok.world.models import ModelRef
 from functok.world.runtime import n_threads
-from functok.world.windows import load_windows
+from functok.world.windows import document_index, load_windows, windows_bos_start
 
-EVAL_VERSION = 1
+EVAL_VERSION = 2  # 2: sums per held-out document, not per window
 
 
 @dataclass
@@ -57,10 +57,13 @@ def evaluate_model(
     next_ids: list[int],
     batch_size: int = 8,
     device: str = "cpu",
+    units: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
-    """Per-window sums and counts of the loss: "sums"/"counts" [n_windows, 5] (GROUPS then all),
-    "next_sums"/"next_counts" [n_windows, len(next_ids)], "pred_function" and "correct" [n_windows]
-    (greedy predictions that are function tokens / equal the next token), "n_pred" [n_windows].
+    """Sums and counts of the loss per unit (document; `units` [n_windows, T-1] numbers the unit of every
+    prediction, functok.world.windows.document_index; None: each window is its own unit): "sums"/"counts"
+    [n_units, 5] (GROUPS then all), "next_sums"/"next_counts" [n_units, len(next_ids)], "pred_function"
+    and "correct" [n_units] (greedy predictions that are function tokens / equal the next token),
+    "n_pred" [n_units].
 
     `model` is a TransformerLens bridge (or HookedTransformer): logits come from
     `model(tokens, return_type="logits")`."""
@@ -68,25 +71,23 @@ def evaluate_model(
 
     x_all = windows
     N, T = x_all.shape
+    if units is None:
+        units = np.repeat(np.arange(N), T - 1).reshape(N, T - 1)
+    units = torch.as_tensor(np.asarray(units), dtype=torch.long)
+    if tuple(units.shape) != (N, T - 1):
+        raise ValueError(f"units: got shape {tuple(units.shape)}; expected ({N}, {T - 1}), one per prediction")
+    U = int(units.max()) + 1 if N else 0
     V = int(model.cfg.d_vocab)
     is_fn = function_mask(V, function_ids)
     is_sp = function_mask(V, special_ids)
     nxt = torch.as_tensor(next_ids, dtype=torch.long)
     K = len(next_ids)
-    out = {
-        "sums": np.zeros((N, 5)),
-        "counts": np.zeros((N, 5)),
-        "next_sums": np.zeros((N, K)),
-        "next_counts": np.zeros((N, K)),
-        "pred_function": np.zeros(N),
-        "correct": np.zeros(N),
-        "n_pred": np.full(N, T - 1, dtype=np.float64),
-    }
+    acc = {k: torch.zeros(U, w, dtype=torch.float64) for k, w in (("sums", 5), ("counts", 5), ("next", 2 * K))}
+    flags = torch.zeros(U, 3, dtype=torch.float64)  # pred_function, correct, n_pred
     with torch.no_grad():
         step = logit_rows(model, batch_size, x_all.shape[1])
         for i in range(0, N, step):
             x = x_all[i : i + step].to(device)
-            b = x.shape[0]
             logits = model(x, return_type="logits").float()  # [b, T, V]
             y = x[:, 1:]
             # cross-entropy without a second [b, T, V] tensor: logsumexp minus the target's logit
@@ -95,19 +96,37 @@ def evaluate_model(
             pred = logits[:, :-1].argmax(-1).cpu()
             del logits
             x, y = x.cpu(), y.cpu()
+            u = units[i : i + x.shape[0]]
             g = prediction_groups(x, is_fn, is_sp)  # 0..3 groups, 4 special
-            row = torch.arange(b).unsqueeze(1).expand_as(g)
-            s = torch.zeros(b, 5, dtype=torch.float64).index_put_((row, g), per, accumulate=True)
-            c = torch.zeros(b, 5, dtype=torch.float64).index_put_((row, g), torch.ones_like(per), accumulate=True)
-            s[:, 4], c[:, 4] = per.sum(1), T - 1  # column 4 becomes "all" (every prediction)
-            out["sums"][i : i + b], out["counts"][i : i + b] = s.numpy(), c.numpy()
+            keep = g < 4
+            acc["sums"].index_put_((u[keep], g[keep]), per[keep], accumulate=True)
+            acc["counts"].index_put_((u[keep], g[keep]), torch.ones_like(per[keep]), accumulate=True)
+            uf = u.reshape(-1)
+            acc["sums"][:, 4].index_add_(0, uf, per.reshape(-1))  # column 4: "all" (every prediction)
+            acc["counts"][:, 4].index_add_(0, uf, torch.ones_like(per.reshape(-1)))
             if K:
                 hit = (y.unsqueeze(-1) == nxt).double()  # [b, T-1, K]
-                out["next_sums"][i : i + b] = (hit * per.unsqueeze(-1)).sum(1).numpy()
-                out["next_counts"][i : i + b] = hit.sum(1).numpy()
-            out["pred_function"][i : i + b] = is_fn[pred].sum(1).numpy()
-            out["correct"][i : i + b] = (pred == y).sum(1).numpy()
-    return out
+                both = torch.cat([hit * per.unsqueeze(-1), hit], -1).reshape(-1, 2 * K)
+                acc["next"].index_add_(0, uf, both)
+            f = torch.stack([is_fn[pred].double(), (pred == y).double(), torch.ones_like(per)], -1)
+            flags.index_add_(0, uf, f.reshape(-1, 3))
+    return {
+        "sums": acc["sums"].numpy(),
+        "counts": acc["counts"].numpy(),
+        "next_sums": acc["next"][:, :K].numpy(),
+        "next_counts": acc["next"][:, K:].numpy(),
+        "pred_function": flags[:, 0].numpy(),
+        "correct": flags[:, 1].numpy(),
+        "n_pred": flags[:, 2].numpy(),
+    }
+
+
+def prediction_documents(x, windows_path) -> np.ndarray | None:
+    """The held-out document of every prediction of the windows `x` (the chapter's bootstrap unit)."""
+    if not len(x):
+        return None
+    # the stream's first token is the BOS cut put before the first document: the windows' own document mark
+    return document_index(np.asarray(x), int(x[0, 0]), windows_bos_start(windows_path))
 
 
 def greedy(model, tok, text: str, function_ids: list[int], device: str = "cpu") -> list[dict]:
@@ -151,7 +170,7 @@ def _local_key(folder: Path) -> str:
 def checkpoint_eval(
     spec: ModelSpec, ck: dict, windows_path: Path, function_ids: list[int], cfg, timings: list | None = None
 ) -> dict:
-    """Evaluation of one checkpoint (cached): {"arrays": {...per-window arrays}, "greedy": [...],
+    """Evaluation of one checkpoint (cached): {"arrays": {...per-document arrays}, "greedy": [...],
     "next_ids": {...}, "n_layers", "seconds"}. Hub checkpoints are downloaded, evaluated and deleted
     (unless cfg.keep_checkpoints)."""
     import time
@@ -223,12 +242,14 @@ def _evaluate_folder(folder: Path, windows_path: Path, function_ids: list[int], 
         x = x[: cfg.max_windows]
     specials = sorted(set(tok.all_special_ids))
     ids = [i for i in nid.values() if i is not None]
-    arrays = evaluate_model(model, x, function_ids, specials, ids, cfg.batch_size, cfg.device)
+    units = prediction_documents(x, windows_path)
+    arrays = evaluate_model(model, x, function_ids, specials, ids, cfg.batch_size, cfg.device, units)
     return {
         "arrays": arrays,
         "greedy": greedy(model, tok, cfg.prompt, function_ids, cfg.device),
         "next_ids": nid,
         "n_layers": int(model.cfg.n_layers),
         "n_windows": int(x.shape[0]),
+        "n_documents": int(arrays["sums"].shape[0]),
         "context_size": int(x.shape[1]),
     }

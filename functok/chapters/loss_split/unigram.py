@@ -17,8 +17,8 @@ Counts, in order of preference:
   stricter milestone), and the results say so.
 
 The held-out loss is scored on the same predictions as the models' (every position of every window
-predicting the next one), per window as sums and counts in the layout of
-functok.chapters.loss_split.evaluation.evaluate_model, so the chapter's window bootstrap applies.
+predicting the next one), per document as sums and counts in the layout of
+functok.chapters.loss_split.evaluation.evaluate_model, so the chapter's document bootstrap applies.
 """
 
 from __future__ import annotations
@@ -88,21 +88,25 @@ def heldout_counts(windows, vocab_size: int) -> tuple[np.ndarray, dict]:
     }
 
 
-def unigram_eval(windows, logp: np.ndarray, function_ids, special_ids) -> dict[str, np.ndarray]:
-    """Per-window sums and counts of the unigram model's loss, "sums"/"counts" [n_windows, 5] (the four
-    groups, then all predictions), as evaluate_model lays them out."""
+def unigram_eval(windows, logp: np.ndarray, function_ids, special_ids, units=None) -> dict[str, np.ndarray]:
+    """Sums and counts of the unigram model's loss per unit (document; `units` [n, T-1] as in evaluate_model,
+    None: each window its own unit), "sums"/"counts" [n_units, 5] (the four groups, then all predictions),
+    as evaluate_model lays them out."""
     import torch
 
     x = torch.as_tensor(np.asarray(windows), dtype=torch.long)
     n, t = x.shape
+    u = np.repeat(np.arange(n), t - 1).reshape(n, t - 1) if units is None else np.asarray(units)
+    n_units = int(u.max()) + 1 if u.size else 0
     V = logp.shape[0]
     g = prediction_groups(x, function_mask(V, function_ids), function_mask(V, special_ids)).numpy()
     per = -logp[x[:, 1:].numpy()]  # [n, T-1]
-    sums, counts = np.zeros((n, 5)), np.zeros((n, 5))
+    sums, counts = np.zeros((n_units, 5)), np.zeros((n_units, 5))
     for j in range(4):
-        sums[:, j] = np.where(g == j, per, 0.0).sum(1)
-        counts[:, j] = (g == j).sum(1)
-    sums[:, 4], counts[:, 4] = per.sum(1), t - 1
+        sums[:, j] = np.bincount(u.reshape(-1), np.where(g == j, per, 0.0).reshape(-1), n_units)
+        counts[:, j] = np.bincount(u.reshape(-1), (g == j).reshape(-1).astype(float), n_units)
+    sums[:, 4] = np.bincount(u.reshape(-1), per.reshape(-1), n_units)
+    counts[:, 4] = np.bincount(u.reshape(-1), minlength=n_units)
     return {"sums": sums, "counts": counts}
 
 
