@@ -260,6 +260,9 @@ def test_learned_features_and_degrees_recount_from_saved_files(env, analysis):
         order = np.argsort(-counts, kind="stable")[: (counts > 0).sum()]
         expected = np.array([len(edges.get(int(t), ())) for t in order])
         assert np.array_equal(analysis.detail["curves"][r["step"]]["degree_by_rank"], expected)
+        # features that one token type alone fires, over the features that fire at all
+        types = [{int(t) for t in sample["token_id"][fires[:, f]]} for f in np.flatnonzero(fires.any(0))]
+        assert r["single_token_feature_share"] == sum(len(ts) == 1 for ts in types) / len(types)
 
 
 def test_cached_rerun_and_checks(env, analysis, monkeypatch):

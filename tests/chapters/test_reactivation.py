@@ -195,6 +195,21 @@ def test_chapter_end_to_end(analysis):
         assert r["concept_logprob"] <= 0 and r["concept_rank"] >= 1
 
 
+def test_single_token_feature_share_recounts_by_sets(env, analysis):
+    """The share of alive features one token type fires, recounted with a set of token types per feature
+    (the chapter tracks only each feature's least and greatest token id)."""
+    s = R.setup(tiny_cfg(), progress=False)
+    x = s.windows.numpy()
+    types: dict[int, set] = {}
+    for idx, f in R.encode_windows(s, 4, progress=False):
+        for w, row in zip(idx, (f > 0).numpy()):
+            for pos, feat in zip(*np.nonzero(row)):
+                if s.bos is None or x[w, pos] != s.bos:
+                    types.setdefault(int(feat), set()).add(int(x[w, pos]))
+    want = sum(len(t) == 1 for t in types.values()) / len(types)
+    assert analysis.results["sae_quality"]["single_token_feature_share"] == pytest.approx(want, abs=1e-12)
+
+
 def test_steering_edits_only_the_last_prompt_position(env, analysis):
     s = R.setup(tiny_cfg(), progress=False)
     ids = torch.tensor([steering._prompt_ids(s, PROMPT[0])])

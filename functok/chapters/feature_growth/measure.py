@@ -49,6 +49,7 @@ FREQUENT_SHARE = 1e-4  # "frequent" features fire on at least 1 in 10,000 sample
 
 
 EVAL_VERSION = 2  # bump when a change here or in functok.sae's metrics changes cached evaluations
+MEASURE_VERSION = 3  # the activation-sample measures alone (3: the single-token-type feature share)
 
 
 @dataclass
@@ -91,7 +92,7 @@ def sample_path(windows_path: Path, cfg, sample: Callable[[], Any]) -> Path:
 def cached_measure(sae_dir: Path, sample_file: Path, sample: Callable[[], Any], vocab: int, cfg) -> dict:
     """`measure` of one SAE on the activation sample, cached (json + the degree curve as npz)."""
     params = {
-        "version": EVAL_VERSION,
+        "version": MEASURE_VERSION,
         "sae": relpath(sae_dir),
         "sample": relpath(sample_file),
         "slope_ranks": cfg.slope_ranks,
@@ -153,8 +154,11 @@ def measure(sae_dir, sample, vocab_size: int, cfg) -> dict:
     ranking = g.ranking()
     fn, ct = g.feature_fire_counts(np.zeros(vocab_size, dtype=bool))
     min_fires = max(1, math.ceil(FREQUENT_SHARE * g.n_tokens))
+    learned = int(g.connected_features())
     out = {
-        "learned_features": int(g.connected_features()),
+        "learned_features": learned,
+        # features that a single token type fires: token detectors rather than features shared across tokens
+        "single_token_feature_share": int(np.count_nonzero(g.feature_degree() == 1)) / learned if learned else None,
         "n_activations": int(g.n_tokens),
         "frequent_features": int(((fn + ct) >= min_fires).sum()),
         "frequent_min_fires": min_fires,
@@ -389,6 +393,7 @@ def checkpoint_row(cfg, ck, ident, layer, hook, chosen: Trial, trials: list[Tria
         "l0": bm["l0"],
         "delta_loss": bm["delta_loss"],
         "learned_features": main["learned_features"],
+        "single_token_feature_share": main["single_token_feature_share"],
         "n_activations": main["n_activations"],
         "ce_loss_original": bm["ce_loss_original"],
         "ce_loss_with_sae": bm["ce_loss_with_sae"],

@@ -210,6 +210,7 @@ def checkpoint_table(analysis: dict) -> pd.DataFrame:
                 "of d_sae": r["saturation"],
                 "saturated": "yes" if r["saturated"] else "no",
                 "frequent features": f"{np.mean(r['frequent_features_seeds']):,.0f}",
+                "single-token-type features": r.get("single_token_feature_share", np.nan),
                 "degree slope": r["degree_slope"],
                 "top-k coverage": r["top_coverage"],
             }
@@ -231,6 +232,7 @@ def checkpoint_table(analysis: dict) -> pd.DataFrame:
             "of d_sae": "{:.1%}",
             "degree slope": "{:.2f}",
             "top-k coverage": "{:.1%}",
+            "single-token-type features": "{:.1%}",
         }
     )
 

@@ -88,6 +88,8 @@ def select_features(s: Setup, batch_size: int, progress: bool = True) -> dict[st
     on = {c: np.zeros(d_sae) for c in occ}
     act_on = {c: np.zeros(d_sae) for c in occ}
     fire_all = np.zeros(d_sae)
+    # the least and greatest token id that fires each feature: equal for a feature one token type alone fires
+    tmin, tmax = np.full(d_sae, np.iinfo(np.int64).max), np.full(d_sae, -1)
     n_all = int(valid.sum())
     norms = []
     for idx, f, acts in encode_windows(s, batch_size, progress, with_acts=True):
@@ -95,6 +97,9 @@ def select_features(s: Setup, batch_size: int, progress: bool = True) -> dict[st
         fired = (f > 0).numpy()
         v = valid[idx]
         fire_all += fired[v].sum(0)
+        pos, feat = np.nonzero(fired[v])
+        np.minimum.at(tmin, feat, x[idx][v][pos])
+        np.maximum.at(tmax, feat, x[idx][v][pos])
         for c, o in occ.items():
             oc = o[idx]
             if oc.any():
@@ -122,6 +127,8 @@ def select_features(s: Setup, batch_size: int, progress: bool = True) -> dict[st
     out["_resid_norm"] = float(np.concatenate(norms).mean()) if norms else 1.0
     out["_l0"] = float(fire_all.sum() / max(n_all, 1))  # features firing per position, on the scanned windows
     out["_alive"] = float((fire_all > 0).mean())
+    alive = fire_all > 0
+    out["_single_token"] = float((alive & (tmin == tmax)).sum() / alive.sum()) if alive.any() else float("nan")
     return out
 
 
@@ -149,12 +156,13 @@ def unsteered_production(s: Setup, batch_size: int) -> dict[str, dict]:
     return out
 
 
-def sae_quality(cfg, s: Setup, scan_l0: float, alive: float) -> dict:
+def sae_quality(cfg, s: Setup, scan_l0: float, alive: float, single_token: float) -> dict:
     """The SAE's L0, explained variance and CE score on held-out windows (the embedded preset's; a model from
     a wheel with a trained SAE: 32 windows of chapter 2's graph documents, which the SAE never saw; another
     model: the first 32 scanned windows), the share of its features alive on the scanned windows, and
     what keeps it below functok.sae.quality.QUALITY_BAR (the features of an SAE below the bar are not
-    interpreted: the chapter's claims become inconclusive)."""
+    interpreted: the chapter's claims become inconclusive), and the share of alive features that a single
+    token type fires on the scanned windows."""
     if model_ref(cfg.model).embedded:
         win, n = token_windows(cfg.preset, "heldout"), 32
     elif model_ref(cfg.model).wheel and cfg.sae == "train":
@@ -172,6 +180,7 @@ def sae_quality(cfg, s: Setup, scan_l0: float, alive: float) -> dict:
         "loss_increase_nats": q["loss_increase_nats"],
         "mean_ablation_score": q["mean_ablation_score"],
         "alive": alive,
+        "single_token_feature_share": single_token,
         "l0_on_scanned_windows": scan_l0,
         "eval_windows": relpath(win) if Path(win).exists() else str(win),
     }
@@ -305,15 +314,15 @@ def key_fields(cfg) -> dict:
     return {k: v for k, v in as_dict(cfg).items() if k not in skip and not (k in ADDED_LATER and not v)}
 
 
-ANALYSIS_VERSION = 2  # bump when a change to the measurements changes their results
+ANALYSIS_VERSION = 3  # bump when a change to the measurements changes their results (3: single-token share)
 
 
 def _measure(cfg, s: Setup, t0: float, t_setup: float, progress: bool) -> dict:
     """Every measurement of the chapter (the cached part of `analyze`): {"results", "data", "artifacts"}."""
     sel = select_features(s, cfg.batch_size, progress)
     resid_norm = sel.pop("_resid_norm")
-    scan_l0, alive = sel.pop("_l0"), sel.pop("_alive")
-    quality = sae_quality(cfg, s, scan_l0, alive)
+    scan_l0, alive, single = sel.pop("_l0"), sel.pop("_alive"), sel.pop("_single_token")
+    quality = sae_quality(cfg, s, scan_l0, alive, single)
     features = _features(cfg, s, sel)
     scales = dict.fromkeys(features, resid_norm)
     rates = reactivation_rates(s, features, cfg.horizon, cfg.batch_size, progress)

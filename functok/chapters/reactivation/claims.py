@@ -72,6 +72,11 @@ def make_preconditions(res: dict, cfg) -> list[dict]:
                 f"L0 {q['l0']:.1f} of {q['d_sae']:,}, explained variance {q['explained_variance']:.3f}, CE score "
                 f"{q['ce_reconstruction_score']:.3f} (loss +{q['loss_increase_nats']:.3f} nats; "
                 f"{q['mean_ablation_score']:.3f} against mean ablation), alive {q['alive']:.0%}"
+                + (
+                    f", {q['single_token_feature_share']:.0%} of them fired by one token type"
+                    if q.get("single_token_feature_share") is not None
+                    else ""
+                )
                 + (f"; misses: {', '.join(bar)}" if bar else ""),
                 not bar,
                 "functok.sae.quality.QUALITY_BAR on held-out windows; every claim is inconclusive when it is not met",
