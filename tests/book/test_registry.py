@@ -45,6 +45,13 @@ def test_parameters_cell_is_a_preset_and_overrides(chapter):
 
 
 @pytest.mark.parametrize("chapter", registry.chapters())
+def test_cell_ids_are_unique(chapter):
+    """nbformat renames a repeated cell id on every run (and warns): the page's cells keep their names."""
+    ids = [c.get("id") for c in notebook(chapter)["cells"]]
+    assert len(ids) == len(set(ids)), sorted({i for i in ids if ids.count(i) > 1})
+
+
+@pytest.mark.parametrize("chapter", registry.chapters())
 def test_every_field_has_one_line_help(chapter):
     for f in dataclasses.fields(registry.config_class(chapter)):
         help_ = f.metadata.get("help", "")
