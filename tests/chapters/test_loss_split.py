@@ -109,6 +109,35 @@ def test_grouped_losses_equal_a_plain_hf_recomputation(env, analysis):
     assert analysis.results["function_token_ids"][name] == ids
 
 
+def test_another_threshold_regroups_the_cached_forward_pass(env, analysis):
+    """At coverage_threshold 0.3 the chapter runs no model (every forward pass is read back) and the groups are
+    those of the 0.3 set: each mean equals HF's per-token losses grouped by that set; the training log, grouped
+    by the run's own 0.4 set during training, is not used and its claim says why."""
+    a = L.analyze(tiny_cfg(coverage_threshold=0.3), progress=False)
+    assert a.detail["timings"]["cached"].all()
+    name = "llama-2L"
+    fn = set(a.results["function_token_ids"][name])
+    assert fn != set(analysis.results["function_token_ids"][name])
+    x = windows.load_windows(windows.token_windows("tiny", "heldout"))
+    ck = runs.checkpoints(env["runs"][name])[-1]["checkpoint"]
+    per, _ = hf_per_token(ck, x)
+    bos = int(x[0, 0])
+    vals = {g: [] for g in GROUPS}
+    for b in range(x.shape[0]):
+        for t in range(x.shape[1] - 1):
+            cur, nxt = int(x[b, t]), int(x[b, t + 1])
+            if bos not in (cur, nxt):
+                vals[GROUPS[2 * (cur not in fn) + (nxt not in fn)]].append(per[b, t].item())
+    got = a.results["models"][name]["checkpoints"][-1]
+    for g, v in vals.items():
+        assert got["counts"][g] == len(v) and abs(got["groups"][g] - sum(v) / len(v)) < 1e-4, g
+    m = a.results["models"][name]
+    assert m["coverage_threshold"] == 0.3 and m["training_log"].startswith("not used")
+    assert analysis.results["models"][name]["training_log"] == "used"
+    c = next(c for c in a.claims if c["id"] == f"function_next_groups_converge_first[{name}]")
+    assert c["verdict"] == "inconclusive" and "cannot be regrouped" in c["note"]
+
+
 def test_results_layout_and_cache(env, analysis):
     res = analysis.results
     assert set(res["models"]) == {"llama-1L", "llama-2L"}

@@ -129,14 +129,23 @@ def tokenizer_source(spec: ModelSpec) -> str:
     return str(p if p.is_absolute() else ROOT / p)
 
 
-def function_token_source(spec: ModelSpec, cfg) -> tuple[list[int], str]:
-    """(function-token ids, file). For a functok run: the file its training log used (run/function_tokens.json);
-    otherwise the coverage rule on `cfg.corpus` with the model's tokenizer (functok.world.function_tokens)."""
+def function_token_source(spec: ModelSpec, cfg) -> tuple[list[int], str, bool]:
+    """(function-token ids, file, whether the model's training log was grouped by this set). For a functok run
+    at its own threshold: the file its training log used (run/function_tokens.json); otherwise (another
+    model, or a run at another `coverage_threshold`: a threshold sweep) the coverage rule with the model's
+    tokenizer, on the embedded models' training documents or on `cfg.corpus` (functok.world.function_tokens)."""
     if spec.run_dir is not None and (spec.run_dir / "function_tokens.json").exists():
         f = spec.run_dir / "function_tokens.json"
-        return [int(i) for i in json.loads(f.read_text())["ids"]], relpath(f)
-    f = function_token_file(tokenizer_source(spec), cfg.corpus, cfg.preset, cfg.coverage_threshold, cfg.max_documents)
-    return load_function_token_ids(f), relpath(f)
+        run = json.loads(f.read_text())
+        if abs(run.get("coverage_threshold", cfg.coverage_threshold) - cfg.coverage_threshold) < 1e-12:
+            return [int(i) for i in run["ids"]], relpath(f), True
+    if spec.ref.embedded:
+        p = pretrain_config(cfg.preset)
+        f = function_token_file("embedded", "embedded", cfg.preset, cfg.coverage_threshold, p.max_documents)
+    else:
+        tok = tokenizer_source(spec)
+        f = function_token_file(tok, cfg.corpus, cfg.preset, cfg.coverage_threshold, cfg.max_documents)
+    return load_function_token_ids(f), relpath(f), spec.run_dir is None
 
 
 def heldout_windows(spec: ModelSpec, cfg) -> Path:
@@ -233,14 +242,14 @@ def analyze(cfg, progress: bool = True) -> ChapterResult:
         disable=not progress,
     )
     for spec in specs:
-        fn_ids, fn_file = function_token_source(spec, cfg)
+        fn_ids, fn_file, log_groups = function_token_source(spec, cfg)
         win = heldout_windows(spec, cfg)
         evals = []
         for ck in spec.checkpoints:
             evals.append(checkpoint_eval(spec, ck, win, fn_ids, cfg, timings))
             bar.update(1)
         uni = unigram_baseline(spec, win, fn_ids, cfg, memo)
-        per[spec.name] = _summarize(spec, evals, fn_ids, fn_file, win, uni, cfg)
+        per[spec.name] = _summarize(spec, evals, fn_ids, fn_file, win, uni, cfg, log_groups)
     bar.close()
 
     names = list(per)
@@ -306,9 +315,11 @@ MILESTONE_RULE = (
 )
 
 
-def _summarize(spec: ModelSpec, evals: list[dict], fn_ids: list[int], fn_file: str, win: Path, uni: dict, cfg) -> dict:
+def _summarize(
+    spec: ModelSpec, evals: list[dict], fn_ids: list[int], fn_file: str, win: Path, uni: dict, cfg, log_groups: bool
+) -> dict:
     """Means, counts and intervals per checkpoint; the unigram model and the milestone; frames for the
-    plots; convergence."""
+    plots; convergence. The training log is used only when its groups are this function-token set's."""
     import pandas as pd
 
     n_win = evals[0]["n_windows"]
@@ -327,7 +338,7 @@ def _summarize(spec: ModelSpec, evals: list[dict], fn_ids: list[int], fn_file: s
         next_rows += _next_token_rows(spec.name, ck, ev["arrays"], m)
     frame = pd.DataFrame(rows)
     next_frame = pd.DataFrame(next_rows)
-    log = _smoothed_log(spec, cfg)
+    log = _smoothed_log(spec, cfg) if log_groups else None
     steps = [c["step"] for c in checkpoints]
     final_step = max((s for s in steps if s is not None), default=None)
     past = [c["step"] for c in checkpoints if c["past_milestone"]]
@@ -338,6 +349,10 @@ def _summarize(spec: ModelSpec, evals: list[dict], fn_ids: list[int], fn_file: s
         "n_layers": evals[-1]["n_layers"],
         "function_token_file": fn_file,
         "n_function_tokens": len(fn_ids),
+        "coverage_threshold": cfg.coverage_threshold,
+        "training_log": "used"
+        if log is not None
+        else ("not used: its groups are the run's own function-token set" if not log_groups else "none"),
         "windows": _rel(win),
         "n_windows": n_win,
         "n_documents": n_doc,
@@ -370,6 +385,7 @@ def _summarize(spec: ModelSpec, evals: list[dict], fn_ids: list[int], fn_file: s
         "idx": idx,
         "final_step": final_step,
         "evals": evals,
+        "log_groups": log_groups,
     }
     out["convergence"] = convergence(out, cfg)
     return out

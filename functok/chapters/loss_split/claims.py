@@ -292,6 +292,21 @@ def log_converge_first(name: str, p: dict, cfg) -> dict | None:
     """In the training log, the function-next groups converge before the content-next groups."""
     conv, final = p["convergence"], p["final_step"]
     tl = conv["train_log"]
+    statement = (
+        "In the training log, the groups predicting a function token converge before the groups predicting a "
+        f"content token ({name})"
+    )
+    if not p.get("log_groups", True):  # a threshold sweep: the log was grouped by the run's own set
+        return claim(
+            f"function_next_groups_converge_first[{name}]",
+            statement,
+            "function tokens are learned first (Fig 9c)",
+            "not measured: the training log's groups are the run's own function-token set",
+            "inconclusive",
+            "rule: as at the run's own threshold; the log was grouped during training by the run's function-token "
+            f"set, so at coverage_threshold {p['result']['coverage_threshold']} it cannot be regrouped; "
+            "baseline: none; sample: none",
+        )
     if not tl or any(tl.get(k) is None for k in GROUPS):
         return None
     fn_last = max(tl[k] for k in FUNCTION_NEXT)
@@ -302,8 +317,7 @@ def log_converge_first(name: str, p: dict, cfg) -> dict | None:
     per_step = int(raw["tokens_seen"].iloc[-1] // max(1, raw["step"].iloc[-1]))
     return claim(
         f"function_next_groups_converge_first[{name}]",
-        "In the training log, the groups predicting a function token converge before the groups predicting a "
-        f"content token ({name})",
+        statement,
         "function tokens are learned first (Fig 9c)",
         ", ".join(f"{k} {_fmt_step(tl[k], final)}" for k in GROUPS),
         verdict,

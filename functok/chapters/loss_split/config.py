@@ -40,7 +40,8 @@ class LossSplitConfig(CorpusFields, ChapterConfig):
     )
     coverage_threshold: float = param(
         0.40,
-        "function tokens of non-embedded models' tokenizers (embedded runs use their training log's set)",
+        "function tokens: the most frequent tokens covering this share of occurrences (a functok run at its own "
+        "threshold: its training log's set)",
         lo=0.01,
         hi=0.99,
     )

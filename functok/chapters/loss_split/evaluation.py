@@ -1,9 +1,10 @@
-"""Chapter 3's evaluation of one checkpoint through TransformerLens: per-document loss sums and counts
-of the four groups, next-token losses, greedy predictions (Fig 10); cached per checkpoint."""
+"""Chapter 3's evaluation of one checkpoint through TransformerLens: one forward pass per checkpoint gives
+every prediction's loss and greedy prediction (cached, without labels); the four groups' loss sums and
+counts per held-out document, next-token losses and the greedy predictions of Fig 10 are summed from it
+for a function-token set."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 from dataclasses import dataclass, field
@@ -20,7 +21,7 @@ from functok.world.models import ModelRef
 from functok.world.runtime import n_threads
 from functok.world.windows import document_index, load_windows, windows_bos_start
 
-EVAL_VERSION = 2  # 2: sums per held-out document, not per window
+EVAL_VERSION = 3  # 3: the forward pass's per-prediction losses, summed per document on load
 
 
 @dataclass
@@ -49,6 +50,77 @@ def next_token_ids(tok, tokens: list[str]) -> dict[str, int | None]:
     return out
 
 
+def forward_losses(model, windows, batch_size: int = 8, device: str = "cpu") -> dict[str, np.ndarray]:
+    """The one forward pass over `windows` [N, T]: "loss" float32 [N, T-1], the cross-entropy (nats) of every
+    prediction token t -> t+1, and "pred" int32 [N, T-1], the greedy (argmax) prediction. No labels enter:
+    the groups of any function-token set are summed from these (`group_sums`).
+
+    `model` is a TransformerLens bridge (or HookedTransformer): logits come from
+    `model(tokens, return_type="logits")`."""
+    import torch
+
+    N, T = windows.shape
+    loss = np.zeros((N, max(T - 1, 0)), dtype=np.float32)
+    pred = np.zeros((N, max(T - 1, 0)), dtype=np.int32)
+    with torch.no_grad():
+        step = logit_rows(model, batch_size, T)
+        for i in range(0, N, step):
+            x = windows[i : i + step].to(device)
+            logits = model(x, return_type="logits").float()  # [b, T, V]
+            y = x[:, 1:]
+            # cross-entropy without a second [b, T, V] tensor: logsumexp minus the target's logit
+            per = torch.logsumexp(logits, -1)[:, :-1] - logits[:, :-1].gather(-1, y.unsqueeze(-1)).squeeze(-1)
+            loss[i : i + x.shape[0]] = per.cpu().numpy()
+            pred[i : i + x.shape[0]] = logits[:, :-1].argmax(-1).cpu().numpy()
+            del logits
+    return {"loss": loss, "pred": pred}
+
+
+def group_sums(
+    windows,
+    loss: np.ndarray,
+    pred: np.ndarray,
+    function_ids: list[int],
+    special_ids: list[int],
+    next_ids: list[int],
+    vocab_size: int,
+    units: np.ndarray | None = None,
+) -> dict[str, np.ndarray]:
+    """Sums and counts of the loss per unit (document; `units` [N, T-1] numbers the unit of every
+    prediction, functok.world.windows.document_index; None: each window is its own unit): "sums"/"counts"
+    [n_units, 5] (GROUPS then all), "next_sums"/"next_counts" [n_units, len(next_ids)], "pred_function"
+    and "correct" [n_units] (greedy predictions that are function tokens / equal the next token),
+    "n_pred" [n_units]."""
+    import torch
+
+    x = torch.as_tensor(np.asarray(windows), dtype=torch.long)
+    N, T = x.shape
+    u = np.repeat(np.arange(N), T - 1).reshape(N, T - 1) if units is None else np.asarray(units)
+    if u.shape != (N, T - 1):
+        raise ValueError(f"units: got shape {u.shape}; expected ({N}, {T - 1}), one per prediction")
+    U = int(u.max()) + 1 if u.size else 0
+    is_fn = function_mask(vocab_size, function_ids)
+    g = prediction_groups(x, is_fn, function_mask(vocab_size, special_ids)).numpy().reshape(-1)  # 4: special
+    uf, per = u.reshape(-1), np.asarray(loss, dtype=np.float64).reshape(-1)
+    pr, y = np.asarray(pred, dtype=np.int64).reshape(-1), x[:, 1:].numpy().reshape(-1)
+    cell = uf * 5 + g  # unit x group, the special group's cell left out below
+    sums = np.bincount(cell, per, U * 5).reshape(U, 5)
+    counts = np.bincount(cell, minlength=U * 5).reshape(U, 5).astype(np.float64)
+    sums[:, 4], counts[:, 4] = np.bincount(uf, per, U), np.bincount(uf, minlength=U)  # 4: "all"
+    hit = y[:, None] == np.asarray(next_ids, dtype=np.int64)[None, :]  # [N(T-1), K]
+    next_sums = np.stack([np.bincount(uf, per * h, U) for h in hit.T], 1) if next_ids else np.zeros((U, 0))
+    next_counts = np.stack([np.bincount(uf, h, U) for h in hit.T], 1) if next_ids else np.zeros((U, 0))
+    return {
+        "sums": sums,
+        "counts": counts,
+        "next_sums": next_sums,
+        "next_counts": next_counts,
+        "pred_function": np.bincount(uf, is_fn.numpy()[pr].astype(np.float64), U),
+        "correct": np.bincount(uf, (pr == y).astype(np.float64), U),
+        "n_pred": np.bincount(uf, minlength=U).astype(np.float64),
+    }
+
+
 def evaluate_model(
     model,
     windows,
@@ -59,66 +131,10 @@ def evaluate_model(
     device: str = "cpu",
     units: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
-    """Sums and counts of the loss per unit (document; `units` [n_windows, T-1] numbers the unit of every
-    prediction, functok.world.windows.document_index; None: each window is its own unit): "sums"/"counts"
-    [n_units, 5] (GROUPS then all), "next_sums"/"next_counts" [n_units, len(next_ids)], "pred_function"
-    and "correct" [n_units] (greedy predictions that are function tokens / equal the next token),
-    "n_pred" [n_units].
-
-    `model` is a TransformerLens bridge (or HookedTransformer): logits come from
-    `model(tokens, return_type="logits")`."""
-    import torch
-
-    x_all = windows
-    N, T = x_all.shape
-    if units is None:
-        units = np.repeat(np.arange(N), T - 1).reshape(N, T - 1)
-    units = torch.as_tensor(np.asarray(units), dtype=torch.long)
-    if tuple(units.shape) != (N, T - 1):
-        raise ValueError(f"units: got shape {tuple(units.shape)}; expected ({N}, {T - 1}), one per prediction")
-    U = int(units.max()) + 1 if N else 0
+    """`group_sums` of `forward_losses`: the chapter's arrays of one model on `windows`."""
+    f = forward_losses(model, windows, batch_size, device)
     V = int(model.cfg.d_vocab)
-    is_fn = function_mask(V, function_ids)
-    is_sp = function_mask(V, special_ids)
-    nxt = torch.as_tensor(next_ids, dtype=torch.long)
-    K = len(next_ids)
-    acc = {k: torch.zeros(U, w, dtype=torch.float64) for k, w in (("sums", 5), ("counts", 5), ("next", 2 * K))}
-    flags = torch.zeros(U, 3, dtype=torch.float64)  # pred_function, correct, n_pred
-    with torch.no_grad():
-        step = logit_rows(model, batch_size, x_all.shape[1])
-        for i in range(0, N, step):
-            x = x_all[i : i + step].to(device)
-            logits = model(x, return_type="logits").float()  # [b, T, V]
-            y = x[:, 1:]
-            # cross-entropy without a second [b, T, V] tensor: logsumexp minus the target's logit
-            per = torch.logsumexp(logits, -1)[:, :-1] - logits[:, :-1].gather(-1, y.unsqueeze(-1)).squeeze(-1)
-            per = per.double().cpu()  # [b, T-1]
-            pred = logits[:, :-1].argmax(-1).cpu()
-            del logits
-            x, y = x.cpu(), y.cpu()
-            u = units[i : i + x.shape[0]]
-            g = prediction_groups(x, is_fn, is_sp)  # 0..3 groups, 4 special
-            keep = g < 4
-            acc["sums"].index_put_((u[keep], g[keep]), per[keep], accumulate=True)
-            acc["counts"].index_put_((u[keep], g[keep]), torch.ones_like(per[keep]), accumulate=True)
-            uf = u.reshape(-1)
-            acc["sums"][:, 4].index_add_(0, uf, per.reshape(-1))  # column 4: "all" (every prediction)
-            acc["counts"][:, 4].index_add_(0, uf, torch.ones_like(per.reshape(-1)))
-            if K:
-                hit = (y.unsqueeze(-1) == nxt).double()  # [b, T-1, K]
-                both = torch.cat([hit * per.unsqueeze(-1), hit], -1).reshape(-1, 2 * K)
-                acc["next"].index_add_(0, uf, both)
-            f = torch.stack([is_fn[pred].double(), (pred == y).double(), torch.ones_like(per)], -1)
-            flags.index_add_(0, uf, f.reshape(-1, 3))
-    return {
-        "sums": acc["sums"].numpy(),
-        "counts": acc["counts"].numpy(),
-        "next_sums": acc["next"][:, :K].numpy(),
-        "next_counts": acc["next"][:, K:].numpy(),
-        "pred_function": flags[:, 0].numpy(),
-        "correct": flags[:, 1].numpy(),
-        "n_pred": flags[:, 2].numpy(),
-    }
+    return group_sums(windows, f["loss"], f["pred"], function_ids, special_ids, next_ids, V, units)
 
 
 def prediction_documents(x, windows_path) -> np.ndarray | None:
@@ -129,9 +145,10 @@ def prediction_documents(x, windows_path) -> np.ndarray | None:
     return document_index(np.asarray(x), int(x[0, 0]), windows_bos_start(windows_path))
 
 
-def greedy(model, tok, text: str, function_ids: list[int], device: str = "cpu") -> list[dict]:
+def greedy(model, tok, text: str, device: str = "cpu") -> list[dict]:
     """Greedy next-token prediction at every position of `text` (BOS prepended, as in training):
-    [{"position", "token", "prediction", "prediction_is_function", "token_is_function", "next", "correct"}]."""
+    [{"position", "token", "token_id", "prediction", "prediction_id", "next", "correct"}]; `with_function_flags`
+    marks the function tokens of a set."""
     import torch
 
     ids = tok(text, add_special_tokens=False)["input_ids"]
@@ -139,7 +156,6 @@ def greedy(model, tok, text: str, function_ids: list[int], device: str = "cpu") 
     x = torch.tensor([[bos, *ids]], device=device)
     with torch.no_grad():
         pred = model(x, return_type="logits")[0, 1:].argmax(-1).tolist()
-    fn = set(int(i) for i in function_ids)
     rows = []
     for i, t in enumerate(ids):
         nxt = ids[i + 1] if i + 1 < len(ids) else None
@@ -147,15 +163,23 @@ def greedy(model, tok, text: str, function_ids: list[int], device: str = "cpu") 
             {
                 "position": i,
                 "token": tok.decode([t]),
+                "token_id": int(t),
                 "prediction": tok.decode([pred[i]]),
                 "prediction_id": int(pred[i]),
-                "prediction_is_function": pred[i] in fn,
-                "token_is_function": t in fn,
                 "next": tok.decode([nxt]) if nxt is not None else None,
                 "correct": nxt is not None and pred[i] == nxt,
             }
         )
     return rows
+
+
+def with_function_flags(rows: list[dict], function_ids) -> list[dict]:
+    """Greedy rows with "prediction_is_function" and "token_is_function" for this function-token set."""
+    fn = {int(i) for i in function_ids}
+    return [
+        {**r, "prediction_is_function": r["prediction_id"] in fn, "token_is_function": r["token_id"] in fn}
+        for r in rows
+    ]
 
 
 def _local_key(folder: Path) -> str:
@@ -170,9 +194,10 @@ def _local_key(folder: Path) -> str:
 def checkpoint_eval(
     spec: ModelSpec, ck: dict, windows_path: Path, function_ids: list[int], cfg, timings: list | None = None
 ) -> dict:
-    """Evaluation of one checkpoint (cached): {"arrays": {...per-document arrays}, "greedy": [...],
-    "next_ids": {...}, "n_layers", "seconds"}. Hub checkpoints are downloaded, evaluated and deleted
-    (unless cfg.keep_checkpoints)."""
+    """Evaluation of one checkpoint: {"arrays": {...per-document arrays}, "greedy": [...], "next_ids": {...},
+    "n_layers", "seconds"}. The forward pass is cached without labels (`forward_losses`), so another
+    function-token set (a threshold sweep) re-sums the groups and runs no model. Hub checkpoints are
+    downloaded, evaluated and deleted (unless cfg.keep_checkpoints)."""
     import time
 
     if spec.ref.hub:
@@ -182,13 +207,11 @@ def checkpoint_eval(
         p = Path(ck["checkpoint"])
         local = p if p.is_absolute() else ROOT / p
         ident = _local_key(local)
-    fn_hash = hashlib.sha1(json.dumps(sorted(function_ids)).encode()).hexdigest()[:12]
     params = {
         "version": EVAL_VERSION,
         "checkpoint": ident,
         "windows": relpath(windows_path),
         "max_windows": cfg.max_windows,
-        "function_ids": fn_hash,
         "next_tokens": list(cfg.next_tokens),
         "prompt": cfg.prompt,
     }
@@ -200,11 +223,11 @@ def checkpoint_eval(
         if spec.ref.hub:
             local = download = hub_checkpoint(spec.source, ck["revision"])
         try:
-            result = _evaluate_folder(local, windows_path, function_ids, cfg)
+            result = _evaluate_folder(local, windows_path, cfg)
         finally:
             if download is not None and not cfg.keep_checkpoints:
                 shutil.rmtree(download, ignore_errors=True)
-        np.savez_compressed(tmp / "arrays.npz", **result.pop("arrays"))
+        np.savez_compressed(tmp / "forward.npz", **result.pop("forward"))
         result["seconds"] = round(time.perf_counter() - t0, 3)
         result["checkpoint_folder"] = relpath(download) if download is not None and cfg.keep_checkpoints else None
         (tmp / "eval.json").write_text(json.dumps(result, indent=1))
@@ -212,8 +235,15 @@ def checkpoint_eval(
     was_cached = (cache_path("loss_eval", params) / "params.json").exists()
     d = cached_dir("loss_eval", params, build)
     out = json.loads((d / "eval.json").read_text())
-    with np.load(d / "arrays.npz") as z:
-        out["arrays"] = {k: z[k] for k in z.files}
+    x = heldout_rows(windows_path, cfg.max_windows)
+    with np.load(d / "forward.npz") as z:
+        nid = [i for i in out["next_ids"].values() if i is not None]
+        out["arrays"] = group_sums(
+            x, z["loss"], z["pred"], function_ids, out["special_ids"], nid, out["vocab_size"],
+            prediction_documents(x, windows_path),
+        )  # fmt: skip
+    out["greedy"] = with_function_flags(out["greedy"], function_ids)
+    out["n_documents"] = int(out["arrays"]["sums"].shape[0])
     out["cache"] = relpath(d)
     if timings is not None:
         timings.append(
@@ -228,7 +258,13 @@ def checkpoint_eval(
     return out
 
 
-def _evaluate_folder(folder: Path, windows_path: Path, function_ids: list[int], cfg) -> dict:
+def heldout_rows(windows_path: Path, max_windows: int):
+    """The evaluated windows: the first max_windows rows of the folder (all when 0)."""
+    x = load_windows(windows_path)
+    return x[:max_windows] if max_windows else x
+
+
+def _evaluate_folder(folder: Path, windows_path: Path, cfg) -> dict:
     import torch
     from transformers.utils import logging as hf_logging
 
@@ -236,20 +272,14 @@ def _evaluate_folder(folder: Path, windows_path: Path, function_ids: list[int], 
     torch.set_num_threads(n_threads())  # FUNCTOK_THREADS=1 on a busy machine, as for training
     model = load_model(folder, device=cfg.device)
     tok = model.tokenizer
-    nid = next_token_ids(tok, list(cfg.next_tokens))
-    x = load_windows(windows_path)
-    if cfg.max_windows:
-        x = x[: cfg.max_windows]
-    specials = sorted(set(tok.all_special_ids))
-    ids = [i for i in nid.values() if i is not None]
-    units = prediction_documents(x, windows_path)
-    arrays = evaluate_model(model, x, function_ids, specials, ids, cfg.batch_size, cfg.device, units)
+    x = heldout_rows(windows_path, cfg.max_windows)
     return {
-        "arrays": arrays,
-        "greedy": greedy(model, tok, cfg.prompt, function_ids, cfg.device),
-        "next_ids": nid,
+        "forward": forward_losses(model, x, cfg.batch_size, cfg.device),
+        "greedy": greedy(model, tok, cfg.prompt, cfg.device),
+        "next_ids": next_token_ids(tok, list(cfg.next_tokens)),
+        "special_ids": sorted(set(tok.all_special_ids)),
+        "vocab_size": int(model.cfg.d_vocab),
         "n_layers": int(model.cfg.n_layers),
         "n_windows": int(x.shape[0]),
-        "n_documents": int(arrays["sums"].shape[0]),
         "context_size": int(x.shape[1]),
     }
