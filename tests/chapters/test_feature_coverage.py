@@ -328,6 +328,11 @@ def test_warm_rerun_reads_the_pass_from_the_cache(analyzed, tiny_llama, llama_sa
     entries = sorted(Path(out.artifacts["graph[1]"]).parents[2].glob("feature_coverage_null/*/min_rank.npy"))
     assert len(entries) == 6  # three layers, two seeds
     assert sorted(json.loads((e.parent / "params.json").read_text())["seed"] for e in entries) == [0, 0, 0, 1, 1, 1]
+    # another function-token threshold re-labels the cached graphs: no stream, the same graph, another set
+    thr = fc.analyze(cfg_for(tiny_llama, llama_saes, corpus, coverage_threshold=0.25), progress=False)
+    assert calls == [1] and thr.results["timing"]["pass_from_cache"] is True
+    assert thr.results["n_function_tokens"] < out.results["n_function_tokens"]
+    assert thr.results["layers"][1]["n_edges"] == out.results["layers"][1]["n_edges"]
 
 
 def test_plots_render(analyzed):

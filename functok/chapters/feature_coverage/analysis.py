@@ -262,11 +262,12 @@ def graph_split(cfg) -> str:
 
 
 def function_token_path(cfg, info: ModelInfo) -> Path:
-    """function_tokens.json of the model's tokenizer: the embedded models' own set (the preset's
-    training documents), otherwise counted on cfg.corpus (its first n_documents)."""
+    """function_tokens.json of the model's tokenizer at cfg.coverage_threshold: for the embedded models
+    counted on the preset's training documents (at the pretrain threshold, their own set), otherwise on
+    cfg.corpus (its first n_documents). The graph does not depend on it: a threshold sweep re-labels only."""
     if info.ref.embedded:
         p = pretrain_config(cfg.preset)
-        return function_token_file("embedded", "embedded", cfg.preset, p.coverage_threshold, p.max_documents)
+        return function_token_file("embedded", "embedded", cfg.preset, cfg.coverage_threshold, p.max_documents)
     return function_token_file(info.checkpoint, cfg.corpus, cfg.preset, cfg.coverage_threshold, cfg.max_documents)
 
 

@@ -72,7 +72,8 @@ class FeatureCoverageConfig(SAERecipe, CorpusFields, ChapterConfig):
     )
     coverage_threshold: float = param(
         0.40,
-        "function tokens of non-embedded tokenizers (embedded: the preset's training-document set)",
+        "function tokens: the most frequent tokens covering this share of occurrences (embedded: counted on the "
+        "preset's training documents)",
         lo=0.01,
         hi=0.99,
     )
