@@ -153,7 +153,7 @@ def figure(index: dict, rows: list[dict], path: Path) -> Path | None:
 
 def robustness_markdown(folder: Path, page_dir: Path) -> str:
     """The page (written by the caller into page_dir/robustness.md): one section per sweep folder under
-    `folder`; figures are written to page_dir/robustness/<chapter>.png."""
+    `folder`; figures are written to page_dir/robustness/<sweep folder>.png (the chapter, or chapter.model_run)."""
     lines = [
         "# Robustness of the verdicts",
         "",
@@ -174,12 +174,14 @@ def robustness_markdown(folder: Path, page_dir: Path) -> str:
         )
     for sweep_dir in folders:
         index, runs = load(sweep_dir)
-        name = index["chapter"]
+        name, label = index["chapter"], index.get("model_run") or ""
         rows = claim_rows(runs)
         grid = "; ".join(f"`{k}` over {', '.join(_fmt(v) for v in vs)}" for k, vs in index["grid"].items())
         fixed = ", ".join(f"`{k}` = {json.dumps(v)}" for k, v in index["fixed"].items()) or "none"
         lines += [
-            f"## [{chapter_entry(name).title}](chapters/{name}.ipynb)",
+            f"## [{chapter_entry(name).title}](chapters/{name}.ipynb)"
+            if not label
+            else f"## [{chapter_entry(name).title}: {label}](chapters/{label}/{name}.ipynb)",
             "",
             f"**Swept:** {grid}, on preset `{index['preset']}` (other parameters fixed: {fixed}); "
             f"{len(runs)} of {len(index['runs'])} runs finished.",
@@ -210,10 +212,11 @@ def robustness_markdown(folder: Path, page_dir: Path) -> str:
                     cells += f" {_md(_short(x['ours']))}: {x['verdict']} |" if x else " |"
             lines.append(cells)
         lines.append("")
-        png = figure(index, rows, Path(page_dir) / "robustness" / f"{name}.png")
+        png = figure(index, rows, Path(page_dir) / "robustness" / f"{sweep_dir.name}.png")
         if png:
             lines += [
-                f"![The measured value of each claim against {next(iter(index['grid']))}](robustness/{name}.png)",
+                f"![The measured value of each claim against {next(iter(index['grid']))}]"
+                f"(robustness/{sweep_dir.name}.png)",
                 "",
                 "Claims whose measured value is the same in every run are not plotted.",
                 "",

@@ -28,7 +28,7 @@ from typing import Any, ClassVar
 
 from functok.book.run import up_to_date
 from functok.chapters.registry import chapter as chapter_entry
-from functok.chapters.registry import resolve
+from functok.chapters.registry import model_runs, resolve
 from functok.core.cache import relpath, write_json_atomic
 from functok.core.config import ROOT, ChapterConfig, ParamError, load_preset, param, validate
 
@@ -98,6 +98,7 @@ class Plan:
     out: Path
     runs: tuple[PlannedRun, ...]
     why: str = ""  # what the sweep asks (the robustness page shows it)
+    model_run: str = ""  # the preset's model run whose overrides `fixed` starts from (the page links its page)
 
     @property
     def index(self) -> Path:
@@ -122,7 +123,13 @@ def default_out(chapter: str) -> Path:
 
 
 def plan(
-    chapter: str, preset: str, fixed: dict, grid: dict[str, list], out: str | Path | None = None, why: str = ""
+    chapter: str,
+    preset: str,
+    fixed: dict,
+    grid: dict[str, list],
+    out: str | Path | None = None,
+    why: str = "",
+    model_run: str = "",
 ) -> Plan:
     """Every run of the grid (the product of its values, in grid order), each validated like `functok
     run` before anything starts. ParamError (one line, naming the parameter) on any bad name or value."""
@@ -150,7 +157,7 @@ def plan(
             raise ParamError(f"grid: {values} and {seen[key]} are the same parameter set; expected distinct values")
         seen[key] = values
         runs.append(PlannedRun(key, values, dataclasses.replace(cfg, out_dir=str(out / key))))
-    return Plan(chapter, preset, dict(fixed), {k: list(v) for k, v in grid.items()}, out, tuple(runs), why)
+    return Plan(chapter, preset, dict(fixed), {k: list(v) for k, v in grid.items()}, out, tuple(runs), why, model_run)
 
 
 def run_key(values: dict, cfg: ChapterConfig) -> str:
@@ -195,6 +202,7 @@ def write_index(p: Plan, outcomes: dict[str, dict] | None = None) -> Path:
         "grid": p.grid,
         "command": p.command(),
         "why": p.why,
+        "model_run": p.model_run,
         "updated": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "runs": rows,
     }
@@ -223,35 +231,54 @@ def describe(p: Plan) -> str:
 
 @dataclass(frozen=True)
 class RobustnessSweep:
-    """One sweep of a preset's `robustness:` list: a chapter, its grid, fixed parameters, and why."""
+    """One sweep of a preset's `robustness:` list: a chapter (on a model run's overrides when `model_run`
+    names one), its grid, fixed parameters, and why."""
 
     chapter: str
     grid: dict
     params: dict
     why: str
+    model_run: str = ""  # a label of the preset's model_runs: the sweep starts from that run's overrides
+
+    @property
+    def folder_name(self) -> str:
+        return f"{self.chapter}.{self.model_run}" if self.model_run else self.chapter
+
+
+KEYS = {"chapter", "grid", "params", "why", "model_run"}
 
 
 def robustness_sweeps(preset: str) -> list[RobustnessSweep]:
-    """The preset's `robustness:` list ([{chapter, grid, params?, why}]), one sweep per chapter."""
+    """The preset's `robustness:` list ([{chapter, grid, params?, model_run?, why}]), one sweep per chapter
+    and model run."""
     section = load_preset(preset).get("robustness") or []
     if not isinstance(section, list):
         raise ParamError(f"robustness: got {section!r}; expected a list of {{chapter, grid, params, why}}")
+    runs = {(r.label, r.chapter): r for r in model_runs(preset)}
     out: list[RobustnessSweep] = []
     for i, item in enumerate(section):
-        if not isinstance(item, dict) or set(item) - {"chapter", "grid", "params", "why"} or "grid" not in item:
+        if not isinstance(item, dict) or set(item) - KEYS or "grid" not in item:
             raise ParamError(f"robustness[{i}]: got {item!r}; expected a mapping with chapter, grid, params, why")
-        name = str(item.get("chapter", ""))
+        name, label = str(item.get("chapter", "")), str(item.get("model_run") or "")
         chapter_entry(name)
-        if any(s.chapter == name for s in out):
+        if label and (label, name) not in runs:
+            known = sorted({lab for lab, c in runs if c == name}) or ["none"]
+            raise ParamError(
+                f"robustness[{i}]: model_run '{label}' has no {name} run; expected one of {', '.join(known)}"
+            )
+        if any((s.chapter, s.model_run) == (name, label) for s in out):
             raise ParamError(f"robustness[{i}]: chapter '{name}' twice; expected one sweep per chapter (one grid)")
         grid, params = item["grid"], item.get("params") or {}
         if not isinstance(grid, dict) or not isinstance(params, dict):
             raise ParamError(f"robustness[{i}]: grid and params must be mappings {{name: values}}")
-        out.append(RobustnessSweep(name, dict(grid), dict(params), str(item.get("why", "")).strip()))
+        base = runs[(label, name)].overrides if label else {}
+        out.append(RobustnessSweep(name, dict(grid), {**base, **params}, str(item.get("why", "")).strip(), label))
     return out
 
 
 def robustness_plans(preset: str, folder: Path) -> list[Plan]:
-    """The preset's robustness sweeps, planned (validated) into folder/<chapter>/."""
-    sweeps = robustness_sweeps(preset)
-    return [plan(s.chapter, preset, s.params, s.grid, Path(folder) / s.chapter, why=s.why) for s in sweeps]
+    """The preset's robustness sweeps, planned (validated) into folder/<chapter>[.<model run>]/."""
+    return [
+        plan(s.chapter, preset, s.params, s.grid, Path(folder) / s.folder_name, why=s.why, model_run=s.model_run)
+        for s in robustness_sweeps(preset)
+    ]

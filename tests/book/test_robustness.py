@@ -59,6 +59,20 @@ def test_page_counts_verdicts_shows_the_range_and_plots_against_the_swept_parame
     assert "functok sweep function_tokens --preset smoke --grid coverage_threshold" in md
 
 
+def test_a_model_runs_sweep_has_its_own_section_link_and_figure(tmp_path):
+    runs = [(0.3, [_claim("c", 0.1, "holds")]), (0.5, [_claim("c", 0.2, "fails")])]
+    _sweep(tmp_path / "sweeps" / "function_tokens", runs)
+    p = _sweep(tmp_path / "sweeps" / "function_tokens.big", runs)
+    index = json.loads(p.index.read_text()) | {"model_run": "big"}
+    p.index.write_text(json.dumps(index))
+    md = robustness_markdown(tmp_path / "sweeps", tmp_path / "book")
+    main, big = md.index("## [What is a function token?](chapters/function_tokens.ipynb)"), md.index(
+        "## [What is a function token?: big](chapters/big/function_tokens.ipynb)"
+    )
+    assert main < big and "](robustness/function_tokens.big.png)" in md[big:]
+    assert (tmp_path / "book" / "robustness" / "function_tokens.big.png").exists()
+
+
 def test_page_without_sweeps_says_how_to_get_them(tmp_path):
     md = robustness_markdown(tmp_path / "none", tmp_path)
     assert md.startswith("# Robustness of the verdicts") and "No sweeps yet" in md

@@ -182,11 +182,38 @@ def test_bad_robustness_sections_are_one_line(presets, tmp_path, section, needle
     assert needle in str(e.value) and "\n" not in str(e.value)
 
 
+RELABEL = {"feature_coverage", "loss_split"}  # their caches hold no function-token set: a threshold only re-labels
+
+
 @pytest.mark.parametrize("preset", ["embedded", "smoke"])
-def test_the_book_presets_have_a_small_robustness_sweep(preset, tmp_path):
+def test_the_book_presets_sweeps_are_small_or_relabel_from_the_cache(preset, tmp_path):
+    """Chapter 1 is cheap (at most 3 runs); chapters 2 and 3 sweep only the threshold, which their tests show
+    runs no model; nothing else is swept by default."""
     plans = sweep.robustness_plans(preset, tmp_path)
     assert plans and all(p.why for p in plans)
-    assert sum(len(p.runs) for p in plans) <= 3, "the default build has at most 5 extra minutes for it"
+    for p in plans:
+        if p.chapter in RELABEL:
+            assert set(p.grid) == {"coverage_threshold"}, p.chapter
+        else:
+            assert p.chapter == "function_tokens" and len(p.runs) <= 3
+
+
+def test_a_robustness_sweep_of_a_model_run_starts_from_its_overrides(presets, tmp_path):
+    (presets / "p.yaml").write_text(
+        "model_runs:\n  big: {function_tokens: {n_bins: 7, seed: 2}}\nrobustness:\n"
+        "  - {chapter: function_tokens, grid: {coverage_threshold: [0.3]}}\n"
+        "  - {chapter: function_tokens, model_run: big, grid: {coverage_threshold: [0.3, 0.5]}, params: {seed: 4}}\n"
+    )
+    main, big = sweep.robustness_plans("p", tmp_path / "r")
+    assert main.out.name == "function_tokens" and big.out.name == "function_tokens.big" and big.model_run == "big"
+    assert [(r.cfg.n_bins, r.cfg.seed) for r in big.runs] == [(7, 4), (7, 4)] and main.runs[0].cfg.n_bins != 7
+    sweep.write_index(big)
+    assert json.loads(big.index.read_text())["model_run"] == "big"
+    (presets / "q.yaml").write_text(
+        "robustness:\n  - {chapter: function_tokens, model_run: nope, grid: {coverage_threshold: [0.3]}}\n"
+    )
+    with pytest.raises(ParamError, match=r"^robustness\[0\]: model_run 'nope' has no function_tokens run"):
+        sweep.robustness_plans("q", tmp_path)
 
 
 def test_index_is_json_with_relative_paths(tmp_path):
