@@ -66,8 +66,9 @@ def test_a_model_runs_sweep_has_its_own_section_link_and_figure(tmp_path):
     index = json.loads(p.index.read_text()) | {"model_run": "big"}
     p.index.write_text(json.dumps(index))
     md = robustness_markdown(tmp_path / "sweeps", tmp_path / "book")
-    main, big = md.index("## [What is a function token?](chapters/function_tokens.ipynb)"), md.index(
-        "## [What is a function token?: big](chapters/big/function_tokens.ipynb)"
+    main, big = (
+        md.index("## [What is a function token?](chapters/function_tokens.ipynb)"),
+        md.index("## [What is a function token?: big](chapters/big/function_tokens.ipynb)"),
     )
     assert main < big and "](robustness/function_tokens.big.png)" in md[big:]
     assert (tmp_path / "book" / "robustness" / "function_tokens.big.png").exists()
