@@ -16,9 +16,10 @@ from pathlib import Path
 from functok.book.sweep import INDEX
 from functok.chapters.registry import chapter as chapter_entry
 from functok.chapters.registry import chapters
+from functok.core.results import SCORED
 
-VERDICTS = ("holds", "fails", "inconclusive")
-PALETTE = {"holds": "#2a9d5c", "fails": "#c8452c", "inconclusive": "#8a8a8a"}
+VERDICTS = SCORED  # holds, fails, inconclusive, fragile
+PALETTE = {"holds": "#2a9d5c", "fails": "#c8452c", "inconclusive": "#8a8a8a", "fragile": "#8250df"}
 PER_RUN_COLUMNS = 6  # up to this many runs, the table shows each run's value and verdict
 NUMBER = re.compile(r"-?\d[\d,]*\.?\d*(?:[eE][-+]?\d+)?")
 
@@ -198,11 +199,12 @@ def robustness_markdown(folder: Path, page_dir: Path) -> str:
         ]
         per_run = len(runs) <= PER_RUN_COLUMNS
         labels = [_label(row["values"]) for row, _ in runs]
-        head = "| claim | paper | holds | fails | inconclusive | range of ours |"
+        shown = [v for v in VERDICTS if v != "fragile" or any(x["verdict"] == v for r in rows for x in r["runs"])]
+        head = "| claim | paper | " + " | ".join(shown) + " | range of ours |"
         head += "".join(f" {_md(label)} |" for label in labels) if per_run else ""
-        lines += [head, "|---|---|---:|---:|---:|---|" + ("---|" * len(labels) if per_run else "")]
+        lines += [head, "|---|---|" + "---:|" * len(shown) + "---|" + ("---|" * len(labels) if per_run else "")]
         for r in rows:
-            counts = [sum(x["verdict"] == v for x in r["runs"]) for v in VERDICTS]
+            counts = [sum(x["verdict"] == v for x in r["runs"]) for v in shown]
             cells = f"| {_md(r['statement'])} (`{r['id']}`) | {_md(_fmt(r['paper']))} | "
             cells += " | ".join(map(str, counts)) + f" | {_md(value_range([x['ours'] for x in r['runs']]))} |"
             if per_run:

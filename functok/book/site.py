@@ -122,7 +122,12 @@ def scorecard_markdown(results_dir: Path) -> str:
 
 
 # colour and a symbol and the word: a verdict reads the same in grey scale, to colour-blind readers and in text
-VERDICT_STYLE = {"holds": ("\u2714", "#1a7f37"), "fails": ("\u2718", "#cf222e"), "inconclusive": ("?", "#9a6700")}
+VERDICT_STYLE = {
+    "holds": ("\u2714", "#1a7f37"),
+    "fails": ("\u2718", "#cf222e"),
+    "inconclusive": ("?", "#9a6700"),
+    "fragile": ("\u2248", "#8250df"),  # SAE seeds disagree (functok.core.results.over_seeds)
+}
 
 
 def verdict_html(verdict: str, text: str | None = None) -> str:
@@ -146,7 +151,8 @@ def verdict_counts(files: list[tuple[str, str, Path]]) -> dict[tuple[str, str], 
 
 
 def summary_markdown(files: list[tuple[str, str, Path]]) -> list[str]:
-    """The scorecard's opening table: per chapter and model, how many claims hold, fail, are inconclusive."""
+    """The scorecard's opening table: per chapter and model, how many claims hold, fail, are inconclusive, or are
+    fragile (scored on several SAE seeds that disagree)."""
     counts = verdict_counts(files)
     if not counts:
         return []

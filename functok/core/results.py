@@ -28,6 +28,8 @@ from functok.core.config import ROOT, ChapterConfig, overrides_of
 from functok.core.freshness import inputs
 
 VERDICTS = ("holds", "fails", "inconclusive")
+FRAGILE = "fragile"  # a claim scored on several SAE seeds whose verdicts disagree (over_seeds)
+SCORED = (*VERDICTS, FRAGILE)  # what a results file's claims may say
 PACKAGES = (
     "torch",
     "transformers",
@@ -101,6 +103,30 @@ def claim(id: str, statement: str, paper: Any, ours: Any, verdict: str, note: st
         "verdict": verdict,
         "note": note,
     }
+
+
+def over_seeds(by_seed: dict[int, list[dict]]) -> list[dict]:
+    """Claims scored once per SAE seed ({seed: claims}, in seed order) as one list: each claim as the first seed
+    scored it, with `per_seed` ({seed: verdict}); its verdict is the seeds' common verdict, or 'fragile' when
+    they disagree (a result: which verdict one SAE gives depends on its seed). A claim missing from a seed's
+    list counts as inconclusive there."""
+    seeds = list(by_seed)
+    first = by_seed[seeds[0]]
+    verdicts = {s: {c["id"]: c["verdict"] for c in by_seed[s]} for s in seeds}
+    ours = {s: {c["id"]: c["ours"] for c in by_seed[s]} for s in seeds}
+    out = []
+    for c in first:
+        per = {str(s): verdicts[s].get(c["id"], "inconclusive") for s in seeds}
+        common = set(per.values())
+        verdict = common.pop() if len(common) == 1 else FRAGILE
+        note = c["note"]
+        if len(seeds) > 1:
+            words = ", ".join(f"seed {s}: {v} ({ours[int(s)].get(c['id'])})" for s, v in per.items())
+            note += f"; scored per SAE seed ({words})" + (
+                ": fragile, the seeds disagree" if verdict == FRAGILE else ": the seeds agree"
+            )
+        out.append({**c, "verdict": verdict, "note": note, "per_seed": per})
+    return out
 
 
 def precondition(id: str, statement: str, value: Any, met: bool, rule: str) -> dict:
@@ -197,8 +223,8 @@ class Run:
             },
         }
         for c in claims:
-            if c.get("verdict") not in VERDICTS:
-                raise ValueError(f"claim {c.get('id')}: verdict must be one of {VERDICTS}")
+            if c.get("verdict") not in SCORED:
+                raise ValueError(f"claim {c.get('id')}: verdict must be one of {SCORED}")
         path = results_dir(self.cfg) / f"{self.cfg.chapter}.json"
         write_json_atomic(path, doc)
         return path

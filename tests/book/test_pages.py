@@ -87,18 +87,25 @@ def test_the_scorecard_opens_with_verdict_counts_per_chapter_and_model(tmp_path)
         [_claim("a[llama-2L]", "holds"), _claim("b[llama-2L]", "holds"), _claim("a[llama-8L]", "fails")]
         + [_claim("c", "inconclusive")],
     )
-    _results(tmp_path / "gemma-x" / "feature_coverage.json", [_claim("d", "fails"), _claim("e", "fails")])
+    _results(
+        tmp_path / "gemma-x" / "feature_coverage.json",
+        [_claim("d", "fails"), _claim("e", "fails"), _claim("f", "fragile")],
+    )
     md = scorecard_markdown(tmp_path)
     summary = md.split("## Summary")[1].split("\n## ")[0]
     rows = [re.sub(r"<[^>]+>", "", r) for r in summary.splitlines() if r.startswith("| [")]
     assert rows == [
-        "| [Feature coverage](chapters/feature_coverage.ipynb) | gemma-x | 0 | \u2718 2 | 0 |",
-        "| [Loss split](chapters/loss_split.ipynb) | llama-2L | \u2714 2 | 0 | 0 |",
-        "| [Loss split](chapters/loss_split.ipynb) | llama-8L | 0 | \u2718 1 | 0 |",
-        "| [Loss split](chapters/loss_split.ipynb) | embedded | 0 | 0 | ? 1 |",
+        "| [Feature coverage](chapters/feature_coverage.ipynb) | gemma-x | 0 | \u2718 2 | 0 | \u2248 1 |",
+        "| [Loss split](chapters/loss_split.ipynb) | llama-2L | \u2714 2 | 0 | 0 | 0 |",
+        "| [Loss split](chapters/loss_split.ipynb) | llama-8L | 0 | \u2718 1 | 0 | 0 |",
+        "| [Loss split](chapters/loss_split.ipynb) | embedded | 0 | 0 | ? 1 | 0 |",
     ]
     head = [r for r in summary.splitlines() if r.startswith("| chapter")][0]
-    assert re.sub(r"<[^>]+>", "", head) == "| chapter | measured on | \u2714 holds | \u2718 fails | ? inconclusive |"
+    assert (
+        re.sub(r"<[^>]+>", "", head)
+        == "| chapter | measured on | \u2714 holds | \u2718 fails | ? inconclusive | \u2248 fragile |"
+    )
+    assert 'style="color:#8250df' in summary  # fragile: its own column and colour
     assert 'style="color:#cf222e' in summary  # colour as well as the symbol and the word
 
 
@@ -116,6 +123,6 @@ def test_preconditions_are_shown_and_never_counted(tmp_path):
     md = scorecard_markdown(tmp_path)
     summary = md.split("## Summary")[1].split("\n## ")[0]
     rows = [re.sub(r"<[^>]+>", "", r) for r in summary.splitlines() if r.startswith("| [")]
-    assert rows == ["| [Feature growth](chapters/feature_growth.ipynb) | embedded | 0 | 0 | ? 1 |"]
+    assert rows == ["| [Feature growth](chapters/feature_growth.ipynb) | embedded | 0 | 0 | ? 1 | 0 |"]
     assert "1 of 2 met; not met: SAEs matched." in md
     assert md.count("| SAEs matched") == 0  # not a row of the claims table

@@ -99,3 +99,25 @@ def test_reproduce_command_round_trips_a_path_with_a_quote(tmp_path):
     assert argv[:2] == ["functok", "run"]
     args = build_parser().parse_args(argv[1:])
     assert registry.resolve(args.chapter, args.preset, _overrides(args.param)) == cfg
+
+
+def test_claims_over_seeds_agree_or_are_fragile():
+    from functok.core.results import claim, over_seeds
+
+    def scored(a: str, b: str, ours: float) -> list[dict]:
+        return [claim("a", "A", 1, ours, a, "rule: r"), claim("b", "B", 1, ours, b, "rule: r")]
+
+    out = over_seeds(
+        {0: scored("holds", "fails", 0.7), 1: scored("holds", "holds", 0.8), 2: scored("holds", "fails", 0.6)}
+    )
+    a, b = out
+    assert a["verdict"] == "holds" and a["per_seed"] == {"0": "holds", "1": "holds", "2": "holds"}
+    assert a["ours"] == 0.7 and "the seeds agree" in a["note"] and "seed 1: holds (0.8)" in a["note"]
+    assert b["verdict"] == "fragile" and b["per_seed"] == {"0": "fails", "1": "holds", "2": "fails"}
+    assert "fragile, the seeds disagree" in b["note"]
+    # one seed: its verdict, with per_seed, and the note untouched
+    [one] = over_seeds({5: scored("inconclusive", "holds", 0.1)[:1]})
+    assert one["verdict"] == "inconclusive" and one["per_seed"] == {"5": "inconclusive"} and one["note"] == "rule: r"
+    # a claim a seed did not make is inconclusive there
+    [c, _] = over_seeds({0: scored("holds", "holds", 1.0), 1: scored("holds", "holds", 1.0)[1:]})
+    assert c["per_seed"] == {"0": "holds", "1": "inconclusive"} and c["verdict"] == "fragile"
