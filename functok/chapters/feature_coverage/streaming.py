@@ -29,9 +29,14 @@ from functok.sae.graph import TokenFeatureGraph
 from functok.sae.models import hook_name
 
 
+def layer_of(key) -> int:
+    """The layer of a pass unit: a layer, or (layer, SAE seed) where several SAEs read one layer."""
+    return key if isinstance(key, int) else int(key[0])
+
+
 @dataclass
 class Pass:
-    graphs: dict  # layer -> TokenFeatureGraph
+    graphs: dict  # unit (layer, or (layer, seed)) -> TokenFeatureGraph
     encoders: dict  # layer -> SparseEncoder
     n_windows: int
     forward_encode_s: float
@@ -61,7 +66,8 @@ def stream(
     null: CoverageNull | None = None,
 ) -> Pass:
     """One pass over windows (LongTensor [n, ctx]): forward (all layers at once), SAE encoding per
-    layer of the non-excluded positions, graph accumulation, and the null's min ranks when `null` is
+    unit (`encoders` keyed by layer, or by (layer, seed) for several SAEs of a layer: one forward serves
+    them all) of the non-excluded positions, graph accumulation, and the null's min ranks when `null` is
     given (its positions: the non-excluded ones, in stream order). Times the parts separately."""
     import torch
     from tqdm import tqdm
@@ -69,7 +75,7 @@ def stream(
     graph_device = graph_device or device
     V = int(model.cfg.d_vocab)
     graphs = {L: TokenFeatureGraph(V, e.d_sae, graph_device) for L, e in encoders.items()}
-    hooks = [hook_name(L) for L in encoders]
+    hooks = list(dict.fromkeys(hook_name(layer_of(u)) for u in encoders))
     excl = torch.tensor(excluded, dtype=torch.long)
     t_fe = t_g = t_n = 0.0
     offset = 0  # stream position of the batch's first non-excluded position
@@ -84,7 +90,7 @@ def stream(
             acts = resid_activations(model, xb, hooks)
             codes = {}
             for L, enc in encoders.items():
-                a = acts[hook_name(L)]
+                a = acts[hook_name(layer_of(L))]
                 a = a.reshape(-1, a.shape[-1])[keep.to(a.device)]
                 codes[L] = enc.encode(a)
             _sync(device)
@@ -164,7 +170,7 @@ def save_pass(ps: Pass, keys: dict, cfg) -> dict:
     }
     files = {}
     for L, q in keys.items():
-        md = {"hook_name": hook_name(L), "sae": q["sae"]}
+        md = {"hook_name": hook_name(layer_of(L)), "sae": q["sae"]}
         g_dir = cached_dir(GRAPHS, q, lambda tmp, g=ps.graphs[L], md=md: g.save(tmp / "graph.npz", md))
         files[L] = g_dir / "graph.npz"
         if ps.null:

@@ -1,0 +1,69 @@
+"""Chapter 2 over several SAE seeds: one SAE per layer and seed, one streaming pass for all of them, every claim
+scored per seed (`per_seed`) with the seeds' common verdict or 'fragile'; the first seed's results are those of a
+one-seed run."""
+
+from __future__ import annotations
+
+import pytest
+from tiny import tiny_preset
+
+from functok.chapters.feature_coverage import analysis as fc
+from functok.chapters.feature_coverage import streaming
+from functok.chapters.registry import resolve
+from functok.core.config import ParamError
+
+# SAEs small enough to train in seconds on the tiny models
+SECTION = {"training_tokens": 2000, "sae_batch_size": 64, "expansion_factor": 4, "eval_windows": 2, "top_k": 5}
+
+
+@pytest.fixture(scope="module")
+def runs():
+    with tiny_preset(feature_coverage=SECTION):
+        calls = []
+        real = fc.stream
+
+        def counted(model, encoders, *a, **k):
+            calls.append(sorted(encoders))
+            return real(model, encoders, *a, **k)
+
+        fc.stream = counted
+        try:
+            two = fc.analyze(resolve("feature_coverage", "tiny", {"n_seeds": 2}), progress=False)
+            one = fc.analyze(resolve("feature_coverage", "tiny", {}), progress=False)
+        finally:
+            fc.stream = real
+        yield one, two, calls
+
+
+def test_one_pass_serves_every_seed_and_the_first_seed_is_a_one_seed_run(runs):
+    one, two, calls = runs
+    layers = two.results["layer_order"]
+    assert calls[0] == sorted((L, s) for L in layers for s in (0, 1))  # one forward pass for both seeds
+    assert len(calls) == 1  # the one-seed run found its graphs in the cache the two-seed run wrote
+    assert two.results["sae_seeds"] == [0, 1] and set(two.results["layers_by_seed"]) == {"1"}
+    for L in layers:
+        a, b = two.results["layers"][L], one.results["layers"][L]
+        assert a["sae"] == b["sae"] and a["coverage_topk"] == b["coverage_topk"] and a["n_edges"] == b["n_edges"]
+        other = two.results["layers_by_seed"]["1"][L]
+        assert other["sae"] != a["sae"]  # another SAE: another initialisation and activation order
+    assert {c["id"] for c in two.claims} == {c["id"] for c in one.claims}
+    assert [c["verdict"] for c in one.claims] == [c["per_seed"]["0"] for c in two.claims]
+
+
+def test_each_claim_is_the_seeds_common_verdict_or_fragile(runs):
+    _, two, _ = runs
+    for c in two.claims:
+        per = c["per_seed"]
+        assert set(per) == {"0", "1"}
+        assert c["verdict"] == (per["0"] if per["0"] == per["1"] else "fragile"), c["id"]
+        assert "scored per SAE seed" in c["note"]
+    ids = [p["id"] for p in two.preconditions]
+    assert any(i.endswith(", seed 1]") and i.startswith("sae_quality_bar[") for i in ids)
+    assert streaming.layer_of((3, 1)) == 3 and streaming.layer_of(3) == 3
+
+
+def test_seeds_of_loaded_saes_are_refused_in_one_line(tmp_path):
+    with tiny_preset(feature_coverage=SECTION):
+        cfg = resolve("feature_coverage", "tiny", {"n_seeds": 2, "sae": str(tmp_path / "layer_{layer}")})
+        with pytest.raises(ParamError, match=r"^n_seeds: got 2; expected 1 for SAEs that are loaded"):
+            fc.plan(cfg)
