@@ -11,8 +11,10 @@ import pandas as pd
 
 from functok.chapters.registry import model_runs, resolve, resolve_model_run
 from functok.core.paper import numbers
+from functok.sae.activation_store import activation_store
 from functok.sae.config import SAERecipe
-from functok.sae.training import SAESpec
+from functok.sae.models import hook_name
+from functok.sae.training import SAESpec, train_sae
 from functok.world.models import model_ref
 from functok.world.windows import token_windows
 
@@ -62,6 +64,7 @@ def sae_training_spec(cfg: SAERecipe, seed: int | None = None, sparsity_coeffici
         batch_size=cfg.sae_batch_size,
         lr=cfg.sae_lr,
         seed=int(cfg.seed if seed is None else seed),
+        autocast=bool(getattr(cfg, "sae_autocast", False)),
         **extra,
     )
 
@@ -99,6 +102,20 @@ def sae_training_windows(preset: str, checkpoint: str, embedded: bool, context_s
         return token_windows(preset, "train")
     need = -(-training_tokens // (context_size - 1))
     return token_windows(preset, "train_a", checkpoint, context_size=context_size, max_windows=need)
+
+
+def chapter2_saes(fc, checkpoint: str, embedded: bool, ctx: int, layers: list[int], seed=None, progress=True):
+    """Chapter 2's trained SAEs (config `fc`) at `layers` for one seed: folders, trained on first use. With
+    fc.activation_store on, one forward over the training windows stores every layer of fc.layers (or of
+    `layers` when they are not all among them) and every SAE reads it; chapter 5 asking for one of chapter 2's
+    layers thus finds chapter 2's SAE and store."""
+    windows = sae_training_windows(fc.preset, checkpoint, embedded, ctx, fc.training_tokens)
+    store = None
+    if fc.activation_store != "off":
+        stored = list(fc.layers) if set(layers) <= set(fc.layers) else list(layers)
+        store = activation_store(checkpoint, windows, stored, fc.activation_store, progress=progress)
+    spec = sae_training_spec(fc, seed)
+    return [str(train_sae(checkpoint, hook_name(L), spec, windows, progress=progress, store=store)) for L in layers]
 
 
 @dataclass(frozen=True)

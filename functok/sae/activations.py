@@ -256,16 +256,22 @@ def training_activations(checkpoint, hook_name: str, windows, n_tokens: int, mod
         return _SAMPLES[key].acts
     model = model_for(checkpoint, model)
     x = load_windows(windows)
-    excl = excluded_ids(model)
     xa = np.asarray(x)
-    order = np.random.default_rng(0).permutation(len(xa))
-    counts = (~np.isin(xa[order], excl)).sum(1) if excl else np.full(len(xa), xa.shape[1])
-    k = int(np.searchsorted(np.cumsum(counts), n_tokens)) + 1
-    take = np.sort(order[:k])
+    take, keep = training_rows(xa, excluded_ids(model), n_tokens)
     acts = activations_at(model, hook_name, x[take])
-    keep = ~np.isin(xa[take], excl) if excl else np.ones(xa[take].shape, dtype=bool)
     flat = acts[torch_bool(keep)][:n_tokens].contiguous()
     while len(_SAMPLES) >= 2:
         _SAMPLES.pop(next(iter(_SAMPLES)))
     _SAMPLES[key] = ActivationSample(flat, xa[take][keep][:n_tokens], np.zeros(0, np.int64), np.zeros(0, np.int64))
     return flat
+
+
+def training_rows(xa: np.ndarray, excl: list[int], n_tokens: int) -> tuple[np.ndarray, np.ndarray]:
+    """(the windows an SAE trains on, sorted: a fixed seeded order until n_tokens non-excluded positions are
+    covered; the mask of their non-excluded positions)."""
+    order = np.random.default_rng(0).permutation(len(xa))
+    counts = (~np.isin(xa[order], excl)).sum(1) if excl else np.full(len(xa), xa.shape[1])
+    k = int(np.searchsorted(np.cumsum(counts), n_tokens)) + 1
+    take = np.sort(order[:k])
+    keep = ~np.isin(xa[take], excl) if excl else np.ones(xa[take].shape, dtype=bool)
+    return take, keep

@@ -39,3 +39,6 @@ class SAERecipe:
         lo=1e-7,
         hi=1.0,
     )
+    sae_autocast: bool = param(
+        False, "SAELens's mixed precision for SAE training (bfloat16 matmuls; 1.35x faster on 2 avx512_bf16 cores)"
+    )

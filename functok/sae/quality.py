@@ -36,6 +36,7 @@ from functok.sae.models import logit_rows
 from functok.world.windows import load_windows
 
 _LOSSES: dict[tuple, tuple] = {}
+_ORIG: dict[tuple, object] = {}  # per-token losses of the unhooked model, for the last windows evaluated
 QUALITY_VERSION = 2  # bump when a change here changes what evaluate_sae returns: it keys the cached evaluations
 
 
@@ -59,17 +60,21 @@ def reference_losses(
         def zero(act, hook):
             return torch.zeros_like(act)
 
-        orig, zero_abl = [], []
+        okey = (str(checkpoint), windows_id(windows), max_windows)  # H_orig is the same at every hook
+        orig, zero_abl = ([] if okey not in _ORIG else [_ORIG[okey]]), []
         batch_size = logit_rows(m, batch_size, x.shape[1])
         with torch.no_grad():
             for i in range(0, len(x), batch_size):
                 xb = x[i : i + batch_size].to(model_device(m))
-                orig.append(m(xb, return_type="loss", loss_per_token=True).double().reshape(-1))
+                if okey not in _ORIG:
+                    orig.append(m(xb, return_type="loss", loss_per_token=True).double().reshape(-1))
                 zero_abl.append(
                     m.run_with_hooks(xb, return_type="loss", loss_per_token=True, fwd_hooks=[(hook_name, zero)])
                     .double()
                     .reshape(-1)
                 )
+        _ORIG.clear()
+        _ORIG[okey] = torch.cat(orig)
         if len(_LOSSES) >= 4:
             _LOSSES.pop(next(iter(_LOSSES)))
         _LOSSES[key] = (float(torch.cat(orig).mean()), float(torch.cat(zero_abl).mean()), int(torch.cat(orig).numel()))

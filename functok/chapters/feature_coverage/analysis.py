@@ -44,27 +44,28 @@ from typing import Any
 
 import numpy as np
 
-from functok.chapters.common import sae_training_spec, sae_training_windows
+from functok.chapters.common import chapter2_saes
 from functok.chapters.feature_coverage.claims import _paper, make_claims, make_preconditions, paper_firings_per_feature
 from functok.chapters.feature_coverage.closed_class import closed_class_control, token_labels
 from functok.chapters.feature_coverage.frequency import ControlParams, correct_layers
+from functok.chapters.feature_coverage.model_info import ModelInfo, model_info
 from functok.chapters.feature_coverage.null import CoverageNull
 from functok.chapters.feature_coverage.stats import layer_stats
 from functok.chapters.feature_coverage.streaming import cached_pass, n_positions, save_pass, stream
 from functok.core.cache import relpath
 from functok.core.config import ParamError
 from functok.core.results import ChapterResult, over_seeds
+from functok.sae.activation_store import activation_store
 from functok.sae.activations import excluded_ids
 from functok.sae.encoding import load_encoder
 from functok.sae.loading import validate_sae_spec
 from functok.sae.memory import check_memory
 from functok.sae.models import hook_name, load_model
 from functok.sae.quality import evaluate_sae_cached
-from functok.sae.training import train_sae
 from functok.world.closed_class import closed_class_words
 from functok.world.config import pretrain_config
 from functok.world.function_tokens import function_token_file, load_function_token_ids
-from functok.world.models import ModelRef, model_ref
+from functok.world.models import model_ref
 from functok.world.pretrain import embedded_checkpoint
 from functok.world.runtime import quiet_hf
 from functok.world.wheel_models import provenance
@@ -84,64 +85,12 @@ def default_layers(n_layers: int) -> list[int]:
 
 
 @dataclass
-class ModelInfo:
-    """The chapter's model: its reference (functok.world.models) and the shapes the plan needs."""
-
-    ref: ModelRef
-    checkpoint: str  # folder or hub name ("" for embedded until trained)
-    n_layers: int
-    d_model: int
-    vocab_size: int
-    n_params: int
-    n_heads: int = 4
-    d_mlp: int | None = None
-    context_size: int | None = None  # embedded: the preset's training context
-
-
-@dataclass
 class Plan:
     model: ModelInfo
     layers: list[int]
     saes: list[Any]  # per layer: a functok.sae.loading.SAESource, or None for 'train'
     context_size: int
     memory: dict = field(default_factory=dict)
-
-
-FACTS = ("n_layers", "d_model", "vocab_size", "n_params", "n_heads", "d_mlp")  # what ModelInfo needs
-
-
-def model_info(cfg) -> ModelInfo:
-    ref = model_ref(cfg.model)
-    if ref.embedded:
-        p = pretrain_config(cfg.preset)
-        d = p.depths[1]
-        n = p.vocab_size * p.d_model * 2 + d * (4 * p.d_model**2 + 3 * p.d_model * p.d_mlp)
-        return ModelInfo(ref, "", d, p.d_model, p.vocab_size, n, p.n_heads, p.d_mlp, p.context_size)
-    path = ref.hf_folder()
-    if path is not None:
-        c = json.loads((path / "config.json").read_text())
-        return _info_from_hf(ref, str(path), c, path)
-    if ref.kind != "hub":
-        raise ParamError(f"model: '{cfg.model}' has no config.json; expected a Hugging Face checkpoint folder")
-    if all(k in ref.facts for k in FACTS):
-        return ModelInfo(ref, cfg.model, **{k: ref.facts[k] for k in FACTS})
-    from transformers import (
-        AutoConfig,  # online only (config validation refused hub names offline)
-    )
-
-    return _info_from_hf(ref, cfg.model, AutoConfig.from_pretrained(cfg.model).to_dict(), None)
-
-
-def _info_from_hf(ref: ModelRef, checkpoint: str, c: dict, folder: Path | None) -> ModelInfo:
-    c = c.get("text_config", c) if "num_hidden_layers" not in c else c
-    L, d = int(c["num_hidden_layers"]), int(c["hidden_size"])
-    mlp, V = int(c.get("intermediate_size") or 4 * d), int(c["vocab_size"])
-    n = V * d * (1 if c.get("tie_word_embeddings", True) else 2) + L * (4 * d * d + 3 * d * mlp)
-    if folder is not None:  # weights on disk: bytes / bytes per parameter
-        size = sum(f.stat().st_size for f in folder.glob("*.safetensors"))
-        per = 2 if str(c.get("torch_dtype") or c.get("dtype") or "float32") in ("bfloat16", "float16") else 4
-        n = size // per if size else n
-    return ModelInfo(ref, checkpoint, L, d, V, int(n), int(c.get("num_attention_heads", 4)), mlp)
 
 
 def sae_spec_of(cfg, layer: int, i: int) -> str:
@@ -280,10 +229,7 @@ def sae_folders(cfg, p: Plan, checkpoint: str, progress: bool = True, seed: int 
     initialisation and the order of its training activations), a local folder, or 'release/sae_id'."""
     if cfg.sae != "train":
         return [s.path if s.kind == "local" else (s.release, s.sae_id) for s in p.saes]
-    embedded = p.model.ref.embedded
-    train_win = sae_training_windows(cfg.preset, checkpoint, embedded, p.context_size, cfg.training_tokens)
-    spec = sae_training_spec(cfg, seed)
-    return [str(train_sae(checkpoint, hook_name(L), spec, train_win, progress=progress)) for L in p.layers]
+    return chapter2_saes(cfg, checkpoint, p.model.ref.embedded, p.context_size, p.layers, seed, progress)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -323,7 +269,7 @@ def _analyze(cfg, progress: bool = True) -> ChapterResult:
         (L, s): q for s in seeds for L, q in _pass_keys(cfg, p.layers, names[s], checkpoint, win_path, excluded).items()
     }
     unit_specs = {(L, s): specs[s][i] for s in seeds for i, L in enumerate(p.layers)}
-    ps = _graph_pass(cfg, p, model, unit_specs, keys, win_path, excluded, progress)
+    ps = _graph_pass(cfg, p, model, unit_specs, keys, win_path, excluded, progress, checkpoint)
     graph_files = save_pass(ps, keys, cfg)
 
     tok = model.tokenizer
@@ -402,12 +348,13 @@ def _pass_keys(cfg, layers: list[int], names: list[str], checkpoint: str, win_pa
             "windows": relpath(win_path),
             "exclude": excluded,
             "encoder_dtype": encoder_dtype(cfg),
+            **({"activations": f"store:{cfg.activation_store}"} if cfg.activation_store != "off" else {}),
         }
         for L, name in zip(layers, names)
     }
 
 
-def _graph_pass(cfg, p: Plan, model, specs: dict, keys: dict, win_path: Path, excluded, progress: bool):
+def _graph_pass(cfg, p: Plan, model, specs: dict, keys: dict, win_path: Path, excluded, progress: bool, checkpoint):
     """The graphs and the coverage null of every unit ((layer, seed) -> SAE in `specs`): from the cache when all
     are there, else one streaming pass for all of them."""
     import torch
@@ -419,7 +366,10 @@ def _graph_pass(cfg, p: Plan, model, specs: dict, keys: dict, win_path: Path, ex
         x = load_windows(win_path)
         d_sae = {L: e.d_sae for L, e in encoders.items()}
         null = CoverageNull(n_positions(x, excluded), d_sae, cfg.null_draws, cfg.seed, cfg.device)
-        ps = stream(model, encoders, x, excluded, cfg.batch_size, cfg.device, progress=progress, null=null)
+        store = None
+        if cfg.activation_store != "off":  # one forward stores every layer (chapter 5 reads the same windows)
+            store = activation_store(checkpoint, win_path, p.layers, cfg.activation_store)
+        ps = stream(model, encoders, x, excluded, cfg.batch_size, cfg.device, progress=progress, null=null, store=store)
         del null, encoders
     return ps
 

@@ -124,6 +124,12 @@ class FeatureCoverageConfig(SAERecipe, CorpusFields, ChapterConfig):
         lo=1,
         hi=10,
     )
+    activation_store: str = param(
+        "off",
+        "off: the model runs for each SAE's training set and for the graph; bfloat16 / float32: one forward in that "
+        "dtype per token set stores every layer, read by every SAE (layers x seeds) and by the graph",
+        choices=("off", "bfloat16", "float32"),
+    )
     eval_windows: int = param(
         32, "held-out windows for each local SAE's L0, explained variance and CE reconstruction score (0: skip)", lo=0
     )

@@ -24,6 +24,7 @@ import numpy as np
 
 from functok.chapters.feature_coverage.null import CoverageNull
 from functok.core.cache import cache_path, cached_dir
+from functok.sae.activation_store import read_activations
 from functok.sae.activations import resid_activations
 from functok.sae.graph import TokenFeatureGraph
 from functok.sae.models import hook_name
@@ -64,11 +65,13 @@ def stream(
     graph_device: str | None = None,
     progress: bool = True,
     null: CoverageNull | None = None,
+    store=None,
 ) -> Pass:
     """One pass over windows (LongTensor [n, ctx]): forward (all layers at once), SAE encoding per
     unit (`encoders` keyed by layer, or by (layer, seed) for several SAEs of a layer: one forward serves
     them all) of the non-excluded positions, graph accumulation, and the null's min ranks when `null` is
-    given (its positions: the non-excluded ones, in stream order). Times the parts separately."""
+    given (its positions: the non-excluded ones, in stream order). With `store` (functok.sae.activation_store
+    over these windows) the activations are read from it instead of the forward. Times the parts separately."""
     import torch
     from tqdm import tqdm
 
@@ -87,7 +90,10 @@ def stream(
             keep = ~torch.isin(xb, excl).reshape(-1)
             tok = xb.reshape(-1)[keep]
             t0 = time.perf_counter()
-            acts = resid_activations(model, xb, hooks)
+            if store is None:
+                acts = resid_activations(model, xb, hooks)
+            else:
+                acts = {h: read_activations(store, h, np.arange(i, i + len(xb))) for h in hooks}
             codes = {}
             for L, enc in encoders.items():
                 a = acts[hook_name(layer_of(L))]

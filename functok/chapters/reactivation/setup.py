@@ -12,12 +12,11 @@ from typing import Any
 
 import numpy as np
 
-from functok.chapters.common import sae_chapter_config, sae_training_spec, sae_training_windows
+from functok.chapters.common import chapter2_saes, sae_chapter_config
 from functok.core.config import ParamError
 from functok.sae.generation import load_generator
 from functok.sae.loading import load_sae, validate_sae_spec
 from functok.sae.models import hook_name, load_model
-from functok.sae.training import train_sae
 from functok.world.config import pretrain_config
 from functok.world.function_tokens import function_token_file, load_function_token_ids
 from functok.world.models import model_ref
@@ -120,9 +119,7 @@ def _sae_source(cfg, checkpoint: str, layer: int, d_model: int, progress: bool) 
         return spec
     fc = sae_chapter_config(cfg.preset, cfg.model)
     ctx = cfg.context_size or pretrain_config(cfg.preset).context_size
-    embedded = model_ref(cfg.model).embedded
-    windows = sae_training_windows(cfg.preset, checkpoint, embedded, ctx, fc.training_tokens)
-    return str(train_sae(checkpoint, hook_name(layer), sae_training_spec(fc), windows, progress=progress))
+    return chapter2_saes(fc, checkpoint, model_ref(cfg.model).embedded, ctx, [layer], progress=progress)[0]
 
 
 def setup(cfg, progress: bool = True) -> Setup:
