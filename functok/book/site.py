@@ -13,11 +13,15 @@ import time
 from pathlib import Path
 
 from functok.book.pages import copy_downloads, prepare_pages
+from functok.book.profile import PROFILE, write_profile
+from functok.book.profile import markdown as profile_markdown
+from functok.book.profile import table as profile_table
 from functok.book.robustness import robustness_markdown
 from functok.book.run import run_chapter, staleness
 from functok.book.sweep import options, robustness_plans
 from functok.book.sweep_ray import execute, failures
 from functok.chapters.registry import ModelRun, chapters, entries, model_runs, resolve, resolve_model_run
+from functok.core.cache import relpath
 from functok.core.config import ROOT
 
 MATHJAX_DIR = ROOT / "vendor" / "node_modules" / "mathjax" / "es5"
@@ -272,7 +276,8 @@ def build_site(root: Path = ROOT) -> Path:
     ]
     (root / "_toc.yml").write_text(toc_yaml(runs))
     (root / "book" / "scorecard.md").write_text(scorecard_markdown(results_dir))
-    (root / "book" / "world.md").write_text(world_markdown(results_dir))
+    world = world_markdown(results_dir) + profile_markdown(root / "book" / PROFILE)
+    (root / "book" / "world.md").write_text(world)
     (root / "book" / "robustness.md").write_text(robustness_markdown(root / ROBUSTNESS, root / "book"))
     prepare_pages(results_dir)
     missing = [c for c in chapters() if not (results_dir / f"{c}.ipynb").exists()]
@@ -303,6 +308,7 @@ def build_book(preset: str = "embedded", run: bool = True, root: Path = ROOT, re
     extra = [(r, resolve_model_run(r, preset, str(out))) for r in model_runs(preset)]
     sweeps = robustness_plans(preset, Path(root) / ROBUSTNESS)
     if run:
+        since, timed = time.time(), []
         runs = [(cfg, "") for cfg in cfgs]
         for r, cfg in extra:
             params = " ".join(f"-p {k} {json.dumps(v)}" for k, v in r.overrides.items())
@@ -318,6 +324,7 @@ def build_book(preset: str = "embedded", run: bool = True, root: Path = ROOT, re
             t0 = time.perf_counter()
             run_chapter(cfg)
             print(f"== {cfg.chapter}{what}: {time.perf_counter() - t0:.0f} s", flush=True)
+            timed.append({"run": f"{cfg.chapter}{what}", "seconds": round(time.perf_counter() - t0, 1)})
         print(f"== {ran} of {len(runs)} chapter runs ran, {len(runs) - ran} up to date", flush=True)
         for p in sweeps:
             print(f"== {p.command()} (robustness)", flush=True)
@@ -326,4 +333,8 @@ def build_book(preset: str = "embedded", run: bool = True, root: Path = ROOT, re
             failed = failures(p, outcomes)
             if failed:
                 raise RuntimeError(f"robustness sweep of {p.chapter}: {len(failed)} run(s) failed: {'; '.join(failed)}")
+            seconds = sum(o.get("seconds", 0) for o in outcomes.values())  # the runs' own, summed (2 run at once)
+            timed.append({"run": f"robustness {p.out.name}", "seconds": round(seconds, 1)})
+        doc = write_profile(Path(root) / "book" / PROFILE, since, timed)
+        print(f"== build profile ({relpath(Path(root) / 'book' / PROFILE)}):\n{profile_table(doc)}", flush=True)
     return build_site(root)

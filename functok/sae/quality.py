@@ -17,6 +17,7 @@ models whose last residual stream feeds a norm, H0 is ln(vocabulary) at every ch
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +37,7 @@ from functok.sae.models import logit_rows
 from functok.world.windows import load_windows
 
 _LOSSES: dict[tuple, tuple] = {}
+_PASSES = [0]  # full passes over evaluation windows run in this process (the build profile counts them)
 _ORIG: dict[tuple, object] = {}  # per-token losses of the unhooked model, for the last windows evaluated
 QUALITY_VERSION = 2  # bump when a change here changes what evaluate_sae returns: it keys the cached evaluations
 
@@ -73,6 +75,7 @@ def reference_losses(
                     .double()
                     .reshape(-1)
                 )
+        _PASSES[0] += 1 + (okey not in _ORIG)
         _ORIG.clear()
         _ORIG[okey] = torch.cat(orig)
         if len(_LOSSES) >= 4:
@@ -96,6 +99,7 @@ def evaluate_sae(sae_dir, checkpoint, windows, max_windows: int | None = None, m
     (SAELens's definition); l0 = mean number of features with activation > 0 per position."""
     import torch
 
+    t0, passes0 = time.perf_counter(), _PASSES[0]
     sae = load_sae(sae_dir, device=device())
     hook_name = sae.cfg.metadata.hook_name
     m = model_for(checkpoint, model)
@@ -130,6 +134,7 @@ def evaluate_sae(sae_dir, checkpoint, windows, max_windows: int | None = None, m
                 .double()
                 .reshape(-1)
             )
+    _PASSES[0] += 1
     h_star = float(torch.cat(losses).mean())
     n = max(acc["n"], 1)
     total_var = acc["sumsq"] - float((acc["sum"] ** 2).sum()) / n if acc["sum"] is not None else float("nan")
@@ -149,6 +154,9 @@ def evaluate_sae(sae_dir, checkpoint, windows, max_windows: int | None = None, m
         "ce_loss_with_sae": h_star,
         **ref,
         "n_activations": acc["n"],
+        "seconds": round(time.perf_counter() - t0, 3),
+        "passes": _PASSES[0] - passes0,  # full passes over the windows this call ran (references are kept)
+        "n_tokens": int(x.numel()),
     }
 
 
@@ -288,6 +296,7 @@ def mean_ablation_loss(
                     .double()
                     .reshape(-1)
                 )
+        _PASSES[0] += 2  # the mean, then the loss with it
         if len(_MEAN_LOSSES) >= 4:
             _MEAN_LOSSES.pop(next(iter(_MEAN_LOSSES)))
         _MEAN_LOSSES[key] = {

@@ -67,3 +67,32 @@ def test_seeds_of_loaded_saes_are_refused_in_one_line(tmp_path):
         cfg = resolve("feature_coverage", "tiny", {"n_seeds": 2, "sae": str(tmp_path / "layer_{layer}")})
         with pytest.raises(ParamError, match=r"^n_seeds: got 2; expected 1 for SAEs that are loaded"):
             fc.plan(cfg)
+
+
+def test_with_a_store_one_forward_per_token_set_serves_every_layer_and_seed(monkeypatch):
+    """activation_store on: two stores (the SAEs' training windows and the graph's), every layer in each; no SAE
+    and no graph pass runs the model; the SAEs and graphs have keys of their own (their activations differ)."""
+    from functok.core.cache import cache_dir
+    from functok.sae import activation_store, training
+
+    with tiny_preset(feature_coverage=SECTION):
+        plain = fc.analyze(resolve("feature_coverage", "tiny", {}), progress=False)
+        built = []
+        real_build = activation_store._build
+        monkeypatch.setattr(
+            activation_store, "_build", lambda tmp, ck, w, p, *a: (built.append(p), real_build(tmp, ck, w, p, *a))
+        )
+        monkeypatch.setattr(training, "training_activations", lambda *a, **k: pytest.fail("an SAE ran the model"))
+        monkeypatch.setattr(streaming, "resid_activations", lambda *a, **k: pytest.fail("the graph ran the model"))
+        cfg = resolve("feature_coverage", "tiny", {"n_seeds": 2, "activation_store": "bfloat16"})
+        res = fc.analyze(cfg, progress=False)
+        layers = res.results["layer_order"]
+        assert len(built) == 2 and all(p["layers"] == sorted(layers) and p["dtype"] == "bfloat16" for p in built)
+        assert len({p["windows"] for p in built}) == 2  # the training windows and the graph's
+        assert len(list((cache_dir() / "activation_stores").glob("*/params.json"))) == 2
+        for L in layers:
+            assert res.results["layers"][L]["sae"] != plain.results["layers"][L]["sae"]
+            assert res.results["layers"][L]["graph"] != plain.results["layers"][L]["graph"]
+            ev, ev_plain = (r.results["layers"][L]["quality"]["explained_variance"] for r in (res, plain))
+            assert abs(ev - ev_plain) < 0.1, (L, ev, ev_plain)  # trained on its layer's activations, rounded
+        assert all(set(c["per_seed"]) == {"0", "1"} for c in res.claims)
