@@ -84,6 +84,12 @@ def forward_params(checkpoint: str, layer: int | None) -> int:
     return sum(s["per_layer"]) + s["unembed"] if layer is None else sum(s["per_layer"][: layer + 1])
 
 
+def _forward_flops(checkpoint: str, layer: int | None, tokens: int) -> float | None:
+    """2 N T for a local checkpoint folder; None for a hub model (its config is not read offline)."""
+    ck = str(checkpoint).split("|")[0]  # a local folder's key in chapter 3: path|weights:size:mtime
+    return 2 * forward_params(ck, layer) * tokens if (Path(_abs(ck)) / "config.json").exists() else None
+
+
 def _entries(kind: str, since: float, record: str):
     root = cache_dir() / kind
     for d in sorted(root.glob("*/")) if root.exists() else []:
@@ -103,9 +109,8 @@ def stage_rows(since: float = 0.0) -> list[dict]:
     for d, _, s in _entries("models", since, "summary.json"):
         rows.append(_row("pre-training", s["model"], s["seconds"], 6 * s["n_params"] * s["tokens"], "6 N T"))
     for d, p, s in _entries("activation_stores", since, "store.json"):
-        T = s["n_windows"] * s["context_size"]
-        n = forward_params(p["checkpoint"], s["deepest_layer"])
-        rows.append(_row("activation store", f"{relpath(d)} layers {s['layers']}", s["seconds"], 2 * n * T,
+        f = _forward_flops(p["checkpoint"], s["deepest_layer"], s["n_windows"] * s["context_size"])
+        rows.append(_row("activation store", f"{relpath(d)} layers {s['layers']}", s["seconds"], f,
                          "2 N T (N: blocks 0..deepest)", s["dtype"]))  # fmt: skip
     for d, p, s in _entries("saes", since, "training.json"):
         d_in, d_sae, n = s["d_in"], s["d_sae"], s["activations"]
@@ -113,18 +118,15 @@ def stage_rows(since: float = 0.0) -> list[dict]:
         what = f"{relpath(d)} {p['hook_name']} d_sae {d_sae} seed {s['spec']['seed']}"
         rows.append(_row("SAE training", what, s["seconds"], 6 * 2 * d_in * d_sae * n, "6 (2 d d_sae) T", dtype))
         if s.get("activation_seconds", 0) > 0.5:
-            f = 2 * forward_params(p["checkpoint"], hook_layer(p["hook_name"])) * n
+            f = _forward_flops(p["checkpoint"], hook_layer(p["hook_name"]), n)
             rows.append(_row("SAE activations (model)", what, s["activation_seconds"], f, "2 N T (N: blocks 0..L)"))
     rows += _graph_rows(since)
     for d, p, s in _entries("loss_eval", since, "eval.json"):
-        T = s["n_windows"] * s["context_size"]
-        ck = str(p["checkpoint"]).split("|")[0]  # a local folder's key: path|weights:size:mtime
-        f = 2 * forward_params(ck, None) * T if Path(_abs(ck)).exists() else None
+        f = _forward_flops(p["checkpoint"], None, s["n_windows"] * s["context_size"])
         rows.append(_row("loss pass (chapter 3)", p["checkpoint"], s["seconds"], f, "2 (N + V d) T"))
     for d, p, s in _entries("sae_evals", since, "result.json"):
         if "seconds" in s:
-            T = s.get("n_tokens", 0) * s.get("passes", 1)
-            f = 2 * forward_params(p["checkpoint"], None) * T if T else None
+            f = _forward_flops(p["checkpoint"], None, s.get("n_tokens", 0) * s.get("passes", 1))
             rows.append(_row("SAE quality", f"{p['sae']} {s['hook_name']}", s["seconds"], f, "2 (N + V d) T per pass"))
     return rows
 
@@ -145,7 +147,7 @@ def _graph_rows(since: float) -> list[dict]:
         formula = "2 d d_sae T per SAE" + ("" if fwd == 0 else " + 2 N T forward (N: blocks 0..deepest)")
         if fwd is None:
             deepest = max(hook_layer(u[2]["metadata"]["hook_name"]) for u in units)
-            fwd = 2 * forward_params(ck, deepest) * s["n_windows"] * _ctx(units[0][2])
+            fwd = _forward_flops(ck, deepest, s["n_windows"] * _ctx(units[0][2])) or 0
         rows.append(
             _row("graph pass (chapter 2)", f"{win}: {len(units)} SAEs", s["forward_encode_s"], enc + fwd, formula)
         )
