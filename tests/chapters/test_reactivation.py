@@ -393,3 +393,55 @@ def test_the_cache_key_holds_what_shapes_the_measurements():
     assert R.key_fields(tiny_cfg(n_windows=7)) != base
     chat = R.key_fields(tiny_cfg(chat_template=True))
     assert "traits" in chat and R.key_fields(tiny_cfg(chat_template=True, trait_keep=0.5)) != chat
+
+
+def test_scans_read_an_activation_store_instead_of_the_model(tmp_path, monkeypatch):
+    """With chapter 2's store (Setup.store) the windows are encoded from it and the model never runs; the codes are
+    those of the activations a float32 forward gives."""
+    import datasets
+    from tiny import tiny_causal_lm
+
+    from functok.sae import activation_store as A
+
+    monkeypatch.setenv("FUNCTOK_CACHE", str(tmp_path / "cache"))
+    ck = tiny_causal_lm(tmp_path / "ckpt", "llama", n_layers=2, d_model=16)
+    x = np.random.default_rng(0).integers(300, 5000, size=(5, 12))
+    datasets.Dataset.from_dict({"input_ids": x.tolist()}).save_to_disk(str(tmp_path / "win"))
+    store = A.activation_store(ck, tmp_path / "win", [1], "float32", progress=False)
+
+    class Sae:
+        W_enc = torch.randn(16, 5)
+
+        def encode(self, a):
+            return torch.relu(a @ self.W_enc)
+
+    s = fake_setup(x, np.zeros(5000, dtype=bool), {})
+    s.sae, s.hook, s.store = Sae(), "blocks.1.hook_resid_post", store
+    monkeypatch.setattr(R, "activations_at", lambda *a, **k: pytest.fail("ran the model with a store"))
+    got = list(R.encode_windows(s, batch_size=2, progress=False))
+    assert [list(i) for i, _ in got] == [[0, 1], [2, 3], [4]]
+    ref = A.hf_resid(A.load_hf(ck, "float32"), torch.as_tensor(x), [1])[1]
+    torch.testing.assert_close(torch.cat([f for _, f in got]), torch.relu(ref @ Sae.W_enc), atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize(
+    "wheel, store_on, layer, reads_store", [(True, True, 9, True), (True, True, 11, False), (True, False, 9, False),
+                                            (False, True, 9, False)],
+)  # fmt: skip
+def test_chapter2s_store_is_scanned_only_at_its_layers_on_wheel_models(
+    monkeypatch, wheel, store_on, layer, reads_store
+):
+    from types import SimpleNamespace
+
+    fc = SimpleNamespace(activation_store="bfloat16" if store_on else "off", layers=[4, 9, 13])
+    monkeypatch.setattr(setup, "model_ref", lambda m: SimpleNamespace(wheel=wheel, embedded=not wheel))
+    monkeypatch.setattr(setup, "sae_chapter_config", lambda preset, model: fc)
+    monkeypatch.setattr(setup, "sae_heldout_windows", lambda *a: ("graph-windows", 32))
+    monkeypatch.setattr(setup, "activation_store", lambda ck, win, layers, dtype: ("store", win, tuple(layers), dtype))
+    monkeypatch.setattr(setup, "_windows", lambda cfg, ck: "training-windows")
+    cfg = SimpleNamespace(sae="train", model="m", preset="p", context_size=256)
+    got = setup._scanned(cfg, "ck", layer)
+    if reads_store:
+        assert got == ("graph-windows", ("store", "graph-windows", (4, 9, 13), "bfloat16"))
+    else:
+        assert got == ("training-windows", None)

