@@ -230,10 +230,17 @@ def document_index(windows, bos_id: int, bos_start: bool = False) -> np.ndarray:
     prediction belongs to the document of its current token. With bos_start, a row's own leading BOS is
     not a document start: its prediction belongs to the document of the token after it. Windows cut
     documents, so the document, not the window, is the unit positions share a context in."""
+    doc = position_documents(windows, bos_id, bos_start)[:, :-1]
+    return np.unique(doc, return_inverse=True)[1].reshape(doc.shape).astype(np.int64)
+
+
+def position_documents(windows, bos_id: int, bos_start: bool = False) -> np.ndarray:
+    """[n, T] document of each position of `windows` [n, T], numbered 0.. in stream order (windows are
+    consecutive cuts of one stream with a BOS before every document; with bos_start a row's own leading BOS
+    belongs to the document of the token after it)."""
     x = np.asarray(windows)
     body = x[:, 1:] if bos_start else x
     doc = np.cumsum(body.reshape(-1) == bos_id).reshape(body.shape)
     if bos_start:
         doc = np.concatenate([doc[:, :1], doc], axis=1)
-    doc = doc[:, :-1]
     return np.unique(doc, return_inverse=True)[1].reshape(doc.shape).astype(np.int64)

@@ -115,7 +115,56 @@ def test_select_features_finds_the_planted_feature(synthetic):
     occ = x == 7
     assert sel["c"]["n_occurrences"] == int(occ.sum())
     assert sel["c"]["p_on"][4] == 1.0
-    assert sel["c"]["mean_act_on"][4] == pytest.approx(f[occ][:, 4].mean())
+    # measured on the second half of the documents (stream order; a BOS starts a document)
+    docs = np.cumsum(x.reshape(-1) == 0).reshape(x.shape) - 1
+    second = docs >= (docs.max() + 1) - (docs.max() + 1) // 2
+    assert sel["c"]["n_occurrences_measure"] == int((occ & second).sum()) > 0
+    assert sel["c"]["mean_act_on"][4] == pytest.approx(f[occ & second][:, 4].mean())
+    fired = (f > 0) & (x != 0)[..., None]
+    assert np.array_equal(sel["c"]["fired"], fired[second].sum(0))
+    assert np.array_equal(sel["c"]["fired_select"], fired[~second].sum(0))
+
+
+def test_episode_precision_on_a_constructed_case():
+    """Documents of 20 tokens; the concept (7) at positions 5 of every document; feature 0 fires on the concept and
+    re-fires on the next three positions, feature 1 on the concept only, feature 2 on every position 15 (10 after
+    the concept). Episode window 8: features 0 and 1 have episode precision 1 (at the concept's own token, 1/4
+    and 1), feature 2 has 0; with window 10 feature 2's firings are in the episode too."""
+    from functok.chapters.reactivation.episodes import episode_positions
+
+    doc = np.array([0] + [9] * 19)  # BOS then 19 tokens
+    doc[5] = 7
+    x = np.tile(doc, 6).reshape(4, 30)  # 6 documents cut into 4 windows of 30: episodes cross window edges
+    f = np.zeros((4, 30, 3), dtype=np.float32)
+    pos = np.arange(120).reshape(4, 30) % 20
+    f[..., 0] = (pos >= 5) & (pos <= 8)
+    f[..., 1] = pos == 5
+    f[..., 2] = pos == 15
+    valid = x != 0
+    docs = np.cumsum(x.reshape(-1) == 0).reshape(x.shape) - 1
+    ep8 = episode_positions(x == 7, docs, valid, 8)
+    assert np.array_equal(ep8, valid & (pos >= 5) & (pos <= 13))  # 5..13: the concept and 8 after it
+    assert np.array_equal(episode_positions(x == 7, docs, valid, 10), valid & (pos >= 5) & (pos <= 15))
+
+    def measured(window):
+        s = fake_setup(x, np.zeros(10, dtype=bool), {"c": [7]})
+        s.sae = type("S", (), {"cfg": type("C", (), {"d_sae": 3})})()
+        enc = lambda s_, bs, progress=True, with_acts=False: iter(  # noqa: E731
+            [(np.arange(4), torch.as_tensor(f), torch.ones(4, 30, 2))]
+        )
+        R.encode_windows, real = enc, R.encode_windows
+        try:
+            return R.select_features(s, batch_size=4, progress=False, episode_window=window)["c"]
+        finally:
+            R.encode_windows = real
+
+    r = measured(8)
+    prec = r["on_episode"] / r["fired"]
+    assert list(prec) == [1.0, 1.0, 0.0]
+    assert list(r["on"] / r["fired"]) == [0.25, 1.0, 0.0]  # precision at the concept's token
+    assert r["n_occurrences_select"] == 3 and r["n_occurrences_measure"] == 3  # documents 0-2 select, 3-5 measure
+    assert r["fired"][0] == 12  # 4 firings in each of the 3 measured documents
+    assert list(measured(10)["on_episode"] / measured(10)["fired"]) == [1.0, 1.0, 1.0]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -286,7 +335,9 @@ def test_precision_is_p_concept_given_fires(synthetic):
     x, f, is_fn = synthetic
     sel = R.select_features(fake_setup(x, is_fn, {"c": [7]}), batch_size=9, progress=False)["c"]
     valid = x != 0
-    fires = (f[:, :, 4] > 0) & valid
+    docs = np.cumsum(x.reshape(-1) == 0).reshape(x.shape) - 1
+    second = docs >= (docs.max() + 1) - (docs.max() + 1) // 2  # measured on the second half of the documents
+    fires = (f[:, :, 4] > 0) & valid & second
     want = (fires & (x == 7)).sum() / fires.sum()
     assert sel["on"][4] / sel["fired"][4] == pytest.approx(want) and 0 < want < 1
 
@@ -368,10 +419,28 @@ def test_a_feature_that_fired_a_few_times_is_no_concept_feature():
     assert math.isnan(precision_bound(v(0, 1, 20))[2])  # never fired on the concept: no precision to bound
     res = _result({" A": 0.9, " B": 0.9}, {" A": 3, " B": 3})
     res["concepts"][" A"].update(v(1, 1, 20))  # France on SmolLM2's SAE: one firing, precision 1
-    claims = make_claims(res, tiny_cfg(min_precision=0.5, steer_prompts=["x"]))
+    claims = make_claims(res, tiny_cfg(min_precision=0.5, min_occurrences=20, steer_prompts=["x"]))
     by = {c["id"]: c for c in claims}
     assert "A (feature precision 1/1 = 100.0%, 95% lower bound 20.7% < 50%)" in by["reactivation"]["note"]
     assert "(1 of 1)" in by["reactivation"]["note"]  # judged on B alone
+
+
+def test_a_rare_concept_is_no_concept_feature_however_precise():
+    """Fewer than min_occurrences occurrences: excluded with the count, even at episode precision 45 of 45."""
+    from functok.chapters.reactivation.claims import make_claims, precision_bound
+
+    res = _result({" A": 0.9, " B": 0.9}, {" A": 3, " B": 3})
+    res["concepts"][" A"].update({"n_occurrences": 49, "precision_counts": [45, 45]})
+    assert precision_bound(res["concepts"][" A"]) == (
+        45,
+        45,
+        pytest.approx(45 / (45 + 1.96**2), abs=1e-4),
+    )  # Wilson, k = n
+    by = {c["id"]: c for c in make_claims(res, tiny_cfg(min_precision=0.5, min_occurrences=50, steer_prompts=["x"]))}
+    assert "excluded: A (49 occurrences < 50)" in by["reactivation"]["note"]
+    res["concepts"][" A"]["n_occurrences"] = 50
+    by = {c["id"]: c for c in make_claims(res, tiny_cfg(min_precision=0.5, min_occurrences=50, steer_prompts=["x"]))}
+    assert "excluded" not in by["reactivation"]["note"]
 
 
 def test_an_sae_below_the_quality_bar_makes_every_claim_inconclusive():

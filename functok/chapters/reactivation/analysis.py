@@ -6,9 +6,10 @@ layer 26: each fires first on its content token and is re-activated by later fun
 a feature's decoder direction to the activation of the prompt's last function token alone makes the
 model answer with that concept. This module measures both on any model with an SAE:
 
-- `select_features`: per concept (a content word, one or more tokens), the SAE feature most selective
-  for it: P(fires | concept) x P(concept | fires) at the concept's last token, over `n_windows` windows;
-  or the feature ids the user gives (the paper's);
+- `select_features`: per concept (a content word, one or more tokens), the SAE feature that stands for
+  it: P(fires | concept) x episode precision (the share of its firings within 64 positions after the concept
+  in the same document: `episodes`), selected on the first half of the scanned documents and measured on
+  the second; or the feature ids the user gives (the paper's);
 - `reactivation_rates`: after each occurrence of a concept, over the next `horizon` tokens, how often its
   feature fires on function tokens and on content tokens, against how often it fires on function
   tokens of windows where the concept does not occur (Fig 6, made a number);
@@ -32,6 +33,7 @@ import numpy as np
 from functok.chapters.common import sae_heldout_windows
 from functok.chapters.reactivation.appendix_a import appendix_a
 from functok.chapters.reactivation.claims import make_claims, make_preconditions
+from functok.chapters.reactivation.episodes import document_halves, episode_positions, wilson
 from functok.chapters.reactivation.setup import Setup, setup
 from functok.chapters.reactivation.steering import steer, trace
 from functok.core.cache import cached_dir, relpath, write_json_atomic
@@ -43,7 +45,7 @@ from functok.sae.models import logit_rows
 from functok.sae.quality import evaluate_sae_cached, quality_failures
 from functok.world.models import model_ref
 from functok.world.wheel_models import provenance
-from functok.world.windows import token_windows
+from functok.world.windows import position_documents, token_windows, windows_bos_start
 
 # ---------------------------------------------------------------------------------------------
 # Measurements
@@ -82,58 +84,82 @@ def encode_windows(s: Setup, batch_size: int, progress: bool = True, with_acts: 
         yield (idx, f, acts) if with_acts else (idx, f)
 
 
-def select_features(s: Setup, batch_size: int, progress: bool = True) -> dict[str, dict]:
-    """Per concept: firing rate of every feature on the concept's occurrences and elsewhere, the most
-    selective feature, and its mean activation on the concept (the steering scale)."""
+def select_features(s: Setup, batch_size: int, progress: bool = True, episode_window: int = 64) -> dict[str, dict]:
+    """Per concept: every feature's firing on the concept's occurrences and within its episodes
+    (functok.chapters.reactivation.episodes), counted separately on the two halves of the documents; the
+    feature selected on the first half (P(fires | concept) x episode precision) and its numbers on the second.
+    Also the scan's mean activation norm (the steering scale), L0, alive share and single-token share."""
     x = s.windows.numpy()
     valid = np.ones_like(x, dtype=bool) if s.bos is None else x != s.bos
+    bos_start = s.windows_path is not None and windows_bos_start(s.windows_path)
+    docs = position_documents(x, s.bos, bos_start) if s.bos is not None else np.zeros_like(x)
+    measure = document_halves(docs)
     occ = {c: occurrences(x, ids) & valid for c, ids in s.concept_tokens.items()}
+    ep = {c: episode_positions(o, docs, valid, episode_window) for c, o in occ.items()}
     d_sae = int(s.sae.cfg.d_sae)
-    on = {c: np.zeros(d_sae) for c in occ}
+    halves = ("select", "measure")
+    zero = {h: np.zeros(d_sae) for h in halves}
+    on = {c: {h: np.zeros(d_sae) for h in halves} for c in occ}
+    on_ep = {c: {h: np.zeros(d_sae) for h in halves} for c in occ}
     act_on = {c: np.zeros(d_sae) for c in occ}
-    fire_all = np.zeros(d_sae)
+    fired_h = {h: z.copy() for h, z in zero.items()}
     # the least and greatest token id that fires each feature: equal for a feature one token type alone fires
     tmin, tmax = np.full(d_sae, np.iinfo(np.int64).max), np.full(d_sae, -1)
-    n_all = int(valid.sum())
     norms = []
     for idx, f, acts in encode_windows(s, batch_size, progress, with_acts=True):
-        norms.append(acts.norm(dim=-1).numpy()[valid[idx]])
-        fired = (f > 0).numpy()
         v = valid[idx]
-        fire_all += fired[v].sum(0)
+        norms.append(acts.norm(dim=-1).numpy()[v])
+        fired = (f > 0).numpy()
         pos, feat = np.nonzero(fired[v])
         np.minimum.at(tmin, feat, x[idx][v][pos])
         np.maximum.at(tmax, feat, x[idx][v][pos])
-        for c, o in occ.items():
-            oc = o[idx]
-            if oc.any():
-                on[c] += fired[oc].sum(0)
-                act_on[c] += f.numpy()[oc].sum(0)
-    out = {}
-    for c, o in occ.items():
-        n_c = int(o.sum())
-        p_on = on[c] / max(n_c, 1)
-        p_off = (fire_all - on[c]) / max(n_all - n_c, 1)
-        # recall x precision: a feature that fires on every country name has full recall on ' Russia'
-        # but low precision; the concept's own feature, if the SAE learned one, scores higher
-        score = p_on * on[c] / np.maximum(fire_all, 1)
-        best = int(np.argmax(score)) if n_c else None
-        out[c] = {
-            "n_occurrences": n_c,
-            "selected": best,
-            "score": score,
-            "p_on": p_on,
-            "p_off": p_off,
-            "mean_act_on": act_on[c] / max(n_c, 1),
-            "on": on[c],
-            "fired": fire_all,
-        }
+        for h, hm in (("select", v & ~measure[idx]), ("measure", v & measure[idx])):
+            fired_h[h] += fired[hm].sum(0)
+            for c in occ:
+                oc, ec = occ[c][idx] & hm, ep[c][idx] & hm
+                if oc.any():
+                    on[c][h] += fired[oc].sum(0)
+                    if h == "measure":
+                        act_on[c] += f.numpy()[oc].sum(0)
+                if ec.any():
+                    on_ep[c][h] += fired[ec].sum(0)
+    n_pos = int((valid & measure).sum())
+    out = {c: _selection(occ[c], measure, on[c], on_ep[c], fired_h, act_on[c], n_pos) for c in occ}
+    fire_all = fired_h["select"] + fired_h["measure"]
+    n_all = int(valid.sum())
     out["_resid_norm"] = float(np.concatenate(norms).mean()) if norms else 1.0
     out["_l0"] = float(fire_all.sum() / max(n_all, 1))  # features firing per position, on the scanned windows
     out["_alive"] = float((fire_all > 0).mean())
     alive = fire_all > 0
     out["_single_token"] = float((alive & (tmin == tmax)).sum() / alive.sum()) if alive.any() else float("nan")
+    out["_split"] = {"n_documents": int(docs.max()) + 1 if docs.size else 0, "measure_from_document": int(
+        docs[measure].min()) if measure.any() else None, "episode_window": episode_window}  # fmt: skip
     return out
+
+
+def _selection(o, measure, on: dict, on_ep: dict, fired: dict, act_on, n_pos: int) -> dict:
+    """One concept's selection (first half) and measurement (second half) from the counts."""
+    n = {"select": int((o & ~measure).sum()), "measure": int((o & measure).sum())}
+    p_on = {h: on[h] / max(n[h], 1) for h in n}
+    ep_prec = {h: on_ep[h] / np.maximum(fired[h], 1) for h in n}
+    # recall x precision over episodes: a feature that fires on every country name has full recall on
+    # ' Russia' but low precision; the concept's own feature, re-firing after it, keeps its precision
+    score = p_on["select"] * ep_prec["select"]
+    best = int(np.argmax(score)) if n["select"] else None
+    return {
+        "n_occurrences": n["select"] + n["measure"],
+        "n_occurrences_select": n["select"],
+        "n_occurrences_measure": n["measure"],
+        "selected": best,
+        "score": score,
+        "p_on": p_on["measure"],
+        "p_off": (fired["measure"] - on["measure"]) / max(n_pos - n["measure"], 1),  # P(fires | not the concept)
+        "mean_act_on": act_on / max(n["measure"], 1),
+        "on": on["measure"],
+        "on_episode": on_ep["measure"],
+        "fired": fired["measure"],
+        "fired_select": fired["select"],
+    }
 
 
 def unsteered_production(s: Setup, batch_size: int) -> dict[str, dict]:
@@ -319,12 +345,13 @@ def key_fields(cfg) -> dict:
     return {k: v for k, v in as_dict(cfg).items() if k not in skip and not (k in ADDED_LATER and not v)}
 
 
-ANALYSIS_VERSION = 3  # bump when a change to the measurements changes their results (3: single-token share)
+ANALYSIS_VERSION = 4  # bump when a change to the measurements changes their results (4: episode precision, split)
 
 
 def _measure(cfg, s: Setup, t0: float, t_setup: float, progress: bool) -> dict:
     """Every measurement of the chapter (the cached part of `analyze`): {"results", "data", "artifacts"}."""
-    sel = select_features(s, cfg.batch_size, progress)
+    sel = select_features(s, cfg.batch_size, progress, cfg.episode_window)
+    split = sel.pop("_split")
     resid_norm = sel.pop("_resid_norm")
     scan_l0, alive, single = sel.pop("_l0"), sel.pop("_alive"), sel.pop("_single_token")
     quality = sae_quality(cfg, s, scan_l0, alive, single)
@@ -349,6 +376,7 @@ def _measure(cfg, s: Setup, t0: float, t_setup: float, progress: bool) -> dict:
         "n_function_tokens": int(s.is_function.sum()),
         "sae_quality": quality,
         "concepts": concepts,
+        "split": split,  # features selected on the first half of the documents, measured on the second
         "alphas": list(cfg.alphas),
         "resid_norm": resid_norm,
         "horizon": cfg.horizon,
@@ -400,8 +428,14 @@ def _concept_entry(cfg, s: Setup, c: str, f: int, r: dict, produced, rates, succ
         "p_fire_on_concept": float(r["p_on"][f]),
         "p_fire_elsewhere": float(r["p_off"][f]),
         "selectivity": float(r["score"][f]),
-        # precision: P(concept | feature fires), at the concept's last token
-        "precision": float(r["on"][f] / r["fired"][f]) if r["fired"][f] else float("nan"),
+        # measured on the second half of the documents (the feature was selected on the first): episode
+        # precision P(the concept at this position or within episode_window before | the feature fires)
+        "n_occurrences_select": r["n_occurrences_select"],
+        "n_occurrences_measure": r["n_occurrences_measure"],
+        "precision": float(r["on_episode"][f] / r["fired"][f]) if r["fired"][f] else float("nan"),
+        "precision_counts": [int(r["on_episode"][f]), int(r["fired"][f])],
+        "precision_interval": list(wilson(int(r["on_episode"][f]), int(r["fired"][f]))),
+        "precision_at_token": float(r["on"][f] / r["fired"][f]) if r["fired"][f] else float("nan"),
         "unsteered": produced[c],
         "chosen_by": "user" if cfg.features else "selectivity",
         "mean_activation_on_concept": float(r["mean_act_on"][f]),

@@ -20,6 +20,10 @@ def precision_bound(v: dict) -> tuple[int, int, float]:
     concept, has precision 1 and a bound of 0.21."""
     from scipy.stats import binomtest
 
+    if "precision_counts" in v:  # episode precision on the held-out half: firings in an episode / all firings
+        on, fired = v["precision_counts"]
+        lb = float(binomtest(on, fired).proportion_ci(0.95, method="wilson").low) if fired else float("nan")
+        return on, fired, lb
     on = int(round(v["p_fire_on_concept"] * v["n_occurrences"]))
     prec = v.get("precision", float("nan"))
     fired = int(round(on / prec)) if on and prec == prec and prec > 0 else 0
@@ -36,7 +40,8 @@ def preconditions(res: dict, cfg) -> dict[str, dict]:
     out = {}
     for c, v in res["concepts"].items():
         on, fired, lb = precision_bound(v)
-        feature_ok = lb == lb and lb >= cfg.min_precision
+        enough = v["n_occurrences"] >= getattr(cfg, "min_occurrences", 0)
+        feature_ok = enough and lb == lb and lb >= cfg.min_precision
         un = v.get("unsteered", {"predicted": 0, "contexts": 0})
         prec = (
             f"feature precision {on}/{fired} = {on / fired:.1%}, 95% lower bound {lb:.1%} < {cfg.min_precision:.0%}"
@@ -49,7 +54,8 @@ def preconditions(res: dict, cfg) -> dict[str, dict]:
             "why": "; ".join(
                 w
                 for w, bad in (
-                    (prec, not feature_ok),
+                    (f"{v['n_occurrences']} occurrences < {cfg.min_occurrences}", not enough),
+                    (prec, lb != lb or lb < cfg.min_precision),
                     (f"the model predicts it in 0 of {un['contexts']} contexts", un["predicted"] == 0),
                 )
                 if bad
@@ -90,10 +96,18 @@ def make_preconditions(res: dict, cfg) -> list[dict]:
             precondition(
                 f"concept_feature[{c.strip()}]",
                 f"A feature stands for {c.strip()!r}",
-                f"precision {on}/{fired}, 95% lower bound {lb:.1%}" if fired else "never fires on the concept",
+                (f"{v['n_occurrences']} occurrences; " if "precision_counts" in v else "")
+                + (f"precision {on}/{fired}, 95% lower bound {lb:.1%}" if fired else "never fires on the concept"),
                 p["feature"],
-                f"Wilson 95% lower bound of P(concept | fires) at least {cfg.min_precision:.0%} (re-activation and "
-                "steering claims)",
+                (
+                    f"at least {cfg.min_occurrences} occurrences, and the Wilson 95% lower bound of the feature's "
+                    f"episode precision at least {cfg.min_precision:.0%}: P(the concept at the firing or within "
+                    f"{cfg.episode_window} positions before | fires), selected on the first half of the documents "
+                    "and measured on the second"
+                    if "precision_counts" in v
+                    else f"Wilson 95% lower bound of P(concept | fires) at least {cfg.min_precision:.0%}"
+                )
+                + " (re-activation and steering claims)",
             )
         )
         out.append(

@@ -52,8 +52,9 @@ class ReactivationConfig(ChapterConfig):
         kind="sae_template",
     )
     concepts: list = param(
-        [" Russia", " China", " France", " Japan"],
-        "content words (one or more tokens) whose features are traced and steered",
+        [" Russia", " China", " America", " Congress"],
+        "content words (one or more tokens) whose features are traced and steered (Russia and China: the paper's "
+        "kind; America and Congress: frequent enough for min_occurrences in 200k tokens of the embedded corpus)",
         kind="strings",
         min_items=1,
     )
@@ -70,6 +71,19 @@ class ReactivationConfig(ChapterConfig):
         lo=0.0,
         hi=1.0,
         cost="cheap",
+    )
+    min_occurrences: int = param(
+        50,
+        "precondition: a concept counts only if it occurs at least this often in the scanned windows (both halves)",
+        lo=1,
+        cost="cheap",
+    )
+    episode_window: int = param(
+        64,
+        "episode precision: a firing is on the concept when the concept occurs at that position or within this many "
+        "positions before it in the same document",
+        lo=0,
+        hi=100_000,
     )
     n_windows: int = param(2000, "training windows scanned to select features and measure re-activation", lo=1)
     horizon: int = param(64, "re-activation: tokens after a concept's occurrence that are followed", lo=1, hi=100_000)

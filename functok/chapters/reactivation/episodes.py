@@ -1,0 +1,48 @@
+"""Concept episodes and the document split chapter 5 selects and measures its concept features on.
+
+A concept feature that re-fires on the function tokens after "Russia" is doing what the paper says; counting
+those firings as false positives, as precision at the concept's own token does, rules out exactly the
+features the chapter looks for. So precision is counted over episodes:
+
+- `episode_positions`: a position is in an episode of the concept when the concept occurs there or within
+  the `window` positions before it in the same document (windows are consecutive cuts of one stream, so an
+  episode carries over into the next window; BOS and a window's leading BOS are not positions);
+- episode precision of a feature = its firings at episode positions / all its firings;
+- `document_halves`: the scanned documents split in two by stream order; features are selected on the
+  first half and measured (occurrences, P(fires | concept), episode precision and its Wilson interval) on
+  the second, so the measurement is not the selection's own winner's curse.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def episode_positions(occ: np.ndarray, docs: np.ndarray, valid: np.ndarray, window: int) -> np.ndarray:
+    """Bool [n, T]: valid positions with an occurrence (`occ`, at the concept's last token) at distance
+    0..window before them, counted over valid positions in stream order, in the same document (`docs`)."""
+    idx = np.flatnonzero(valid.reshape(-1))
+    o = occ.reshape(-1)[idx]
+    d = docs.reshape(-1)[idx]
+    k = np.arange(idx.size)
+    last = np.maximum.accumulate(np.where(o, k, -1)) if idx.size else k
+    ep = (last >= 0) & (k - last <= window) & (d[np.clip(last, 0, None)] == d)
+    out = np.zeros(occ.size, dtype=bool)
+    out[idx] = ep
+    return out.reshape(occ.shape)
+
+
+def document_halves(docs: np.ndarray) -> np.ndarray:
+    """Bool [n, T]: True on the second half of the documents (stream order), where features are measured."""
+    n_docs = int(docs.max()) + 1 if docs.size else 0
+    return docs >= n_docs - n_docs // 2 if n_docs > 1 else np.zeros(docs.shape, dtype=bool)
+
+
+def wilson(k: int, n: int) -> tuple[float, float]:
+    """The Wilson 95% interval of k successes in n trials (nan, nan for n = 0)."""
+    from scipy.stats import binomtest
+
+    if n == 0:
+        return float("nan"), float("nan")
+    ci = binomtest(int(k), int(n)).proportion_ci(0.95, method="wilson")
+    return float(ci.low), float(ci.high)
