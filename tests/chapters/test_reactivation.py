@@ -84,6 +84,7 @@ def test_reactivation_rates_match_brute_force(synthetic, horizon):
     feat = 2
     got = R.reactivation_rates(s, {"c": feat}, horizon, batch_size=7, progress=False)["c"]
     k = dict.fromkeys(("fn_after", "fn_after_fired", "ct_after", "ct_after_fired", "fn_base", "fn_base_fired"), 0)
+    bins = [dict.fromkeys(("fn", "fn_fired", "ct", "ct_fired"), 0) for _ in R.distance_bins(horizon)]
     for i in range(x.shape[0]):
         has = (x[i] == 7).any()
         for t in range(x.shape[1]):
@@ -98,14 +99,23 @@ def test_reactivation_rates_match_brute_force(synthetic, horizon):
             if tokn == 7:
                 continue
             # an occurrence of the concept within `horizon` before t, with no BOS in between
-            after = any(x[i, u] == 7 and not (x[i, u + 1 : t + 1] == 0).any() for u in range(max(0, t - horizon), t))
-            if after:
+            us = [u for u in range(max(0, t - horizon), t) if x[i, u] == 7 and not (x[i, u + 1 : t + 1] == 0).any()]
+            if us:
                 k[f"{kind}_after"] += 1
                 k[f"{kind}_after_fired"] += fired
+                d = t - max(us)  # distance from the latest occurrence
+                b = next(j for j, (lo, hi) in enumerate(R.distance_bins(horizon)) if lo <= d <= hi)
+                bins[b][kind] += 1
+                bins[b][f"{kind}_fired"] += fired
     for key, v in k.items():
         assert got[key] == v, key
     assert got["fn_after"] > 0 and got["fn_base"] > 0
     assert got["fn_after_rate"] == pytest.approx(k["fn_after_fired"] / k["fn_after"])
+    for row, want in zip(got["by_distance"], bins):
+        assert {key: row[key] for key in want} == want, (row["lo"], row["hi"])
+    # the content rate at the function tokens' distances: each bin's content rate, weighted by its function tokens
+    matched = sum(b["fn"] / k["fn_after"] * b["ct_fired"] / b["ct"] for b in bins if b["fn"])
+    assert got["ct_after_rate_matched"] == pytest.approx(matched)
 
 
 def test_select_features_finds_the_planted_feature(synthetic):
@@ -514,3 +524,21 @@ def test_chapter2s_store_is_scanned_only_at_its_layers_on_wheel_models(
         assert got == ("graph-windows", ("store", "graph-windows", (4, 9, 13), "bfloat16"))
     else:
         assert got == ("training-windows", None)
+
+
+def test_function_vs_content_is_judged_at_matched_distance():
+    """A concept counts when the function rate's Wilson lower bound is above the distance-matched content rate,
+    not the raw one (content tokens nearer the concept fire more, whatever their kind)."""
+    from functok.chapters.reactivation.claims import make_claims
+
+    cfg = tiny_cfg(min_precision=0.5, min_occurrences=1, steer_prompts=["x"])
+    res = _result({" A": 0.9, " B": 0.9}, {" A": 3, " B": 3})
+    for v in res["concepts"].values():
+        v["reactivation"].update({"fn_after_interval": [0.25, 0.35], "ct_after_rate_matched": 0.22})
+    by = {c["id"]: c for c in make_claims(res, cfg)}
+    assert by["reactivation_function_vs_content"]["verdict"] == "holds"  # raw content rate 0.2, matched 0.22
+    assert "A 30.0% vs 22.0%" in by["reactivation_function_vs_content"]["ours"]
+    for v in res["concepts"].values():
+        v["reactivation"]["ct_after_rate_matched"] = 0.27  # above the function rate's lower bound
+    by = {c["id"]: c for c in make_claims(res, cfg)}
+    assert by["reactivation_function_vs_content"]["verdict"] == "fails"

@@ -186,6 +186,33 @@ def unsteered_production(s: Setup, batch_size: int) -> dict[str, dict]:
     return out
 
 
+def distance_bins(horizon: int) -> list[tuple[int, int]]:
+    """Distance bins (positions after the concept's last occurrence) for re-activation at matched distance."""
+    edges = [(1, 4), (5, 16), (17, 64), (65, horizon)]
+    return [(lo, min(hi, horizon)) for lo, hi in edges if lo <= horizon]
+
+
+def by_distance(counts: list[dict], bins: list[tuple[int, int]], k: dict) -> dict:
+    """Per distance bin the function and content tokens' firing rates with Wilson 95% intervals; the content
+    rate matched to the function tokens' distances (each bin's content rate weighted by the bin's share of
+    the function tokens); the function rate's interval over all bins."""
+    rows, matched = [], 0.0
+    n_fn = sum(b["fn"] for b in counts)
+    for (lo, hi), b in zip(bins, counts):
+        fn_rate = b["fn_fired"] / b["fn"] if b["fn"] else float("nan")
+        ct_rate = b["ct_fired"] / b["ct"] if b["ct"] else float("nan")
+        rows.append({"lo": lo, "hi": hi, **b, "fn_rate": fn_rate, "ct_rate": ct_rate,
+                     "fn_interval": list(wilson(b["fn_fired"], b["fn"])),
+                     "ct_interval": list(wilson(b["ct_fired"], b["ct"]))})  # fmt: skip
+        if b["fn"]:
+            matched += (b["fn"] / n_fn) * ct_rate if ct_rate == ct_rate else float("nan")
+    return {
+        "by_distance": rows,
+        "ct_after_rate_matched": matched if n_fn else float("nan"),
+        "fn_after_interval": list(wilson(k["fn_after_fired"], k["fn_after"])),
+    }
+
+
 def sae_quality(cfg, s: Setup, scan_l0: float, alive: float, single_token: float) -> dict:
     """The SAE's L0, explained variance and CE score on held-out windows (the embedded preset's; a model from
     a wheel with a trained SAE: 32 windows of chapter 2's graph documents, which the SAE never saw; another
@@ -245,7 +272,7 @@ def reactivation_rates(
         )
         for c in features
     }
-    after, has = {}, {}
+    after, has, dist = {}, {}, {}
     for c in features:
         o = occurrences(x, s.concept_tokens[c]) & valid
         # positions within `horizon` after some occurrence (not the occurrence itself), in the same window
@@ -258,6 +285,10 @@ def reactivation_rates(
         last_occ_seg = np.maximum.accumulate(last_occ_seg, axis=1)
         a &= last_occ_seg == seg
         after[c], has[c] = a & ~o, o.any(1)
+        col = np.arange(T)
+        dist[c] = col[None, :] - np.maximum.accumulate(np.where(o, col[None, :], -1), axis=1)  # since the last one
+    bins = distance_bins(horizon)
+    by_d = {c: [dict.fromkeys(("fn", "fn_fired", "ct", "ct_fired"), 0) for _ in bins] for c in features}
     for idx, f in encode_windows(s, batch_size, progress):
         for c, feat in features.items():
             fired = (f[:, :, feat] > 0).numpy()
@@ -273,6 +304,12 @@ def reactivation_rates(
             k["fn_base_fired"] += int((base & fi & fired).sum())
             k["ct_base"] += int((base & ci).sum())
             k["ct_base_fired"] += int((base & ci & fired).sum())
+            for (lo, hi), b in zip(bins, by_d[c]):
+                m = a & (dist[c][idx] >= lo) & (dist[c][idx] <= hi)
+                b["fn"] += int((m & fi).sum())
+                b["fn_fired"] += int((m & fi & fired).sum())
+                b["ct"] += int((m & ci).sum())
+                b["ct_fired"] += int((m & ci & fired).sum())
     out = {}
     for c, k in cnt.items():
 
@@ -289,6 +326,7 @@ def reactivation_rates(
         r["fn_ratio"] = (
             r["fn_after_rate"] / r["fn_base_rate"] if r["fn_base_rate"] and r["fn_base_rate"] > 0 else float("nan")
         )
+        r.update(by_distance(by_d[c], bins, k))
         out[c] = r
     return out
 

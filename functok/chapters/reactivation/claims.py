@@ -157,7 +157,7 @@ def _reactivation_claims(res: dict, cfg, pre: dict) -> list[dict]:
         )
         or "no concept passes the precondition"
     )
-    fn_more = [c for c, v in cs.items() if v["reactivation"]["fn_after_rate"] > v["reactivation"]["ct_after_rate"]]
+    fn_more = [c for c, v in cs.items() if _fn_above_content(v["reactivation"])]
     return [
         claim(
             "reactivation",
@@ -178,14 +178,28 @@ def _reactivation_claims(res: dict, cfg, pre: dict) -> list[dict]:
             "tokens do",
             "not measured",
             ", ".join(
-                f"{c.strip()} {v['reactivation']['fn_after_rate']:.1%} vs {v['reactivation']['ct_after_rate']:.1%}"
+                f"{c.strip()} {v['reactivation']['fn_after_rate']:.1%} vs {_content_rate(v['reactivation']):.1%}"
                 for c, v in cs.items()
             ),
             ("holds" if len(fn_more) * 2 > len(cs) else "fails") if cs else "inconclusive",
-            f"firing rate on function vs content tokens in the same {cfg.horizon}-token spans; holds for most concepts "
+            f"firing rate on function vs content tokens in the same {cfg.horizon}-token spans, the content rate "
+            "matched to the function tokens' distances from the concept (per distance bin 1-4, 5-16, 17-64, 65+, "
+            "weighted by the function tokens' share); a concept counts when the function rate's Wilson 95% lower "
+            "bound is above the matched content rate; holds for most concepts "
             f"({len(fn_more)} of {len(cs)}); same precondition as re-activation" + _excluded(pre, "feature"),
         ),
     ]
+
+
+def _content_rate(r: dict) -> float:
+    """The content tokens' rate matched to the function tokens' distances (older results: the raw rate)."""
+    return r.get("ct_after_rate_matched", r["ct_after_rate"])
+
+
+def _fn_above_content(r: dict) -> bool:
+    lb = r.get("fn_after_interval", [r["fn_after_rate"]])[0]
+    ct = _content_rate(r)
+    return lb == lb and ct == ct and lb > ct
 
 
 def _steering_claims(res: dict, cfg, pre: dict) -> list[dict]:

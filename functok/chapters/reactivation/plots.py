@@ -21,11 +21,13 @@ def features_table(analysis: dict) -> pd.DataFrame:
                 "concept": repr(c),
                 "feature": v["feature"],
                 "chosen by": v["chosen_by"],
-                "occurrences": v["n_occurrences"],
+                "occurrences (select / measure)": f"{v['n_occurrences']} ({v.get('n_occurrences_select', '-')} / "
+                f"{v.get('n_occurrences_measure', '-')})",
                 "P(fires | concept)": round(v["p_fire_on_concept"], 3),
                 "P(fires | other tokens)": round(v["p_fire_elsewhere"], 4),
-                "precision P(concept | fires)": "{} of {} = {:.3f}".format(on, fired, v["precision"]) if fired else "-",
+                "episode precision (held out)": "{} of {} = {:.3f}".format(on, fired, v["precision"]) if fired else "-",
                 "precision, 95% lower bound": round(lb, 3),
+                "precision at the concept's token": round(v.get("precision_at_token", float("nan")), 3),
                 "mean activation on concept": round(v["mean_activation_on_concept"], 3),
                 "model predicts it (unsteered)": "{predicted} of {contexts}".format(**v["unsteered"])
                 if "unsteered" in v
@@ -92,6 +94,34 @@ def reactivation_figure(analysis: dict):
     ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
+
+
+def distance_table(analysis: dict) -> pd.DataFrame:
+    """Per concept and distance from its last occurrence: the feature's firing rate on function and on content
+    tokens with Wilson 95% intervals, and the content rate matched to the function tokens' distances."""
+    rows = []
+    for c, v in analysis.results["concepts"].items():
+        r = v["reactivation"]
+        for b in r.get("by_distance", []):
+            rows.append(
+                {
+                    "concept": c.strip(),
+                    "distance": f"{b['lo']}-{b['hi']}",
+                    "function tokens": f"{b['fn_fired']} of {b['fn']}",
+                    "function rate [95%]": _rate(b["fn_rate"], b["fn_interval"]),
+                    "content tokens": f"{b['ct_fired']} of {b['ct']}",
+                    "content rate [95%]": _rate(b["ct_rate"], b["ct_interval"]),
+                }
+            )
+        if "ct_after_rate_matched" in r:
+            rows.append({"concept": c.strip(), "distance": "all (content matched)",
+                         "function rate [95%]": _rate(r["fn_after_rate"], r["fn_after_interval"]),
+                         "content rate [95%]": f"{r['ct_after_rate_matched']:.3f}"})  # fmt: skip
+    return pd.DataFrame(rows).set_index(["concept", "distance"]) if rows else pd.DataFrame()
+
+
+def _rate(rate: float, interval: list) -> str:
+    return "-" if rate != rate else f"{rate:.3f} [{interval[0]:.3f}, {interval[1]:.3f}]"
 
 
 def steering_table(analysis: dict) -> pd.DataFrame:
