@@ -235,6 +235,7 @@ def test_chapter_end_to_end(analysis):
         "reactivation_function_vs_content",
         "steering_probability",
         "steering",
+        "steering_position_control",
     }
     assert all(c["verdict"] in ("holds", "fails", "inconclusive") for c in analysis.claims)
     for c, v in res["concepts"].items():
@@ -248,8 +249,16 @@ def test_chapter_end_to_end(analysis):
     t = res["traces"][0]
     assert len(t["tokens"]) == len(t["function"]) == len(next(iter(t["acts"].values())))
     # alpha 0 is the unsteered model: the same continuation for every concept
-    base = {r["continuation"] for r in res["steering"] if r["alpha"] == 0}
+    base = {r["continuation"] for r in res["steering"] if r["alpha"] == 0 and r["condition"] == "last"}
     assert len(base) == 1
+    for c, v in res["concepts"].items():  # every cell counts the prompts it has; alpha 0 is each cell's own prompt
+        cells = v["steering_counts"]
+        assert set(cells) <= set(res["steer_conditions"]) and "last" in cells and "every" in cells
+        for k, by_alpha in cells.items():
+            rows = [r for r in res["steering"] if r["concept"] == c and r["condition"] == k]
+            for a, (hits, n) in by_alpha.items():
+                assert n == sum(r["alpha"] == int(a) for r in rows) and hits == sum(
+                    r["success"] for r in rows if r["alpha"] == int(a))  # fmt: skip
     for r in res["steering"]:
         assert r["concept_logprob"] <= 0 and r["concept_rank"] >= 1
 
@@ -389,6 +398,11 @@ def _result(precisions: dict, predicted: dict, fn_ratio: float = 3.0, success: f
             },
             "steering_success": {"0": 0.0, "4": success},
             "steering_logprob": {"0": -5.0, "4": -1.0},
+            "steering_counts": {
+                "last": {"0": [0, 40], "4": [round(40 * success), 40]},
+                "content_last": {"0": [0, 40], "4": [0, 40]},
+                "function_earlier": {"0": [0, 40], "4": [1, 40]},
+            },
         }
         for c, p in precisions.items()
     }
@@ -542,3 +556,73 @@ def test_function_vs_content_is_judged_at_matched_distance():
         v["reactivation"]["ct_after_rate_matched"] = 0.27  # above the function rate's lower bound
     by = {c["id"]: c for c in make_claims(res, cfg)}
     assert by["reactivation_function_vs_content"]["verdict"] == "fails"
+
+
+def test_position_control_cells_on_constructed_prompts():
+    """ids [BOS, content 5, function 1], suffix [function 2]: each cell's prompt and edited positions."""
+    is_fn = np.zeros(10, dtype=bool)
+    is_fn[[1, 2]] = True
+    cells = steering.control_prompts([0, 5, 1], 1, is_fn, [2])
+    assert cells == {
+        "last": ([0, 5, 1], [2]),
+        "every": ([0, 5, 1], [1, 2]),
+        "function_earlier": ([0, 5, 1, 2], [2]),
+        "content_last": ([0, 5], [1]),
+        "content_earlier": ([0, 5, 1], [1]),
+    }
+    cells = steering.control_prompts([0, 1, 2], 1, is_fn, [2])  # ends in the suffix, a function token before it
+    assert cells["function_earlier"] is None and cells["content_last"] is None and cells["content_earlier"] is None
+
+
+def test_steering_cells_count_a_model_steered_only_at_its_last_function_token(monkeypatch):
+    """A fake model names the concept exactly when the vector sits on the prompt's last position and that token is a
+    function token: 'last' and 'every' succeed on every prompt, the other three cells on none, alpha 0 never."""
+    is_fn = np.zeros(50, dtype=bool)
+    is_fn[[1, 2, 3]] = True
+
+    class Tok:
+        def encode(self, text, add_special_tokens=False):
+            return {" the": [2]}.get(text) or [int(t) for t in text.split()]
+
+        def decode(self, ids):
+            return " ".join(str(i) for i in ids)
+
+    def fake_generate(model, prompts, n_new, edits=None, layer=None):
+        outs = []
+        for ids, e in zip(prompts, edits):
+            hit = e is not None and (len(ids) - 1) in e[0] and is_fn[ids[-1]]
+            outs.append([42] if hit else [7])
+        return outs, [torch.zeros(50)] * len(prompts)
+
+    monkeypatch.setattr(steering, "generate_tokens", fake_generate)
+    monkeypatch.setattr(steering, "generator", lambda s: None)
+    s = fake_setup(np.zeros((1, 4), dtype=np.int64), is_fn, {"c": [42]}, bos=0)
+    s.model = type("M", (), {"tokenizer": Tok()})()
+    s.sae = type("S", (), {"W_dec": torch.ones(5, 4)})()
+    prompts = ["5 1", "6 3", "8 9 1"]  # content then function; the last ends content 9 -> function 1
+    rows = steering.steer(s, prompts, {"c": 0}, {"c": 1.0}, [0, 2], 1, progress=False)
+    counts = steering.steering_counts(rows, ["c"], [0, 2])["c"]
+    assert counts["last"] == {"0": [0, 3], "2": [3, 3]} and counts["every"] == {"0": [0, 3], "2": [3, 3]}
+    for k in ("function_earlier", "content_last", "content_earlier"):
+        assert counts[k] == {"0": [0, 3], "2": [0, 3]}, k
+    edited = {r["condition"]: r["edited"] for r in rows if r["prompt"] == "5 1" and r["alpha"] == 2}
+    assert edited == {"last": "1", "every": "every position", "function_earlier": "1", "content_last": "5",
+                      "content_earlier": "5"}  # fmt: skip
+    from_end = {r["condition"]: r["from_end"] for r in rows if r["prompt"] == "5 1" and r["alpha"] == 2}
+    assert from_end["function_earlier"] == from_end["content_earlier"] == 1 and from_end["content_last"] == 0
+
+
+def test_position_control_claim_on_counts():
+    from functok.chapters.reactivation.claims import make_claims
+
+    cfg = tiny_cfg(min_precision=0.5, min_occurrences=1, steer_prompts=["x"])
+    res = _result({" A": 0.9}, {" A": 3}, success=0.75)  # last: 30 of 40 against 0 of 40 unsteered
+    by = {c["id"]: c for c in make_claims(res, cfg)}
+    assert by["steering"]["verdict"] == "holds" and by["steering_position_control"]["verdict"] == "holds"
+    assert "last function 30/40, last content 0/40" in by["steering_position_control"]["ours"]
+    res["concepts"][" A"]["steering_counts"]["content_last"]["4"] = [29, 40]  # the last position, whatever the type
+    by = {c["id"]: c for c in make_claims(res, cfg)}
+    assert by["steering_position_control"]["verdict"] == "fails"
+    res = _result({" A": 0.9}, {" A": 3}, success=0.05)  # 2 of 40 against 0 of 40: not steered
+    by = {c["id"]: c for c in make_claims(res, cfg)}
+    assert by["steering"]["verdict"] == "fails" and by["steering_position_control"]["verdict"] == "inconclusive"

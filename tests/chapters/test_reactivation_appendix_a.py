@@ -232,3 +232,19 @@ def test_smollm2_chat_prompt_ends_in_the_assistant_headers_newline():
     (p,) = A.prepare(s, ["Where is Mount Fuji?"])
     piece = tok.decode([p.ids[p.last_content]]).strip()
     assert piece and "Fuji".endswith(piece) and p.last_content < len(p.ids) - 1
+
+
+def test_appendix_a_needs_its_final_token_to_be_a_function_token():
+    """A template ending in a token outside the model's function tokens: a failed precondition on the page, and
+    every Appendix A claim inconclusive with the token named; the same results with a function token decide."""
+    from functok.chapters.reactivation.claims import make_claims, make_preconditions
+
+    c = cfg(test_prompts=[f"q{i}" for i in range(12)], steer_prompts=["x"])
+    app = {"traits": {"Russia": _trait(12, 0, 12, 0)}, "final_token": [":"], "final_is_function": False}
+    res = {"concepts": {}, "alphas": [0, 4], "appendix_a": app}
+    chat = [x for x in make_claims(res, c) if x["id"].startswith("chat_")]
+    assert chat and all(x["verdict"] == "inconclusive" and "final token ':'" in x["note"] for x in chat)
+    pre = {p["id"]: p for p in make_preconditions(res, c)}
+    assert pre["final_token_is_function"]["met"] is False and pre["final_token_is_function"]["value"] == "':'"
+    app["final_is_function"] = True
+    assert {x["verdict"] for x in make_claims(res, c) if x["id"].startswith("chat_")} == {"holds"}

@@ -35,7 +35,7 @@ from functok.chapters.reactivation.appendix_a import appendix_a
 from functok.chapters.reactivation.claims import make_claims, make_preconditions
 from functok.chapters.reactivation.episodes import document_halves, episode_positions, wilson
 from functok.chapters.reactivation.setup import Setup, setup
-from functok.chapters.reactivation.steering import steer, trace
+from functok.chapters.reactivation.steering import steer, steering_counts, trace
 from functok.core.cache import cached_dir, relpath, write_json_atomic
 from functok.core.config import ParamError, as_dict, cheap_fields
 from functok.core.results import ChapterResult, seed_everything
@@ -103,6 +103,7 @@ def select_features(s: Setup, batch_size: int, progress: bool = True, episode_wi
     on_ep = {c: {h: np.zeros(d_sae) for h in halves} for c in occ}
     act_on = {c: np.zeros(d_sae) for c in occ}
     fired_h = {h: z.copy() for h, z in zero.items()}
+    act_sum = np.zeros(d_sae)  # each feature's activation summed where it fires: its typical activation
     # the least and greatest token id that fires each feature: equal for a feature one token type alone fires
     tmin, tmax = np.full(d_sae, np.iinfo(np.int64).max), np.full(d_sae, -1)
     norms = []
@@ -110,6 +111,7 @@ def select_features(s: Setup, batch_size: int, progress: bool = True, episode_wi
         v = valid[idx]
         norms.append(acts.norm(dim=-1).numpy()[v])
         fired = (f > 0).numpy()
+        act_sum += f.numpy()[v].sum(0)
         pos, feat = np.nonzero(fired[v])
         np.minimum.at(tmin, feat, x[idx][v][pos])
         np.maximum.at(tmax, feat, x[idx][v][pos])
@@ -128,6 +130,7 @@ def select_features(s: Setup, batch_size: int, progress: bool = True, episode_wi
     fire_all = fired_h["select"] + fired_h["measure"]
     n_all = int(valid.sum())
     out["_resid_norm"] = float(np.concatenate(norms).mean()) if norms else 1.0
+    out["_typical"] = act_sum / np.maximum(fire_all, 1)  # mean activation of each feature where it fires
     out["_l0"] = float(fire_all.sum() / max(n_all, 1))  # features firing per position, on the scanned windows
     out["_alive"] = float((fire_all > 0).mean())
     alive = fire_all > 0
@@ -383,25 +386,33 @@ def key_fields(cfg) -> dict:
     return {k: v for k, v in as_dict(cfg).items() if k not in skip and not (k in ADDED_LATER and not v)}
 
 
-ANALYSIS_VERSION = 4  # bump when a change to the measurements changes their results (4: episode precision, split)
+ANALYSIS_VERSION = 5  # bump when a change to the measurements changes their results (5: steering cells, units)
 
 
 def _measure(cfg, s: Setup, t0: float, t_setup: float, progress: bool) -> dict:
     """Every measurement of the chapter (the cached part of `analyze`): {"results", "data", "artifacts"}."""
     sel = select_features(s, cfg.batch_size, progress, cfg.episode_window)
-    split = sel.pop("_split")
+    split, typical = sel.pop("_split"), sel.pop("_typical")
     resid_norm = sel.pop("_resid_norm")
     scan_l0, alive, single = sel.pop("_l0"), sel.pop("_alive"), sel.pop("_single_token")
     quality = sae_quality(cfg, s, scan_l0, alive, single)
     features = _features(cfg, s, sel)
-    scales = dict.fromkeys(features, resid_norm)
+    scales = {c: _typical_activation(sel.get(c), f, typical) for c, f in features.items()}
     rates = reactivation_rates(s, features, cfg.horizon, cfg.batch_size, progress)
     produced = unsteered_production(s, cfg.batch_size)
     traces = [trace(s, p, features) for p in cfg.trace_prompts]
-    rows = steer(s, cfg.steer_prompts, features, scales, cfg.alphas, cfg.n_new_tokens, progress)
-    success = _mean_by_alpha(rows, features, cfg.alphas, "success")
-    logprob = _mean_by_alpha(rows, features, cfg.alphas, "concept_logprob")
+    rows = steer(
+        s, cfg.steer_prompts, features, scales, cfg.alphas, cfg.n_new_tokens, progress, cfg.steer_conditions,
+        cfg.control_suffix,
+    )  # fmt: skip
+    last = [r for r in rows if r["condition"] == "last"]
+    success = _mean_by_alpha(last, features, cfg.alphas, "success")
+    logprob = _mean_by_alpha(last, features, cfg.alphas, "concept_logprob")
+    counts = steering_counts(rows, features, cfg.alphas)
     concepts = {c: _concept_entry(cfg, s, c, f, sel[c], produced, rates, success, logprob) for c, f in features.items()}
+    for c in concepts:
+        concepts[c]["steering_counts"] = counts[c]
+        concepts[c]["steering_scale"] = scales[c]
     results = {
         "model": relpath(s.checkpoint) if model_ref(cfg.model).embedded else s.checkpoint,
         "n_layers": int(s.model.cfg.n_layers),
@@ -417,6 +428,10 @@ def _measure(cfg, s: Setup, t0: float, t_setup: float, progress: bool) -> dict:
         "split": split,  # features selected on the first half of the documents, measured on the second
         "alphas": list(cfg.alphas),
         "resid_norm": resid_norm,
+        "steering_units": "alpha x the feature's mean activation where it fires on the concept (held-out half) x its "
+        "decoder row: alpha 1 adds the feature's own typical contribution",
+        "steer_conditions": list(cfg.steer_conditions),
+        "control_suffix": cfg.control_suffix,
         "horizon": cfg.horizon,
         "traces": traces,
         "steering": rows,
@@ -434,6 +449,13 @@ def _measure(cfg, s: Setup, t0: float, t_setup: float, progress: bool) -> dict:
         "function_tokens": relpath(s.function_token_file) if s.function_token_file else "",
     }
     return {"results": results, "data": data, "artifacts": artifacts}
+
+
+def _typical_activation(sel: dict | None, f: int, typical) -> float:
+    """The feature's mean activation where it fires on the concept (the measured half), else where it fires at all."""
+    if sel is not None and sel["on"][f] > 0:
+        return float(sel["mean_act_on"][f] * sel["n_occurrences_measure"] / sel["on"][f])
+    return float(typical[f]) if typical[f] > 0 else 1.0
 
 
 def _features(cfg, s: Setup, sel: dict[str, dict]) -> dict[str, int]:

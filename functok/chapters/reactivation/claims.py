@@ -88,6 +88,18 @@ def make_preconditions(res: dict, cfg) -> list[dict]:
                 "functok.sae.quality.QUALITY_BAR on held-out windows; every claim is inconclusive when it is not met",
             )
         )
+    if "appendix_a" in res:
+        app = res["appendix_a"]
+        out.append(
+            precondition(
+                "final_token_is_function",
+                "The chat template's final token (where Appendix A steers) is a function token of the model's own list",
+                ", ".join(repr(t) for t in app["final_token"]),
+                bool(app["final_is_function"]),
+                "the token ending every test prompt's template is among the model's function tokens (chapter 1's rule "
+                "on the embedded corpus); Appendix A's claims are inconclusive otherwise",
+            )
+        )
     for c, p in preconditions(res, cfg).items():
         v = res["concepts"][c]
         on, fired, lb = precision_bound(v)
@@ -139,7 +151,13 @@ def make_claims(res: dict, cfg) -> list[dict]:
             p["why"] = "SAE below the quality bar: " + ", ".join(bar)
     claims = _reactivation_claims(res, cfg, pre) + _steering_claims(res, cfg, pre)
     if "appendix_a" in res:
-        claims += chat_claims(res["appendix_a"], cfg, bar)
+        app = chat_claims(res["appendix_a"], cfg, bar)
+        if not res["appendix_a"].get("final_is_function", True):  # the paper's "last function token" is not one here
+            final = ", ".join(repr(t) for t in res["appendix_a"]["final_token"])
+            for c in app:
+                c["verdict"] = "inconclusive"
+                c["note"] += f"; inconclusive: the template's final token {final} is not in the model's function tokens"
+        claims += app
     return claims
 
 
@@ -213,19 +231,18 @@ def _steering_claims(res: dict, cfg, pre: dict) -> list[dict]:
         + _excluded(pre, "model")
     )
     if not cs:
-        verdict, ours = "inconclusive", "no concept passes the preconditions"
+        verdict, ours, tests = "inconclusive", "no concept passes the preconditions", {}
     elif 0 in res["alphas"] and steered:
-        best = {c: max(steered, key=lambda a: v["steering_success"][str(a)]) for c, v in cs.items()}
-        base = float(np.mean([v["steering_success"]["0"] for v in cs.values()]))
-        top = float(np.mean([v["steering_success"][str(best[c])] for c, v in cs.items()]))
-        verdict = "holds" if top >= 0.5 and top - base >= 0.3 else "fails"
-        ours = (
-            f"{top:.0%} steered (best alpha per concept: "
-            + ", ".join(f"{c.strip()} {best[c]}" for c in cs)
-            + f") vs {base:.0%} unsteered"
+        tests = {c: _steered(v, steered) for c, v in cs.items()}
+        won = [c for c, t in tests.items() if t["p_adjusted"] < ALPHA]
+        verdict = "holds" if len(won) * 2 > len(cs) else "fails"
+        ours = ", ".join(
+            f"{c.strip()} {t['hits']}/{t['n']} at alpha {t['alpha']} vs {t['base']}/{t['n']} unsteered "
+            f"(p {t['p_adjusted']:.2g})"
+            for c, t in tests.items()
         )
     else:
-        verdict, ours = "inconclusive", "needs alpha 0 and a non-zero alpha"
+        verdict, ours, tests = "inconclusive", "needs alpha 0 and a non-zero alpha", {}
     p_ours, p_verdict, p_count = _steering_probability(res, cs, steered, ours)
     return [
         claim(
@@ -245,11 +262,69 @@ def _steering_claims(res: dict, cfg, pre: dict) -> list[dict]:
             paper["steering"],
             ours,
             verdict,
-            f"share of {len(cfg.steer_prompts)} prompts whose {cfg.n_new_tokens}-token greedy continuation names the "
-            f"concept, mean over concepts; holds if at least 50% and at least 30 points above unsteered (the "
-            f"baseline: the same prompts, alpha 0). " + steer_pre,
+            f"per concept, the prompts (of {len(cfg.steer_prompts)}) whose {cfg.n_new_tokens}-token greedy "
+            "continuation names the concept with the vector at the last (function) token, at each non-zero alpha, "
+            "against the same prompts unsteered: one-sided Fisher exact test, the smallest p times the number of "
+            f"alphas (Bonferroni); a concept is steered at adjusted p < {ALPHA}; holds if most concepts are. "
+            + steer_pre,
         ),
+        _position_control(res, cs, tests, steer_pre),
     ]
+
+
+ALPHA = 0.05  # the steering claims' test level
+
+
+def _steered(v: dict, steered: list) -> dict:
+    """The last-token cell's best alpha against unsteered: counts and the Bonferroni-adjusted Fisher p."""
+    last = v["steering_counts"]["last"]
+    ps = {a: _fisher_counts(last[str(a)], last["0"]) for a in steered}
+    best = min(steered, key=lambda a: (ps[a], -last[str(a)][0]))
+    return {"alpha": best, "hits": last[str(best)][0], "n": last[str(best)][1], "base": last["0"][0],
+            "p_adjusted": min(1.0, ps[best] * len(steered))}  # fmt: skip
+
+
+def _fisher_counts(a: list, b: list) -> float:
+    """One-sided Fisher exact p that the success rate of a = [hits, n] exceeds b's."""
+    from scipy.stats import fisher_exact
+
+    if not a[1] or not b[1]:
+        return 1.0
+    return float(fisher_exact([[a[0], a[1] - a[0]], [b[0], b[1] - b[0]]], alternative="greater")[1])
+
+
+def _position_control(res: dict, cs: dict, tests: dict, steer_pre: str) -> dict:
+    """steering_position_control: at each steered concept's alpha, the last function token against the last content
+    token and against the same function token one position before the last."""
+    steered = {c: t for c, t in tests.items() if t["p_adjusted"] < ALPHA}
+    rows, both = [], []
+    for c, t in steered.items():
+        cells = cs[c].get("steering_counts", {})
+        a = str(t["alpha"])
+        if "last" not in cells or "content_last" not in cells or "function_earlier" not in cells:
+            continue
+        last, cl, fe = cells["last"][a], cells["content_last"][a], cells["function_earlier"][a]
+        p_type, p_pos = _fisher_counts(last, cl), _fisher_counts(last, fe)
+        rows.append(f"{c.strip()} alpha {a}: last function {last[0]}/{last[1]}, last content {cl[0]}/{cl[1]} "
+                    f"(p {p_type:.2g}), function one before last {fe[0]}/{fe[1]} (p {p_pos:.2g})")  # fmt: skip
+        if p_type < ALPHA and p_pos < ALPHA:
+            both.append(c)
+    judged = len(rows)
+    verdict = "inconclusive" if not judged else ("holds" if len(both) * 2 > judged else "fails")
+    return claim(
+        "steering_position_control",
+        "Beyond the paper: the steering effect belongs to the last function token, not to the last position or to "
+        "any function token",
+        "not measured (the paper steers the last function token only)",
+        "; ".join(rows) or "no concept is steered at the last token: no effect to place",
+        verdict,
+        'the 2 x 2 control on the same words: the vector on the prompt\'s last function token ("The capital of"), '
+        'on the content token before it as the last position ("The capital"), and on that function token one '
+        'position before the last ("The capital of the"), at the alpha the steering claim chose; one-sided Fisher '
+        f"exact tests of the last function token against each; a concept counts when both p < {ALPHA}; holds if most "
+        "steered concepts count; inconclusive when no concept is steered (the position of an effect that is not "
+        "there cannot be tested). The content token one before the last is in the results' counts too. " + steer_pre,
+    )
 
 
 def _steering_probability(res: dict, cs: dict, steered: list, ours: str) -> tuple[str, str, str]:

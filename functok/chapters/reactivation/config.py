@@ -19,12 +19,17 @@ TEST_PROMPTS = (
 
 
 # chapter 5's steering prompts: each ends in a function token that the country could follow
+CONDITIONS = ("last", "every", "function_earlier", "content_last", "content_earlier")  # where steering edits
 STEER_PROMPTS = (
     "He was born in|The army marched to|The treaty was signed with|The president of|She moved to|They sailed to|"
     "The largest city in|He was sent as ambassador to|The war with|The people of|Trade with|The king of|"
     "The border of|The capital of|He travelled from|The government of|An alliance with|The embassy in|"
-    "The river flows into the|The history of"
-).split("|")
+    "The river flows into the|The history of|The leader of|He was elected in|The delegation from|A letter to|"
+    "The economy of|The flag of|They fought with the|The soldiers came from|The ambassador of|Relations with|"
+    "The prime minister of|The sanctions on|The invasion of|The population of|The language of|The culture of|"
+    "The map of|The coast of|The news from|The industry of|He returned to|The mountains of|The troops of|"
+    "The exports of|She was married in"
+).split("|")  # 45 prompts: at least 40 per concept in every cell of the position control
 
 
 @dataclass
@@ -103,10 +108,22 @@ class ReactivationConfig(ChapterConfig):
         min_items=1,
     )
     alphas: list = param(
-        [0, 1, 2, 4],
-        "steering strengths: the feature's unit decoder direction times alpha times the layer's mean activation norm",
+        [0, 1, 2, 4, 8],
+        "steering strengths in units of the feature's typical activation: alpha x its mean activation where it fires "
+        "on the concept x its decoder row (0: unsteered)",
         kind="ints",
         min_items=1,
+    )
+    steer_conditions: list = param(
+        list(CONDITIONS),
+        "where the vector is added: the last (function) token, every position, and the 2 x 2 control (function or "
+        "content token x last or one before the last position)",
+        kind="strings",
+        min_items=1,
+    )
+    control_suffix: str = param(
+        " the",
+        "function_earlier: appended to each prompt so that its last function token is one before the last position",
     )
     n_new_tokens: int = param(8, "greedy tokens generated after each prompt", lo=1, hi=512)
     chat_template: bool = param(

@@ -158,7 +158,7 @@ def steering_probability_figure(analysis: dict):
 def steering_examples(analysis: dict, n_prompts: int = 4) -> pd.DataFrame:
     """Fig 11's layout: a few prompts x (unsteered, each concept at its best alpha) with the continuations."""
     res = analysis.results
-    rows = res["steering"]
+    rows = [r for r in res["steering"] if r.get("condition", "last") == "last"]
     prompts = list(dict.fromkeys(r["prompt"] for r in rows))[:n_prompts]
     steered = [a for a in res["alphas"] if a != 0]
     out = {}
@@ -176,6 +176,21 @@ def steering_examples(analysis: dict, n_prompts: int = 4) -> pd.DataFrame:
                 row[f"{c.strip()} (alpha {best})"] = hit[0]["continuation"] + (" ✓" if hit[0]["success"] else "")
         out[p] = row
     return pd.DataFrame(out).T
+
+
+def steering_control_table(analysis: dict) -> pd.DataFrame:
+    """Per concept and alpha: successes of n prompts in each cell of the position control (the unsteered answer of
+    each cell's own prompts at alpha 0)."""
+    res = analysis.results
+    rows = []
+    for c, v in res["concepts"].items():
+        for a in res["alphas"]:
+            row = {"concept": c.strip(), "alpha": a}
+            for k, cell in v.get("steering_counts", {}).items():
+                hits, n = cell[str(a)]
+                row[k.replace("_", " ")] = f"{hits} of {n}"
+            rows.append(row)
+    return pd.DataFrame(rows).set_index(["concept", "alpha"]) if rows else pd.DataFrame()
 
 
 def appendix_a_table(analysis: dict) -> pd.DataFrame | None:

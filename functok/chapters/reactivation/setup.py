@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from functok.chapters.common import chapter2_saes, sae_chapter_config, sae_heldout_windows
+from functok.chapters.reactivation.config import CONDITIONS
 from functok.core.config import ParamError
 from functok.sae.activation_store import activation_store
 from functok.sae.generation import load_generator
@@ -150,6 +151,9 @@ def setup(cfg, progress: bool = True) -> Setup:
         )
     if not cfg.concepts:
         raise ParamError("concepts: got []; expected at least one content word")
+    bad = [k for k in cfg.steer_conditions if k not in CONDITIONS]
+    if bad:
+        raise ParamError(f"steer_conditions: got {bad[0]!r}; expected some of {', '.join(CONDITIONS)}")
     if cfg.chat_template:
         check_traits(cfg.traits)
     ref = model_ref(cfg.model)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sys
 
+from functok.chapters.reactivation.config import CONDITIONS
 from functok.chapters.reactivation.setup import Setup, generator
 from functok.sae.activations import activations_at
 from functok.sae.generation import generate as generate_tokens
@@ -35,11 +36,30 @@ def trace(s: Setup, prompt: str, features: dict[str, int]) -> dict:
     }
 
 
-def steering_vector(s: Setup, feature: int, scale: float, alpha: float):
-    """alpha x scale x the feature's unit decoder direction (d_model); scale: the layer's mean activation norm."""
+# The 2 x 2 position control (type of the edited token x last or one before last), on the same words: for a
+# prompt P ending in a function token ("The capital of"), the function token edited as the last position (P),
+# or one before the last (P + suffix: "The capital of the"); the content token before it edited as the last
+# position (P without its last token: "The capital") or one before the last (P). Each cell's baseline is the
+# unsteered answer of the prompt it edits. "every": P with the vector added at every position.
 
-    w = s.sae.W_dec[feature].detach().float().cpu()
-    return alpha * scale * w / (w.norm() + 1e-12)
+
+def control_prompts(ids: list[int], start: int, is_function, suffix: list[int]) -> dict[str, tuple | None]:
+    """Per condition, (the prompt's ids, the positions edited), or None where the prompt has no such cell."""
+    last = len(ids) - 1
+    out: dict[str, tuple | None] = {"last": (ids, [last]), "every": (ids, list(range(start, len(ids))))}
+    ends_in_suffix = ids[-len(suffix) :] == suffix
+    fn_suffix = bool(suffix) and all(is_function[t] for t in suffix)
+    out["function_earlier"] = (ids + suffix, [last]) if fn_suffix and not ends_in_suffix else None
+    content_before = last - 1 >= start and not is_function[ids[last - 1]]
+    out["content_last"] = (ids[:-1], [last - 1]) if content_before else None
+    out["content_earlier"] = (ids, [last - 1]) if content_before else None
+    return out
+
+
+def steering_vector(s: Setup, feature: int, scale: float, alpha: float):
+    """alpha x scale x the feature's decoder row (d_model); scale: the feature's typical activation, so alpha 1
+    adds what the feature itself adds to the residual stream when it fires as it does on its concept."""
+    return alpha * scale * s.sae.W_dec[feature].detach().float().cpu()
 
 
 def generate(s: Setup, prompt: str, n_new: int, vectors: list | None = None) -> tuple[list[list[int]], list]:
@@ -60,33 +80,64 @@ def steer(
     alphas: list,
     n_new: int,
     progress: bool = True,
+    conditions: tuple = CONDITIONS,
+    suffix: str = " the",
 ) -> list[dict]:
-    """Every (concept, alpha, prompt): the continuation and whether the concept appears in it."""
+    """Every (concept, alpha, condition, prompt) that has its cell: the continuation, whether the concept appears in
+    it, and the concept's first-token log-probability; alpha 0 is the unsteered answer of the condition's prompt."""
     from tqdm import tqdm
 
     tok = s.model.tokenizer
-    rows = {}
-    jobs = [(c, a) for c in features for a in alphas]
+    suffix_ids = tok.encode(suffix, add_special_tokens=False) if suffix else []
+    start = 1 if s.bos is not None else 0
+    rows = []
     for p in tqdm(prompts, desc="steering", disable=not progress, file=sys.stderr, mininterval=5):
-        # one batch per prompt: the unsteered answer (alpha 0) once, then every steered (concept, alpha)
-        steered = [(c, a) for c, a in jobs if a != 0]
-        vectors = [None] + [steering_vector(s, features[c], scales[c], float(a)) for c, a in steered]
-        outs, first = generate(s, p, n_new, vectors)
-        answer = {(c, a): (o, lp) for (c, a), o, lp in zip(steered, outs[1:], first[1:])}
-        for c, a in jobs:
-            out, lp0 = answer.get((c, a), (outs[0], first[0]))
-            text = tok.decode(out)
-            first_id = s.concept_tokens[c][0]
-            rows[c, a, p] = {
-                "concept": c,
-                "alpha": a,
-                "prompt": p,
-                "continuation": text,
-                "success": _contains(out, text, s.concept_tokens[c], c),
-                "concept_logprob": float(lp0[first_id]),
-                "concept_rank": int((lp0 > lp0[first_id]).sum()) + 1,
-            }
-    return [rows[c, a, p] for c, a in jobs for p in prompts]  # by concept, alpha, then prompt
+        cells = {k: v for k, v in control_prompts(_prompt_ids(s, p), start, s.is_function, suffix_ids).items()
+                 if k in conditions and v is not None}  # fmt: skip
+        variants = list(dict.fromkeys(tuple(ids) for ids, _ in cells.values()))  # each prompt's unsteered answer once
+        jobs = [(c, a, k) for c in features for a in alphas if a != 0 for k in cells]
+        ids_of = [list(v) for v in variants] + [cells[k][0] for _, _, k in jobs]
+        edits = [None] * len(variants) + [
+            (cells[k][1], steering_vector(s, features[c], scales[c], float(a))) for c, a, k in jobs
+        ]
+        outs, first = generate_tokens(generator(s), ids_of, n_new, edits=edits, layer=s.layer)
+        answer = {(c, a, k): (o, lp) for (c, a, k), o, lp in zip(jobs, outs[len(variants) :], first[len(variants) :])}
+        base = {v: (o, lp) for v, o, lp in zip(variants, outs, first)}
+        for c in features:
+            for a in alphas:
+                for k, (ids, pos) in cells.items():
+                    out, lp = answer[c, a, k] if a != 0 else base[tuple(ids)]
+                    rows.append(_row(tok, s, c, a, k, p, ids, pos, out, lp))
+    return rows
+
+
+def _row(tok, s: Setup, c, a, k, p, ids, pos, out, lp) -> dict:
+    text = tok.decode(out)
+    first_id = s.concept_tokens[c][0]
+    return {
+        "concept": c,
+        "alpha": a,
+        "condition": k,
+        "prompt": p,
+        "edited": tok.decode(ids[pos[0] : pos[0] + 1]) if len(pos) == 1 else "every position",
+        "from_end": len(ids) - 1 - pos[-1],
+        "continuation": text,
+        "success": _contains(out, text, s.concept_tokens[c], c),
+        "concept_logprob": float(lp[first_id]),
+        "concept_rank": int((lp > lp[first_id]).sum()) + 1,
+    }
+
+
+def steering_counts(rows: list[dict], concepts, alphas) -> dict:
+    """{concept: {condition: {alpha: [successes, prompts]}}} from the steering rows."""
+    out: dict = {}
+    for c in concepts:
+        out[c] = {}
+        for k in dict.fromkeys(r["condition"] for r in rows if r["concept"] == c):
+            cell = [r for r in rows if r["concept"] == c and r["condition"] == k]
+            out[c][k] = {str(a): [sum(r["success"] for r in cell if r["alpha"] == a),
+                                  sum(1 for r in cell if r["alpha"] == a)] for a in alphas}  # fmt: skip
+    return out
 
 
 def _contains(out: list[int], text: str, ids: list[int], concept: str) -> bool:
