@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+from functok.book.cards import write_cards
 from functok.book.pages import copy_downloads, prepare_pages
 from functok.book.profile import PROFILE, write_profile
 from functok.book.profile import markdown as profile_markdown
@@ -230,7 +231,7 @@ BOOK_SOURCES = ("_config.yml", "book/intro.md")
 ROBUSTNESS = Path("book") / "robustness"  # under a book root: the preset's robustness sweeps, one folder each
 
 
-def toc_yaml(runs: list[ModelRun] = ()) -> str:
+def toc_yaml(runs: list[ModelRun] = (), cards: list[str] = ()) -> str:
     """`_toc.yml`, generated from the chapter registry (the book's one list of chapters) and the preset's
     model runs (a section under their chapter)."""
     lines = [
@@ -255,9 +256,10 @@ def toc_yaml(runs: list[ModelRun] = ()) -> str:
         "    chapters:",
         "      - file: book/scorecard",
         "      - file: book/robustness",
-        "",
     ]
-    return "\n".join(lines)
+    if cards:  # chapter 5's feature cards, one page per model
+        lines += ["  - caption: Feature cards", "    chapters:", *[f"      - file: {c}" for c in cards]]
+    return "\n".join(lines + [""])
 
 
 def build_site(root: Path = ROOT) -> Path:
@@ -274,7 +276,8 @@ def build_site(root: Path = ROOT) -> Path:
         for chapter, label, _ in results_files(results_dir)
         if label != "embedded" and (results_dir / label / f"{chapter}.ipynb").exists()
     ]
-    (root / "_toc.yml").write_text(toc_yaml(runs))
+    cards = write_cards(results_dir, root / "book")
+    (root / "_toc.yml").write_text(toc_yaml(runs, cards))
     (root / "book" / "scorecard.md").write_text(scorecard_markdown(results_dir))
     world = world_markdown(results_dir) + profile_markdown(root / "book" / PROFILE)
     (root / "book" / "world.md").write_text(world)

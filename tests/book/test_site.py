@@ -128,8 +128,32 @@ def test_every_page_renders_in_a_browser(smoke_book):
         assert page.locator("img").count() > 0, "robustness: no figure"
         page.goto(pages["intro"].as_uri(), wait_until="load")
         page.wait_for_function("document.querySelectorAll('mjx-container').length > 0", timeout=15000)
+        check_feature_cards(page, site, root)
         browser.close()
     assert not external, f"pages fetched from the network: {external[:5]}"
+
+
+def check_feature_cards(page, site: Path, root: Path) -> None:
+    """Chapter 5's page links a card for each of its features; the link opens the card, whose histogram loads and
+    whose contexts are there, the token highlighted."""
+    doc = json.loads((root / "book" / "chapters" / "reactivation.json").read_text())
+    features = {c["feature"] for c in doc["results"]["feature_cards"].values()}
+    chapter = site / "book" / "chapters" / "reactivation.html"
+    page.goto(chapter.as_uri(), wait_until="load")
+    links = page.locator("a.functok-card-link")
+    assert links.count() == len(doc["results"]["feature_cards"]) > 0, "chapter 5 links no feature cards"
+    path, anchor = links.first.get_attribute("href").split("#")
+    page.goto((chapter.parent / path).resolve().as_uri() + "#" + anchor, wait_until="load")
+    for f in features:  # the anchor's section: its histogram has loaded and its contexts highlight a token
+        got = page.evaluate(
+            """id => { const s = document.getElementById(id)?.closest('section'); if (!s) return null;
+                const img = s.querySelector('img');
+                return {img: !!img && img.complete && img.naturalWidth > 0,
+                        marks: s.querySelectorAll('table.functok-card-contexts mark').length}; }""",
+            f"feature-{f}",
+        )
+        assert got is not None, f"no card for feature {f}"
+        assert got["img"] and got["marks"] > 0, f"feature {f}: {got}"
 
 
 def check_parameters_shown_once(page, name: str, preset: str) -> None:

@@ -626,3 +626,38 @@ def test_position_control_claim_on_counts():
     res = _result({" A": 0.9}, {" A": 3}, success=0.05)  # 2 of 40 against 0 of 40: not steered
     by = {c["id"]: c for c in make_claims(res, cfg)}
     assert by["steering"]["verdict"] == "fails" and by["steering_position_control"]["verdict"] == "inconclusive"
+
+
+def test_feature_card_holds_the_top_contexts_histogram_and_logit_lens(monkeypatch):
+    """Feature 1 fires with activation 1 + position / 10 on token 7 only: its top contexts are the latest 7s in
+    decreasing activation, its histogram counts every firing, its density is firings / positions, and its logit lens
+    ranks the unembedding rows by their dot product with its decoder row."""
+    from functok.chapters.reactivation import cards
+
+    x = np.array([[0, 5, 7, 5, 7, 5], [0, 7, 5, 5, 5, 7]])
+    f = torch.zeros(2, 6, 3)
+    pos = torch.arange(6, dtype=torch.float32)
+    f[:, :, 1] = torch.as_tensor(x == 7, dtype=torch.float32) * (1 + pos / 10)
+
+    class Tok:
+        def decode(self, ids):
+            return "".join(f"<{int(i)}>" for i in ids)
+
+    s = fake_setup(x, np.zeros(10, dtype=bool), {"c": [7]}, bos=0)
+    s.model = type("M", (), {"tokenizer": Tok()})()
+    s.sae = type("S", (), {"W_dec": torch.eye(3, 4)})()
+    W_U = torch.zeros(10, 4)
+    W_U[3, 1], W_U[8, 1] = 2.0, 1.0  # tokens 3 then 8 follow feature 1's decoder row
+    gen = type("G", (), {"get_output_embeddings": lambda self: type("E", (), {"weight": W_U})()})()
+    monkeypatch.setattr(cards, "generator", lambda s_: gen)
+    card = cards.card_data(s, {"c": 1}, {"c": {"precision": 0.5, "precision_interval": [0.2, 0.8],
+                                               "n_occurrences": 4}}, lambda: iter([(np.arange(2), f)]),
+                           n_contexts=3)["c"]  # fmt: skip
+    assert [(c["window"], c["position"]) for c in card["contexts"]] == [(1, 5), (0, 4), (0, 2)]
+    first = {"window": 1, "position": 5, "activation": pytest.approx(1.5), "before": "<7><5><5><5>", "token": "<7>"}
+    assert card["contexts"][0] == {**first, "after": ""}
+    assert sum(card["histogram"]["counts"]) == 4 and card["density"] == 4 / 10  # 10 non-BOS positions
+    assert [t["token"] for t in card["logit_lens"][:2]] == ["<3>", "<8>"]
+    assert card["precision"] == 0.5 and card["feature"] == 1
+    assert cards.card_href("book/chapters", 1) == "../cards/embedded.html#feature-1"
+    assert cards.card_href("book/chapters/gemma-3-270m", 9) == "../../cards/gemma-3-270m.html#feature-9"

@@ -32,8 +32,15 @@ import numpy as np
 
 from functok.chapters.common import sae_heldout_windows
 from functok.chapters.reactivation.appendix_a import appendix_a
+from functok.chapters.reactivation.cards import card_data
 from functok.chapters.reactivation.claims import make_claims, make_preconditions
-from functok.chapters.reactivation.episodes import document_halves, episode_positions, wilson
+from functok.chapters.reactivation.episodes import (
+    by_distance,
+    distance_bins,
+    document_halves,
+    episode_positions,
+    wilson,
+)
 from functok.chapters.reactivation.setup import Setup, setup
 from functok.chapters.reactivation.steering import steer, steering_counts, trace
 from functok.core.cache import cached_dir, relpath, write_json_atomic
@@ -187,33 +194,6 @@ def unsteered_production(s: Setup, batch_size: int) -> dict[str, dict]:
         n = int(starts.sum())
         out[c] = {"contexts": n, "predicted": hits, "rate": hits / n if n else float("nan")}
     return out
-
-
-def distance_bins(horizon: int) -> list[tuple[int, int]]:
-    """Distance bins (positions after the concept's last occurrence) for re-activation at matched distance."""
-    edges = [(1, 4), (5, 16), (17, 64), (65, horizon)]
-    return [(lo, min(hi, horizon)) for lo, hi in edges if lo <= horizon]
-
-
-def by_distance(counts: list[dict], bins: list[tuple[int, int]], k: dict) -> dict:
-    """Per distance bin the function and content tokens' firing rates with Wilson 95% intervals; the content
-    rate matched to the function tokens' distances (each bin's content rate weighted by the bin's share of
-    the function tokens); the function rate's interval over all bins."""
-    rows, matched = [], 0.0
-    n_fn = sum(b["fn"] for b in counts)
-    for (lo, hi), b in zip(bins, counts):
-        fn_rate = b["fn_fired"] / b["fn"] if b["fn"] else float("nan")
-        ct_rate = b["ct_fired"] / b["ct"] if b["ct"] else float("nan")
-        rows.append({"lo": lo, "hi": hi, **b, "fn_rate": fn_rate, "ct_rate": ct_rate,
-                     "fn_interval": list(wilson(b["fn_fired"], b["fn"])),
-                     "ct_interval": list(wilson(b["ct_fired"], b["ct"]))})  # fmt: skip
-        if b["fn"]:
-            matched += (b["fn"] / n_fn) * ct_rate if ct_rate == ct_rate else float("nan")
-    return {
-        "by_distance": rows,
-        "ct_after_rate_matched": matched if n_fn else float("nan"),
-        "fn_after_interval": list(wilson(k["fn_after_fired"], k["fn_after"])),
-    }
 
 
 def sae_quality(cfg, s: Setup, scan_l0: float, alive: float, single_token: float) -> dict:
@@ -386,7 +366,7 @@ def key_fields(cfg) -> dict:
     return {k: v for k, v in as_dict(cfg).items() if k not in skip and not (k in ADDED_LATER and not v)}
 
 
-ANALYSIS_VERSION = 5  # bump when a change to the measurements changes their results (5: steering cells, units)
+ANALYSIS_VERSION = 6  # bump when a change to the measurements changes their results (6: feature cards)
 
 
 def _measure(cfg, s: Setup, t0: float, t_setup: float, progress: bool) -> dict:
@@ -413,6 +393,7 @@ def _measure(cfg, s: Setup, t0: float, t_setup: float, progress: bool) -> dict:
     for c in concepts:
         concepts[c]["steering_counts"] = counts[c]
         concepts[c]["steering_scale"] = scales[c]
+    cards = card_data(s, features, concepts, lambda: encode_windows(s, cfg.batch_size, progress=False))
     results = {
         "model": relpath(s.checkpoint) if model_ref(cfg.model).embedded else s.checkpoint,
         "n_layers": int(s.model.cfg.n_layers),
@@ -425,6 +406,7 @@ def _measure(cfg, s: Setup, t0: float, t_setup: float, progress: bool) -> dict:
         "n_function_tokens": int(s.is_function.sum()),
         "sae_quality": quality,
         "concepts": concepts,
+        "feature_cards": cards,  # the site renders them (functok.book.cards)
         "split": split,  # features selected on the first half of the documents, measured on the second
         "alphas": list(cfg.alphas),
         "resid_norm": resid_norm,

@@ -46,3 +46,30 @@ def wilson(k: int, n: int) -> tuple[float, float]:
         return float("nan"), float("nan")
     ci = binomtest(int(k), int(n)).proportion_ci(0.95, method="wilson")
     return float(ci.low), float(ci.high)
+
+
+def distance_bins(horizon: int) -> list[tuple[int, int]]:
+    """Distance bins (positions after the concept's last occurrence) for re-activation at matched distance."""
+    edges = [(1, 4), (5, 16), (17, 64), (65, horizon)]
+    return [(lo, min(hi, horizon)) for lo, hi in edges if lo <= horizon]
+
+
+def by_distance(counts: list[dict], bins: list[tuple[int, int]], k: dict) -> dict:
+    """Per distance bin the function and content tokens' firing rates with Wilson 95% intervals; the content
+    rate matched to the function tokens' distances (each bin's content rate weighted by the bin's share of
+    the function tokens); the function rate's interval over all bins."""
+    rows, matched = [], 0.0
+    n_fn = sum(b["fn"] for b in counts)
+    for (lo, hi), b in zip(bins, counts):
+        fn_rate = b["fn_fired"] / b["fn"] if b["fn"] else float("nan")
+        ct_rate = b["ct_fired"] / b["ct"] if b["ct"] else float("nan")
+        rows.append({"lo": lo, "hi": hi, **b, "fn_rate": fn_rate, "ct_rate": ct_rate,
+                     "fn_interval": list(wilson(b["fn_fired"], b["fn"])),
+                     "ct_interval": list(wilson(b["ct_fired"], b["ct"]))})  # fmt: skip
+        if b["fn"]:
+            matched += (b["fn"] / n_fn) * ct_rate if ct_rate == ct_rate else float("nan")
+    return {
+        "by_distance": rows,
+        "ct_after_rate_matched": matched if n_fn else float("nan"),
+        "fn_after_interval": list(wilson(k["fn_after_fired"], k["fn_after"])),
+    }

@@ -8,6 +8,7 @@ from __future__ import annotations
 import pandas as pd
 
 from functok.chapters.common import show_token, sns_theme
+from functok.chapters.reactivation.cards import card_href
 from functok.chapters.reactivation.claims import precision_bound
 
 
@@ -94,6 +95,19 @@ def reactivation_figure(analysis: dict):
     ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
+
+
+def card_links(analysis, out_dir: str):
+    """Links to the feature cards of the features the claims below use (the site's cards pages)."""
+    from IPython.display import HTML
+
+    cards = analysis.results.get("feature_cards") or {}
+    links = ", ".join(
+        f'<a class="functok-card-link" href="{card_href(out_dir, c["feature"])}">{c_name.strip()}: feature '
+        f"{c['feature']}</a>"
+        for c_name, c in cards.items()
+    )
+    return HTML(f"<p>Feature cards of the features these claims use: {links or 'none'}.</p>")
 
 
 def distance_table(analysis: dict) -> pd.DataFrame:

@@ -1,0 +1,95 @@
+"""The site's feature cards: one page per model (`book/cards/<run>.md`) with a card for every feature chapter 5
+names on it, from its results file (`results.feature_cards`, computed by functok.chapters.reactivation.cards):
+top activating contexts with the token highlighted, the activation-density histogram, the logit lens and the
+feature's precision. Each card has the anchor `#feature-<id>`; chapter 5's page links them
+(functok.chapters.reactivation.cards.card_href)."""
+
+from __future__ import annotations
+
+import html
+import json
+from pathlib import Path
+
+from functok.chapters.reactivation.cards import CARDS
+
+
+def card_runs(results_dir: Path) -> list[tuple[str, Path]]:
+    """(run label, chapter 5's results file) for every run with feature cards: 'embedded', then model runs."""
+    out = []
+    for path in [results_dir / "reactivation.json", *sorted(results_dir.glob("*/reactivation.json"))]:
+        if path.exists() and json.loads(path.read_text())["results"].get("feature_cards"):
+            out.append(("embedded" if path.parent == results_dir else path.parent.name, path))
+    return out
+
+
+def write_cards(results_dir: Path, book_dir: Path) -> list[str]:
+    """Write every card page (and its histograms) under book_dir/cards/; returns their toc entries."""
+    folder = Path(book_dir) / CARDS
+    folder.mkdir(parents=True, exist_ok=True)
+    entries = []
+    for label, path in card_runs(results_dir):
+        doc = json.loads(path.read_text())
+        lines = [f"# Feature cards: {label}", "", _intro(doc), ""]
+        for concept, card in doc["results"]["feature_cards"].items():
+            png = f"{label}-{card['feature']}.png"
+            _histogram(card, folder / png)
+            lines += _card(concept, card, png)
+        (folder / f"{label}.md").write_text("\n".join(lines) + "\n")
+        entries.append(f"book/{CARDS}/{label}")
+    return entries
+
+
+def _intro(doc: dict) -> str:
+    r = doc["results"]
+    return (
+        f"The features chapter 5 names on `{r['model']}`, layer {r['layer']} (`{r['hook_name']}`), SAE `{r['sae']}` "
+        f"(d_sae {r['d_sae']:,}), read on the {r['n_windows']:,} windows it scanned. Each card: the positions where "
+        "the feature fires most (the token highlighted), the histogram of its activation where it fires, the tokens "
+        "its decoder row promotes through the unembedding (logit lens, without the final norm), and its episode "
+        "precision on the held-out half of the documents."
+    )
+
+
+def _card(concept: str, card: dict, png: str) -> list[str]:
+    f = card["feature"]
+    lo, hi = card.get("precision_interval") or (float("nan"), float("nan"))
+    prec = card.get("precision")
+    rows = "".join(
+        f"<tr><td>{c['activation']:.3g}</td><td>{html.escape(c['before'])}<mark><b>{html.escape(c['token'])}</b>"
+        f"</mark>{html.escape(c['after'])}</td></tr>"
+        for c in card["contexts"]
+    )
+    lens = ", ".join(f"<code>{html.escape(repr(t['token']))}</code> {t['logit']:.2f}" for t in card["logit_lens"])
+    return [
+        f"(feature-{f})=",
+        f"## {concept.strip()!r}: feature {f}",
+        "",
+        f"Episode precision {prec:.3f} [95% {lo:.3f}, {hi:.3f}] over {card.get('n_occurrences')} occurrences; "
+        f"fires at {card['density']:.3%} of {card['n_positions']:,} positions."
+        if prec is not None and prec == prec
+        else f"Fires at {card['density']:.3%} of {card['n_positions']:,} positions; no precision (never on the "
+        "concept).",
+        "",
+        f"![Activation density of feature {f}]({png})",
+        "",
+        '<table class="functok-card-contexts"><thead><tr><th>activation</th><th>context</th></tr></thead>'
+        f"<tbody>{rows}</tbody></table>",
+        "",
+        f"<p>Logit lens (top tokens): {lens}</p>",
+        "",
+    ]
+
+
+def _histogram(card: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    edges, counts = card["histogram"]["log10_edges"], card["histogram"]["counts"]
+    fig, ax = plt.subplots(figsize=(5, 2.4))
+    ax.bar(edges[:-1], counts, width=[b - a for a, b in zip(edges[:-1], edges[1:])], align="edge", color="#4c72b0")
+    ax.set(xlabel="log10 activation (where it fires)", ylabel="positions", title=f"feature {card['feature']}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)

@@ -1,0 +1,51 @@
+"""The site's feature cards from a results file: one page per run, a card per feature with its anchor, the
+highlighted contexts (HTML-escaped), the histogram image and the logit lens; runs without cards get no page."""
+
+from __future__ import annotations
+
+import json
+
+from functok.book import cards
+
+
+def _results(folder, label_cards):
+    folder.mkdir(parents=True, exist_ok=True)
+    card = {
+        "feature": 12,
+        "layer": 9,
+        "sae": "s",
+        "density": 0.002,
+        "n_positions": 5000,
+        "histogram": {"log10_edges": [-1.0, 0.0, 1.0], "counts": [3, 7]},
+        "contexts": [
+            {
+                "window": 0,
+                "position": 3,
+                "activation": 4.5,
+                "before": "the <capital> of",
+                "token": " Russia",
+                "after": " is",
+            }
+        ],  # fmt: skip
+        "logit_lens": [{"token": " Moscow", "logit": 3.2}],
+        "precision": 0.8,
+        "precision_interval": [0.6, 0.9],
+        "n_occurrences": 60,
+    }
+    res = {"model": "m", "layer": 9, "hook_name": "blocks.9.hook_resid_post", "sae": "s", "d_sae": 5120,
+           "n_windows": 782, "feature_cards": {" Russia": card} if label_cards else {}}  # fmt: skip
+    (folder / "reactivation.json").write_text(json.dumps({"results": res}))
+
+
+def test_cards_pages_per_run(tmp_path):
+    results = tmp_path / "book" / "chapters"
+    _results(results, True)
+    _results(results / "gemma-3-270m", True)
+    _results(results / "smollm2", False)
+    entries = cards.write_cards(results, tmp_path / "book")
+    assert entries == ["book/cards/embedded", "book/cards/gemma-3-270m"]
+    md = (tmp_path / "book" / "cards" / "gemma-3-270m.md").read_text()
+    assert "(feature-12)=" in md and "## 'Russia': feature 12" in md
+    assert "the &lt;capital&gt; of<mark><b> Russia</b></mark> is" in md  # escaped, the token highlighted
+    assert "Episode precision 0.800 [95% 0.600, 0.900] over 60 occurrences" in md and "Moscow" in md
+    assert (tmp_path / "book" / "cards" / "gemma-3-270m-12.png").stat().st_size > 1000
