@@ -368,19 +368,34 @@ def test_unsteered_production_counts_greedy_hits():
     x = rng.integers(1, 8, size=(12, 20))
     V = 8
 
-    def model(batch):
-        nxt = torch.roll(batch, -1, dims=1)
-        guess = torch.where(torch.arange(batch.shape[1]) % 2 == 0, nxt, torch.zeros_like(nxt))
-        return torch.nn.functional.one_hot(guess, V).float()
+    def predict(xb, w, p):  # the true next token at even positions, 0 elsewhere
+        return np.where(p % 2 == 0, xb.numpy()[w, p + 1], 0)
 
     s = fake_setup(x, np.zeros(V, dtype=bool), {"c": [7, 2], "never": [5]})
-    s.model = model
-    got = R.unsteered_production(s, batch_size=5)
+    got = R.unsteered_production(s, batch_size=5, predict=predict)
     starts = [(i, p) for i in range(12) for p in range(19) if x[i, p + 1] == 7]
     assert got["c"]["contexts"] == len(starts) > 0
     assert got["c"]["predicted"] == sum(p % 2 == 0 for _, p in starts) > 0
-    s.model = lambda b: torch.nn.functional.one_hot(torch.zeros_like(b), V).float()  # always predicts 0
-    assert R.unsteered_production(s, batch_size=5)["never"]["predicted"] == 0
+    never = R.unsteered_production(s, batch_size=5, predict=lambda xb, w, p: np.zeros(len(w), dtype=np.int64))
+    assert never["never"]["predicted"] == 0
+
+
+def test_greedy_at_is_the_models_argmax_at_those_positions(tmp_path):
+    """greedy_at unembeds the final hidden states at the given positions: the argmax of the full logits there."""
+    from tiny import tiny_causal_lm
+
+    ck = tiny_causal_lm(tmp_path / "ckpt", "gemma3", n_layers=2, d_model=32)
+    s = fake_setup(np.zeros((1, 4), dtype=np.int64), np.zeros(10, dtype=bool), {})
+    s.checkpoint = str(ck)
+    from functok.sae.generation import load_generator
+
+    gen = load_generator(ck)
+    s.generator = gen
+    xb = torch.as_tensor(np.random.default_rng(0).integers(300, 5000, size=(3, 10)))
+    w, p = np.array([0, 1, 2, 2]), np.array([1, 9, 0, 4])
+    with torch.no_grad():
+        want = gen(input_ids=xb).logits.argmax(-1).numpy()[w, p]
+    assert np.array_equal(R.greedy_at(s)(xb, w, p), want)
 
 
 def _result(precisions: dict, predicted: dict, fn_ratio: float = 3.0, success: float = 0.9) -> dict:
