@@ -117,7 +117,7 @@ def stage_rows(since: float = 0.0) -> list[dict]:
         dtype = "bfloat16" if s["spec"].get("autocast") else "float32"
         what = f"{relpath(d)} {p['hook_name']} d_sae {d_sae} seed {s['spec']['seed']}"
         rows.append(_row("SAE training", what, s["seconds"], 6 * 2 * d_in * d_sae * n, "6 (2 d d_sae) T", dtype))
-        if s.get("activation_seconds", 0) > 0.5:
+        if s.get("activation_seconds", 0) > 0.5 and s.get("activation_source") != "store":  # a store's read: no forward
             f = _forward_flops(p["checkpoint"], hook_layer(p["hook_name"]), n)
             rows.append(_row("SAE activations (model)", what, s["activation_seconds"], f, "2 N T (N: blocks 0..L)"))
     rows += _graph_rows(since)
