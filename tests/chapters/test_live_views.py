@@ -43,6 +43,7 @@ def _planted(precision: float) -> dict:
         "reactivation": {"fn_ratio": 3.0, "fn_after_rate": 0.3, "fn_base_rate": 0.1, "ct_after_rate": 0.2},
         "steering_success": {"0": 0.0, "4": 0.9},
         "steering_logprob": {"0": -5.0, "4": -1.0},
+        "steering_counts": {"last": {"0": [0, 45], "4": [40, 45]}},
     }
     return {"concepts": {" A": dict(concept), " B": dict(concept)}, "alphas": [0, 4]}
 

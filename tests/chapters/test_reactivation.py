@@ -395,7 +395,7 @@ def test_greedy_at_is_the_models_argmax_at_those_positions(tmp_path):
     w, p = np.array([0, 1, 2, 2]), np.array([1, 9, 0, 4])
     with torch.no_grad():
         want = gen(input_ids=xb).logits.argmax(-1).numpy()[w, p]
-    assert np.array_equal(R.greedy_at(s)(xb, w, p), want)
+    assert np.array_equal(steering.greedy_at(s)(xb, w, p), want)
 
 
 def _result(precisions: dict, predicted: dict, fn_ratio: float = 3.0, success: float = 0.9) -> dict:

@@ -39,10 +39,11 @@ from functok.chapters.reactivation.episodes import (
     distance_bins,
     document_halves,
     episode_positions,
+    occurrences,
     wilson,
 )
-from functok.chapters.reactivation.setup import Setup, generator, setup
-from functok.chapters.reactivation.steering import steer, steering_counts, trace
+from functok.chapters.reactivation.setup import Setup, setup
+from functok.chapters.reactivation.steering import steer, steering_counts, trace, unsteered_production
 from functok.core.cache import cached_dir, relpath, write_json_atomic
 from functok.core.config import ParamError, as_dict, cheap_fields
 from functok.core.results import ChapterResult, seed_everything
@@ -55,20 +56,6 @@ from functok.world.windows import position_documents, token_windows, windows_bos
 
 # ---------------------------------------------------------------------------------------------
 # Measurements
-
-
-def occurrences(x: np.ndarray, ids: list[int]) -> np.ndarray:
-    """Bool [n, ctx]: True at the last token of each occurrence of the token sequence `ids` in x."""
-    n, T = x.shape
-    k = len(ids)
-    hit = np.zeros((n, T), dtype=bool)
-    if k > T:
-        return hit
-    m = np.ones((n, T - k + 1), dtype=bool)
-    for j, t in enumerate(ids):
-        m &= x[:, j : T - k + 1 + j] == t
-    hit[:, k - 1 :] = m
-    return hit
 
 
 def encode_windows(s: Setup, batch_size: int, progress: bool = True, with_acts: bool = False):
@@ -171,45 +158,6 @@ def _selection(o, measure, on: dict, on_ep: dict, fired: dict, act_on, n_pos: in
     }
 
 
-def unsteered_production(s: Setup, batch_size: int, predict=None) -> dict[str, dict]:
-    """Per concept: in the scanned windows, the positions whose next token starts the concept, and how
-    many of them the unsteered model predicts greedily (top-1). A model that never produces a concept
-    in its own contexts gives a steering test nothing to find (issue 13's precondition). One forward per window
-    that holds any concept's start; logits only at those positions (`predict`, default `greedy_at`)."""
-    xn = s.windows.numpy()
-    starts = {c: occurrences(xn, ids[:1])[:, 1:] for c, ids in s.concept_tokens.items()}  # p predicts x[p + 1]
-    need = np.zeros(xn[:, 1:].shape, dtype=bool)
-    for st in starts.values():
-        need |= st
-    top = np.full(need.shape, -1, dtype=np.int64)
-    predict = predict or greedy_at(s)
-    rows = np.flatnonzero(need.any(1))
-    for i in range(0, rows.size, batch_size):
-        r = rows[i : i + batch_size]
-        w, p = np.nonzero(need[r])
-        top[r[w], p] = predict(s.windows[r], w, p)
-    out = {}
-    for c, ids in s.concept_tokens.items():
-        n, hits = int(starts[c].sum()), int(((top == ids[0]) & starts[c]).sum())
-        out[c] = {"contexts": n, "predicted": hits, "rate": hits / n if n else float("nan")}
-    return out
-
-
-def greedy_at(s: Setup):
-    """(windows [b, T], row, position) -> the greedy next token at those positions: the transformers model's final
-    hidden states, unembedded at those positions only (Gemma-3's 262k-word logits at every position cost ~1 s a
-    window on 2 cores; a monotone logit soft-cap would not change the argmax)."""
-    import torch
-
-    def predict(xb, w, p):
-        gen = generator(s)
-        with torch.no_grad():
-            h = gen.get_decoder()(input_ids=xb.to(next(gen.parameters()).device)).last_hidden_state
-            return gen.get_output_embeddings()(h[torch.as_tensor(w), torch.as_tensor(p)]).argmax(-1).cpu().numpy()
-
-    return predict
-
-
 def sae_quality(cfg, s: Setup, scan_l0: float, alive: float, single_token: float) -> dict:
     """The SAE's L0, explained variance and CE score on held-out windows (the embedded preset's; a model from
     a wheel with a trained SAE: 32 windows of chapter 2's graph documents, which the SAE never saw; another
@@ -242,6 +190,21 @@ def sae_quality(cfg, s: Setup, scan_l0: float, alive: float, single_token: float
     return out
 
 
+def _after(o, valid, horizon: int):
+    """(positions within `horizon` after an occurrence in the same window and document, the occurrence itself
+    excluded; windows with an occurrence; distance from the latest occurrence) for occurrences `o` [n, T]."""
+    T = o.shape[1]
+    a = np.zeros_like(o)
+    for d in range(1, min(horizon, T - 1) + 1):
+        a[:, d:] |= o[:, :-d]
+    # a document boundary (BOS) ends the context the concept belongs to
+    seg = np.cumsum(~valid, axis=1)
+    a &= np.maximum.accumulate(np.where(o, seg, -1), axis=1) == seg
+    col = np.arange(T)
+    dist = col[None, :] - np.maximum.accumulate(np.where(o, col[None, :], -1), axis=1)  # since the latest one
+    return a & ~o, o.any(1), dist
+
+
 def reactivation_rates(
     s: Setup, features: dict[str, int], horizon: int, batch_size: int, progress: bool = True
 ) -> dict[str, dict]:
@@ -253,37 +216,13 @@ def reactivation_rates(
     valid = np.ones_like(x, dtype=bool) if s.bos is None else x != s.bos
     fn = s.is_function[x] & valid
     ct = ~s.is_function[x] & valid
-    cnt = {
-        c: dict.fromkeys(
-            (
-                "fn_after",
-                "fn_after_fired",
-                "ct_after",
-                "ct_after_fired",
-                "fn_base",
-                "fn_base_fired",
-                "ct_base",
-                "ct_base_fired",
-            ),
-            0,
-        )
-        for c in features
-    }
+    keys = ("fn_after", "fn_after_fired", "ct_after", "ct_after_fired", "fn_base", "fn_base_fired", "ct_base",
+            "ct_base_fired")  # fmt: skip
+    cnt = {c: dict.fromkeys(keys, 0) for c in features}
     after, has, dist = {}, {}, {}
     for c in features:
         o = occurrences(x, s.concept_tokens[c]) & valid
-        # positions within `horizon` after some occurrence (not the occurrence itself), in the same window
-        a = np.zeros_like(o)
-        for d in range(1, min(horizon, T - 1) + 1):
-            a[:, d:] |= o[:, :-d]
-        # a document boundary (BOS) ends the context the concept belongs to
-        seg = np.cumsum(~valid, axis=1)
-        last_occ_seg = np.where(o, seg, -1)
-        last_occ_seg = np.maximum.accumulate(last_occ_seg, axis=1)
-        a &= last_occ_seg == seg
-        after[c], has[c] = a & ~o, o.any(1)
-        col = np.arange(T)
-        dist[c] = col[None, :] - np.maximum.accumulate(np.where(o, col[None, :], -1), axis=1)  # since the last one
+        after[c], has[c], dist[c] = _after(o, valid, horizon)
     bins = distance_bins(horizon)
     by_d = {c: [dict.fromkeys(("fn", "fn_fired", "ct", "ct_fired"), 0) for _ in bins] for c in features}
     for idx, f in encode_windows(s, batch_size, progress):

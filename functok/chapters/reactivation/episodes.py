@@ -18,6 +18,20 @@ from __future__ import annotations
 import numpy as np
 
 
+def occurrences(x: np.ndarray, ids: list[int]) -> np.ndarray:
+    """Bool [n, ctx]: True at the last token of each occurrence of the token sequence `ids` in x."""
+    n, T = x.shape
+    k = len(ids)
+    hit = np.zeros((n, T), dtype=bool)
+    if k > T:
+        return hit
+    m = np.ones((n, T - k + 1), dtype=bool)
+    for j, t in enumerate(ids):
+        m &= x[:, j : T - k + 1 + j] == t
+    hit[:, k - 1 :] = m
+    return hit
+
+
 def episode_positions(occ: np.ndarray, docs: np.ndarray, valid: np.ndarray, window: int) -> np.ndarray:
     """Bool [n, T]: valid positions with an occurrence (`occ`, at the concept's last token) at distance
     0..window before them, counted over valid positions in stream order, in the same document (`docs`)."""

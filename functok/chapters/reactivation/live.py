@@ -1,6 +1,6 @@
-"""Chapter 5's live form: the precision a concept's feature needs (min_precision) only changes which
-concepts the claims judge, so the claims are re-judged from the run's measurements; everything else
-re-runs the chapter."""
+"""Chapter 5's live form: the precision a concept's feature needs (min_precision) and the occurrences it needs
+(min_occurrences) only change which concepts the claims judge, so the claims are re-judged from the run's
+measurements; everything else re-runs the chapter."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ def update(cfg, analysis: ChapterResult) -> ChapterResult:
     )
 
 
-VIEWS = [View("What holds", ("min_precision",), lambda cfg, a: [claims_table(a.claims)])]
+VIEWS = [View("What holds", ("min_precision", "min_occurrences"), lambda cfg, a: [claims_table(a.claims)])]
 
 
 def parts(cfg, analysis) -> dict:

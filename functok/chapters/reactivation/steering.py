@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import sys
 
+import numpy as np
+
 from functok.chapters.reactivation.config import CONDITIONS
+from functok.chapters.reactivation.episodes import occurrences
 from functok.chapters.reactivation.setup import Setup, generator
 from functok.sae.activations import activations_at
 from functok.sae.generation import generate as generate_tokens
@@ -146,3 +149,42 @@ def _contains(out: list[int], text: str, ids: list[int], concept: str) -> bool:
     if any(out[i : i + k] == ids for i in range(len(out) - k + 1)):
         return True
     return concept.strip().lower() in text.lower()
+
+
+def unsteered_production(s: Setup, batch_size: int, predict=None) -> dict[str, dict]:
+    """Per concept: in the scanned windows, the positions whose next token starts the concept, and how
+    many of them the unsteered model predicts greedily (top-1). A model that never produces a concept
+    in its own contexts gives a steering test nothing to find (issue 13's precondition). One forward per window
+    that holds any concept's start; logits only at those positions (`predict`, default `greedy_at`)."""
+    xn = s.windows.numpy()
+    starts = {c: occurrences(xn, ids[:1])[:, 1:] for c, ids in s.concept_tokens.items()}  # p predicts x[p + 1]
+    need = np.zeros(xn[:, 1:].shape, dtype=bool)
+    for st in starts.values():
+        need |= st
+    top = np.full(need.shape, -1, dtype=np.int64)
+    predict = predict or greedy_at(s)
+    rows = np.flatnonzero(need.any(1))
+    for i in range(0, rows.size, batch_size):
+        r = rows[i : i + batch_size]
+        w, p = np.nonzero(need[r])
+        top[r[w], p] = predict(s.windows[r], w, p)
+    out = {}
+    for c, ids in s.concept_tokens.items():
+        n, hits = int(starts[c].sum()), int(((top == ids[0]) & starts[c]).sum())
+        out[c] = {"contexts": n, "predicted": hits, "rate": hits / n if n else float("nan")}
+    return out
+
+
+def greedy_at(s: Setup):
+    """(windows [b, T], row, position) -> the greedy next token at those positions: the transformers model's final
+    hidden states, unembedded at those positions only (Gemma-3's 262k-word logits at every position cost ~1 s a
+    window on 2 cores; a monotone logit soft-cap would not change the argmax)."""
+    import torch
+
+    def predict(xb, w, p):
+        gen = generator(s)
+        with torch.no_grad():
+            h = gen.get_decoder()(input_ids=xb.to(next(gen.parameters()).device)).last_hidden_state
+            return gen.get_output_embeddings()(h[torch.as_tensor(w), torch.as_tensor(p)]).argmax(-1).cpu().numpy()
+
+    return predict
