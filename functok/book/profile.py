@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 
 from functok.core.cache import cache_dir, relpath, write_json_atomic
-from functok.sae.activation_store import decoder_layers
+from functok.sae.generation import decoder_layers
 from functok.sae.models import hook_layer
 
 SLOW = 0.5  # stages under this share of the matmul rate are named

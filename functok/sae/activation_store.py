@@ -33,6 +33,7 @@ import numpy as np
 from functok.core.cache import cached_dir, relpath
 from functok.core.config import ParamError
 from functok.sae.activations import checkpoint_id, excluded_ids, torch_bool, training_rows, windows_id
+from functok.sae.generation import decoder_layers, load_generator
 from functok.sae.models import hook_layer, hook_name
 from functok.world.windows import load_windows
 
@@ -45,27 +46,10 @@ class _Stop(Exception):
 
 
 def load_hf(checkpoint: str, dtype: str):
-    """The checkpoint's causal LM (transformers), in eval mode, in `dtype`."""
+    """The checkpoint's causal LM (transformers), in eval mode, in `dtype` ("bfloat16" or "float32")."""
     import torch
-    from transformers import AutoModelForCausalLM
-    from transformers.utils import logging as hf_logging
 
-    bars = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()
-    try:
-        return AutoModelForCausalLM.from_pretrained(str(checkpoint), dtype=getattr(torch, dtype)).eval()
-    finally:
-        if bars:
-            hf_logging.enable_progress_bar()
-
-
-def decoder_layers(model):
-    """The model's list of decoder blocks (Llama, Gemma 1-3, GPT-NeoX, ...)."""
-    base = model.get_decoder() if hasattr(model, "get_decoder") else model
-    layers = getattr(base, "layers", None)
-    if layers is None:
-        raise ValueError(f"{type(model).__name__}: no decoder layers found (expected .get_decoder().layers)")
-    return layers
+    return load_generator(checkpoint, "cpu", getattr(torch, dtype))
 
 
 def hf_resid(model, tokens, layers: list[int]) -> dict:
