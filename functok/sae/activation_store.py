@@ -9,9 +9,10 @@ them back instead of running the model again.
 - The forward is the Hugging Face model itself (transformers), with a forward hook on each requested
   decoder layer and a stop after the deepest, so later blocks, the final norm and the unembedding never
   run. `blocks.{L}.hook_resid_post` is the output of decoder layer L, what TransformerLens's bridge
-  names so (`tests/sae/test_activation_store.py` checks the two agree). On 2 CPU cores a bfloat16
-  forward of SmolLM2 runs at about 2,300 tokens/s against 590 through the bridge in float32
-  (`benchmarks/build_profile.py`); bfloat16 matmuls run 2.7x the float32 rate on this CPU (avx512_bf16).
+  names so (`tests/sae/test_activation_store.py` checks the two agree). Measured on 2 CPU cores
+  (2026-12-06, SmolLM2 to layer 15): about 2,300 tokens/s in bfloat16, 1,180 in float32, against 590
+  through the bridge in float32; bfloat16 matmuls run 2.7x the float32 rate on this CPU (avx512_bf16).
+  `book/profile.json` (functok.book.profile) gives each store's rate against a matmul.
 - `dtype` is the dtype of the forward and of the files: "bfloat16" (2 bytes a value; the models were
   trained in it) or "float32". Whether the numbers allow bfloat16 is measured, not assumed: the first
   batch is also run in float32, and `store.json` records the relative error of the stored values
@@ -142,7 +143,7 @@ def _build(tmp: Path, checkpoint, windows, params: dict, batch_size: int, progre
     for f in files.values():
         f.flush()
     del files
-    check = _precision_check(checkpoint, x[:batch_size], layers, first, excl)
+    check = _precision_check(checkpoint, x[:batch_size], layers, first, excl, model if dtype == "float32" else None)
     info = {
         "layers": layers,
         "hook_names": [hook_name(L) for L in layers],
@@ -170,12 +171,12 @@ class _Tok:
         self.tokenizer = AutoTokenizer.from_pretrained(str(checkpoint))
 
 
-def _precision_check(checkpoint, xb, layers: list[int], stored: dict, excl: list[int]) -> dict:
+def _precision_check(checkpoint, xb, layers: list[int], stored: dict, excl: list[int], fp32=None) -> dict:
     """Per layer, the relative error of the stored values against a float32 forward of the same batch, and
     the largest |value| (float16 would overflow past 65,504)."""
     import torch
 
-    ref = hf_resid(load_hf(checkpoint, "float32"), xb, layers)
+    ref = hf_resid(fp32 if fp32 is not None else load_hf(checkpoint, "float32"), xb, layers)  # fp32: the store's own
     keep = ~torch.isin(xb, torch.tensor(excl, dtype=torch.long)) if excl else torch.ones(xb.shape, dtype=torch.bool)
     out = {}
     for L in layers:

@@ -302,7 +302,10 @@ def test_steering_edits_only_the_last_prompt_position(env, analysis):
     assert torch.allclose(edited[:, pos] - plain[:, pos], v, atol=1e-4)
     # generation (batched, KV cache, the plain transformers model) gives the tokens of an uncached loop
     # through the bridge with the same edit at the chapter's hook
-    outs, first = steering.generate(s, PROMPT[0], 3, [None, torch.zeros_like(v), v * 10])
+    from functok.sae.generation import generate as generate_tokens
+
+    edits = [None, ([pos], torch.zeros_like(v)), ([pos], v * 10)]  # what steer() passes for the "last" cell
+    outs, first = generate_tokens(setup.generator(s), ids.tolist() * 3, 3, edits=edits, layer=s.layer)
     v.mul_(10)  # what `add` adds
     x = ids
     with torch.no_grad():

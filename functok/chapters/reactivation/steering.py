@@ -65,16 +65,6 @@ def steering_vector(s: Setup, feature: int, scale: float, alpha: float):
     return alpha * scale * s.sae.W_dec[feature].detach().float().cpu()
 
 
-def generate(s: Setup, prompt: str, n_new: int, vectors: list | None = None) -> tuple[list[list[int]], list]:
-    """Greedy continuations of `prompt`, one per vector of `vectors` (None in the list, or no list: the
-    unsteered model), each vector added at the chapter's layer at the prompt's last position only; batched
-    with a KV cache (functok.sae.generation). Returns (continuations, first-token log-probabilities)."""
-    ids = _prompt_ids(s, prompt)
-    vs = [None] if vectors is None else vectors
-    edits = [None if v is None else ([len(ids) - 1], v) for v in vs]
-    return generate_tokens(generator(s), [ids] * len(vs), n_new, edits=edits, layer=s.layer)
-
-
 def steer(
     s: Setup,
     prompts: list[str],
