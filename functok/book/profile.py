@@ -126,9 +126,17 @@ def stage_rows(since: float = 0.0) -> list[dict]:
         rows.append(_row("loss pass (chapter 3)", p["checkpoint"], s["seconds"], f, "2 (N + V d) T"))
     for d, p, s in _entries("sae_evals", since, "result.json"):
         if "seconds" in s:
-            f = _forward_flops(p["checkpoint"], None, s.get("n_tokens", 0) * s.get("passes", 1))
+            f = _forward_flops(_eval_checkpoint(p), None, s.get("n_tokens", 0) * s.get("passes", 1))
             rows.append(_row("SAE quality", f"{p['sae']} {s['hook_name']}", s["seconds"], f, "2 (N + V d) T per pass"))
     return rows
+
+
+def _eval_checkpoint(p: dict) -> str:
+    """An SAE evaluation's checkpoint: in its key (chapters 2 and 5), else in its SAE's key (chapter 4's)."""
+    if "checkpoint" in p:
+        return p["checkpoint"]
+    sae = Path(_abs(p["sae"])) / "params.json"
+    return json.loads(sae.read_text()).get("checkpoint", "") if sae.exists() else ""
 
 
 def _graph_rows(since: float) -> list[dict]:

@@ -57,6 +57,16 @@ def test_stages_are_what_the_build_made_with_flops_from_their_shapes(built):
     assert len(P.stage_rows(0.0)) == 3  # the whole cache: the earlier SAE too
 
 
+def test_sae_evaluations_keyed_without_their_checkpoint_find_it_in_their_sae(built):
+    """Chapter 4 keys its evaluations by the SAE alone: the profile reads the checkpoint from the SAE's key."""
+    from functok.core.cache import cached_json, relpath
+
+    result = {"seconds": 2.0, "hook_name": "blocks.1.hook_resid_post", "n_tokens": 96, "passes": 3}
+    cached_json("sae_evals", {"sae": relpath(built["sae"]), "windows": "w"}, lambda: result)
+    (row,) = [r for r in P.stage_rows(built["since"]) if r["stage"] == "SAE quality"]
+    assert row["flops"] == 2 * P.forward_params(str(built["ckpt"]), None) * 96 * 3
+
+
 def test_ratios_and_slow_stages(tmp_path):
     rows = [
         P._row("SAE training", "a", 2.0, 4e11, "6 (2 d d_sae) T"),  # 200 GFLOP/s
