@@ -111,22 +111,29 @@ def over_seeds(by_seed: dict[int, list[dict]]) -> list[dict]:
     they disagree (a result: which verdict one SAE gives depends on its seed). A claim missing from a seed's
     list counts as inconclusive there."""
     seeds = list(by_seed)
-    first = by_seed[seeds[0]]
-    verdicts = {s: {c["id"]: c["verdict"] for c in by_seed[s]} for s in seeds}
-    ours = {s: {c["id"]: c["ours"] for c in by_seed[s]} for s in seeds}
+    scored = {s: {c["id"]: c for c in by_seed[s]} for s in seeds}
+    missing = {"verdict": "inconclusive", "ours": None}
     out = []
-    for c in first:
-        per = {str(s): verdicts[s].get(c["id"], "inconclusive") for s in seeds}
-        common = set(per.values())
-        verdict = common.pop() if len(common) == 1 else FRAGILE
-        note = c["note"]
-        if len(seeds) > 1:
-            words = ", ".join(f"seed {s}: {v} ({ours[int(s)].get(c['id'])})" for s, v in per.items())
-            note += f"; scored per SAE seed ({words})" + (
-                ": fragile, the seeds disagree" if verdict == FRAGILE else ": the seeds agree"
-            )
-        out.append({**c, "verdict": verdict, "note": note, "per_seed": per})
+    for c in by_seed[seeds[0]]:
+        per = {s: scored[s].get(c["id"], missing) for s in seeds}
+        out.append(with_seeds(c, {s: (x["verdict"], x["ours"]) for s, x in per.items()}))
     return out
+
+
+def with_seeds(c: dict, per_seed: dict[int, tuple[str, Any]]) -> dict:
+    """One claim with its verdict per SAE seed ({seed: (verdict, what that seed measured)}): `per_seed`
+    ({seed: verdict}) added, the verdict the seeds' common one or 'fragile' when they disagree, and the note
+    saying each seed's verdict (with two seeds or more)."""
+    per = {str(s): v for s, (v, _) in per_seed.items()}
+    common = set(per.values())
+    verdict = common.pop() if len(common) == 1 else FRAGILE
+    note = c["note"]
+    if len(per) > 1:
+        words = ", ".join(f"seed {s}: {v} ({ours})" for s, (v, ours) in per_seed.items())
+        note += f"; scored per SAE seed ({words})" + (
+            ": fragile, the seeds disagree" if verdict == FRAGILE else ": the seeds agree"
+        )
+    return {**c, "verdict": verdict, "note": note, "per_seed": per}
 
 
 def precondition(id: str, statement: str, value: Any, met: bool, rule: str) -> dict:

@@ -252,6 +252,8 @@ def fake_rows(counts, d_sae=100, slopes=None, coefs=None, matched=True, seeds=3)
                 "ce_loss_zero_ablation": math.log(4096),
                 "explained_variance": 0.8,
                 "coefficient_at_target": None if coefs is None else coefs[i],
+                "seeds": [{"seed": k} for k in range(seeds)],
+                "search": [{}, {}],  # two search SAEs at each checkpoint
             }
         )
     return rows
@@ -260,6 +262,7 @@ def fake_rows(counts, d_sae=100, slopes=None, coefs=None, matched=True, seeds=3)
 class Cfg:
     match_on, target_score, tolerance, search_steps = "mean_ablation", 0.95, 0.01, 5
     architecture, top_tokens, slope_ranks = "jumprelu", 10, 300
+    n_seeds, seed = 3, 0
 
 
 def verdicts(rows) -> dict:
@@ -326,3 +329,31 @@ def test_every_note_states_rule_baseline_and_sample_size():
         note = c["note"]
         assert "holds if" in note and "baseline" in note.lower(), c["id"]
         assert "5" in note and ("checkpoints" in note or "n =" in note), c["id"]
+
+
+def test_growth_scored_per_seed_agree_or_fragile():
+    # every seed's own pair grows far beyond the noise of one SAE pair: all hold, and the claim holds
+    c = {c["id"]: c for c in claims.make_claims(fake_rows([20, 80]), Cfg)}
+    grow = c["learned_features_grow"]
+    assert grow["per_seed"] == {"0": "holds", "1": "holds", "2": "holds"} and grow["verdict"] == "holds"
+    assert "the seeds agree" in grow["note"] and "pooled over seeds: holds" in grow["note"]
+    # seed 1's SAEs do not grow: noise of one pair sqrt(var[10, 12, 11] + var[20, 11, 21]) = 5.6, so seeds 0 and
+    # 2 (+10) are within 2 x 5.6, seed 1 (-1) fails, and the pooled mean (+6.3, SE 3.2) is inconclusive
+    rows = fake_rows([10, 20])
+    rows[0]["learned_features_seeds"] = [10.0, 12.0, 11.0]
+    rows[1]["learned_features_seeds"] = [20.0, 11.0, 21.0]
+    grow = {c["id"]: c for c in claims.make_claims(rows, Cfg)}["learned_features_grow"]
+    assert grow["per_seed"] == {"0": "inconclusive", "1": "fails", "2": "inconclusive"}
+    assert grow["verdict"] == "fragile" and "pooled over seeds: inconclusive" in grow["note"]
+    assert "seed 1: fails (12 -> 11)" in grow["note"]
+    # the unmatched-ends rule applies to every seed
+    rows = fake_rows([20, 80], matched=[False, True])
+    assert {c["id"]: c for c in claims.make_claims(rows, Cfg)}["learned_features_grow"]["per_seed"] == {
+        "0": "inconclusive",
+        "1": "inconclusive",
+        "2": "inconclusive",
+    }
+    # the trend rests on the first seed's search only, and the note says what a search per seed would cost
+    trend = {c["id"]: c for c in claims.make_claims(fake_rows([1, 2, 3], coefs=[3.0, 2.0, 1.0]), Cfg)}
+    trend = trend["later_checkpoints_harder"]
+    assert trend["per_seed"] == {"0": trend["verdict"]} and "would train 12 more SAEs" in trend["note"]

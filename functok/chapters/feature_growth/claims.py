@@ -11,7 +11,7 @@ import numpy as np
 
 from functok.chapters.common import paper_numbers
 from functok.chapters.feature_growth.search import INCREASING
-from functok.core.results import claim, precondition
+from functok.core.results import claim, precondition, with_seeds
 
 TREND_ALPHA = 0.05  # the coefficient trend holds when its one-sided permutation p-value is at most this
 
@@ -156,6 +156,36 @@ def _zero_note(rows: list[dict]) -> str:
 
 
 SEED_RULE = "holds if the increase exceeds 2 standard errors of the seed spread, fails if there is no increase"
+PER_SEED_RULE = (
+    "each seed is also scored on its own two SAEs (earliest and final checkpoint, same seed): it holds if its "
+    "change has the claimed sign and exceeds 2 x the noise of one SAE pair, sqrt(var_earliest + var_final) over "
+    "seeds, and fails if the sign is wrong; the claim's verdict is the seeds' common one, fragile if they "
+    "disagree, and the pooled verdict above is kept in the note"
+)
+
+
+def per_seed_changes(rows: list[dict], key: str, sign: float, fmt) -> dict[int, tuple[str, str]]:
+    """Each seed's verdict on the change final - earliest of `key` between its own two SAEs, judged against the
+    noise of one SAE pair (sqrt(var_earliest + var_final) over seeds, ddof 1; none with one seed, which leaves
+    a change of the claimed sign inconclusive): {seed: (verdict, what it measured, via fmt(earliest, final))}."""
+    a = np.array(rows[0][key], float)
+    b = np.array(rows[-1][key], float)
+    noise = math.sqrt(a.var(ddof=1) + b.var(ddof=1)) if a.size > 1 else float("nan")
+    seeds = [s["seed"] for s in rows[0]["seeds"]]
+    return {seed: (_verdict(float(b[i] - a[i]), noise, sign), fmt(a[i], b[i])) for i, seed in enumerate(seeds)}
+
+
+def _gate(rows: list[dict], ends_matched: bool, key: str, what: str):
+    """A seed's verdict through the pooled verdict's rules: unmatched ends make it inconclusive, then the
+    saturation rule (`_capped`)."""
+    return lambda v: _capped(v if ends_matched else "inconclusive", rows, key, what)[0]
+
+
+def _scored_per_seed(c: dict, per: dict[int, tuple[str, str]], gate) -> dict:
+    """The claim `c` (its verdict the pooled one) scored per seed, each seed's verdict passed through `gate`
+    (the same matched-ends and saturation rules as the pooled verdict)."""
+    c = {**c, "note": f"{c['note']}; {PER_SEED_RULE}; pooled over seeds: {c['verdict']}"}
+    return with_seeds(c, {s: (gate(v), ours) for s, (v, ours) in per.items()})
 
 
 def _ends_matched(rows: list[dict]) -> bool:
@@ -204,7 +234,7 @@ def _growth_claim(rows: list[dict], cfg, paper: dict) -> dict:
         "saturated",
         "learned features",
     )
-    return claim(
+    c = claim(
         "learned_features_grow",
         "Learned features grow from the earliest to the final checkpoint",
         f"{paper['learned_features']['early']:,} -> {paper['learned_features']['late']:,} (about "
@@ -221,6 +251,8 @@ def _growth_claim(rows: list[dict], cfg, paper: dict) -> dict:
         f"paper's magnitude (our d_sae "
         f"{rows[0]['d_sae']:,}, the paper's 65,536); {sat_note}{_unmatched_words(rows)}",
     )
+    per = per_seed_changes(rows, "learned_features_seeds", +1, lambda x, y: f"{x:,.0f} -> {y:,.0f}")
+    return _scored_per_seed(c, per, _gate(rows, ends_matched, "saturated", "learned features"))
 
 
 def _frequent_claim(rows: list[dict], cfg) -> dict:
@@ -233,7 +265,7 @@ def _frequent_claim(rows: list[dict], cfg) -> dict:
         "frequent_saturated",
         "frequent features",
     )
-    return claim(
+    c = claim(
         "frequent_features_grow",
         "Beyond the paper: the growth holds for features that fire on at least 1 in 10,000 activations",
         "not measured",
@@ -244,6 +276,8 @@ def _frequent_claim(rows: list[dict], cfg) -> dict:
         f"includes), mean over seeds, final against earliest checkpoint (baseline: the earliest count, and the "
         f"seed spread as noise); {SEED_RULE}; {_sample_words(rows)}; {sat_note}{_unmatched_words(rows)}",
     )
+    per = per_seed_changes(rows, "frequent_features_seeds", +1, lambda x, y: f"{x:,.0f} -> {y:,.0f}")
+    return _scored_per_seed(c, per, _gate(rows, ends_matched, "frequent_saturated", "frequent features"))
 
 
 def make_preconditions(rows: list[dict], cfg) -> list[dict]:
@@ -276,7 +310,7 @@ def _trend_claim(rows: list[dict], cfg, paper: dict) -> dict:
     inc = tr["sign"] > 0
     all_matched = sum(r["matched"] for r in rows) == n_ck
     coefs = " / ".join("-" if c is None else f"{c:.3g}" for c in tr["coefficients"])
-    return claim(
+    c = claim(
         "later_checkpoints_harder",
         "Later checkpoints need a weaker sparsity penalty to reach the same reconstruction quality",
         "lambda " + " / ".join(str(x) for x in paper["sparsity_coefficients"]) + " at steps 3k / 50k / 130k",
@@ -293,7 +327,22 @@ def _trend_claim(rows: list[dict], cfg, paper: dict) -> dict:
         f"equally likely); holds if rho {'> 0' if inc else '< 0'} and p <= {TREND_ALPHA} (for 5 checkpoints: "
         f"monotone, or one adjacent swap), fails if rho {'<= 0' if inc else '>= 0'}, inconclusive if p > "
         f"{TREND_ALPHA} or any checkpoint is unmatched"
-        + (" (top-k SAEs: a larger k is the weaker penalty)" if inc else ""),
+        + (" (top-k SAEs: a larger k is the weaker penalty)" if inc else "")
+        + f"; {_search_seed_words(rows, cfg)}",
+    )
+    return with_seeds(c, {cfg.seed: (c["verdict"], coefs)})
+
+
+def _search_seed_words(rows: list[dict], cfg) -> str:
+    """What the trend claim's seeds are: the search runs on the first seed only, and what a search per seed
+    would cost (the SAEs this run's search trained, once more per further seed)."""
+    n_search = sum(len(r["search"]) for r in rows)
+    extra = n_search * (cfg.n_seeds - 1)
+    return (
+        f"scored on seed {cfg.seed}'s search only: a search per further seed would train {extra} more SAEs "
+        f"({n_search} per seed in this run), which the build does not afford"
+        if cfg.n_seeds > 1
+        else f"scored on seed {cfg.seed}'s search (one seed)"
     )
 
 
@@ -307,7 +356,7 @@ def _steepness_claim(rows: list[dict], cfg) -> dict:
         "saturated",
         "learned features",
     )
-    return claim(
+    c = claim(
         "degree_curve_steepens",
         "The token degree-vs-frequency-rank curve steepens over training",
         "qualitative (Fig 8b)",
@@ -319,3 +368,5 @@ def _steepness_claim(rows: list[dict], cfg) -> dict:
         "(baseline: the earliest slope, and the seed spread as noise); holds if it decreases by more than 2 "
         f"standard errors, fails if it does not decrease; {_sample_words(rows)}; {sat_note}{_unmatched_words(rows)}",
     )
+    per = per_seed_changes(rows, "degree_slope_seeds", -1, lambda x, y: f"slope {x:.2f} -> {y:.2f}")
+    return _scored_per_seed(c, per, _gate(rows, ends_matched, "saturated", "learned features"))
