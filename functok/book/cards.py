@@ -1,8 +1,8 @@
 """The site's feature cards: one page per model (`book/cards/<run>.md`) with a card for every feature chapter 5
 names on it, from its results file (`results.feature_cards`, computed by functok.chapters.reactivation.cards):
 top activating contexts with the token highlighted, the activation-density histogram, the logit lens and the
-feature's precision. Each card has the anchor `#feature-<id>`; chapter 5's page links them
-(functok.chapters.reactivation.cards.card_href)."""
+feature's precision. Each card has the anchor `#feature-<id>` (`#layer-<L>-feature-<id>` for the further layers
+of chapter 5's depth scan); chapter 5's page links them (functok.chapters.reactivation.cards.card_href)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import html
 import json
 from pathlib import Path
 
-from functok.chapters.reactivation.cards import CARDS
+from functok.chapters.reactivation.cards import CARDS, card_anchor
 
 
 def card_runs(results_dir: Path) -> list[tuple[str, Path]]:
@@ -34,6 +34,11 @@ def write_cards(results_dir: Path, book_dir: Path) -> list[str]:
             png = f"{label}-{card['feature']}.png"
             _histogram(card, folder / png)
             lines += _card(concept, card, png)
+        for L, scan in (doc["results"].get("depth_scan") or {}).items():  # the further layers chapter 5 scanned
+            for concept, card in scan["feature_cards"].items():
+                png = f"{label}-L{L}-{card['feature']}.png"
+                _histogram(card, folder / png)
+                lines += _card(concept, card, png, layer=int(L))
         (folder / f"{label}.md").write_text("\n".join(lines) + "\n")
         entries.append(f"book/{CARDS}/{label}")
     return entries
@@ -47,10 +52,17 @@ def _intro(doc: dict) -> str:
         "the feature fires most (the token highlighted), the histogram of its activation where it fires, the tokens "
         "its decoder row promotes through the unembedding (logit lens, without the final norm), and its episode "
         "precision on the held-out half of the documents."
+        + (
+            f" Then the features chapter 5's depth scan found at layers {', '.join(r['depth_scan'])}, each read the "
+            "same way with that layer's SAE."
+            if r.get("depth_scan")
+            else ""
+        )
     )
 
 
-def _card(concept: str, card: dict, png: str) -> list[str]:
+def _card(concept: str, card: dict, png: str, layer: int | None = None) -> list[str]:
+    """A card's lines: `layer` set for a depth-scan layer's card (its own anchor and heading)."""
     f = card["feature"]
     lo, hi = card.get("precision_interval") or (float("nan"), float("nan"))
     prec = card.get("precision")
@@ -61,8 +73,10 @@ def _card(concept: str, card: dict, png: str) -> list[str]:
     )
     lens = ", ".join(f"<code>{html.escape(repr(t['token']))}</code> {t['logit']:.2f}" for t in card["logit_lens"])
     return [
-        f"(feature-{f})=",
-        f"## {concept.strip()!r}: feature {f}",
+        f"({card_anchor(f, layer)})=",
+        f"## {concept.strip()!r}: feature {f}"
+        if layer is None
+        else f"## {concept.strip()!r}: layer {layer}, feature {f}",
         "",
         f"Episode precision {prec:.3f} [95% {lo:.3f}, {hi:.3f}] over {card.get('n_occurrences')} occurrences; "
         f"fires at {card['density']:.3%} of {card['n_positions']:,} positions."
@@ -89,7 +103,11 @@ def _histogram(card: dict, path: Path) -> None:
     edges, counts = card["histogram"]["log10_edges"], card["histogram"]["counts"]
     fig, ax = plt.subplots(figsize=(5, 2.4))
     ax.bar(edges[:-1], counts, width=[b - a for a, b in zip(edges[:-1], edges[1:])], align="edge", color="#4c72b0")
-    ax.set(xlabel="log10 activation (where it fires)", ylabel="positions", title=f"feature {card['feature']}")
+    ax.set(
+        xlabel="log10 activation (where it fires)",
+        ylabel="positions",
+        title=f"layer {card['layer']}, feature {card['feature']}",
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=80)
     plt.close(fig)

@@ -49,3 +49,17 @@ def test_cards_pages_per_run(tmp_path):
     assert "the &lt;capital&gt; of<mark><b> Russia</b></mark> is" in md  # escaped, the token highlighted
     assert "Episode precision 0.800 [95% 0.600, 0.900] over 60 occurrences" in md and "Moscow" in md
     assert (tmp_path / "book" / "cards" / "gemma-3-270m-12.png").stat().st_size > 1000
+
+
+def test_depth_scan_cards_get_their_own_anchor_and_image(tmp_path):
+    results = tmp_path / "book" / "chapters"
+    _results(results, True)
+    doc = json.loads((results / "reactivation.json").read_text())
+    card = {**doc["results"]["feature_cards"][" Russia"], "feature": 12, "layer": 4}  # the same id at layer 4
+    doc["results"]["depth_scan"] = {"4": {"feature_cards": {" Russia": card}}}
+    (results / "reactivation.json").write_text(json.dumps(doc))
+    cards.write_cards(results, tmp_path / "book")
+    md = (tmp_path / "book" / "cards" / "embedded.md").read_text()
+    assert "(feature-12)=" in md and "(layer-4-feature-12)=" in md and "## 'Russia': layer 4, feature 12" in md
+    assert (tmp_path / "book" / "cards" / "embedded-L4-12.png").stat().st_size > 1000
+    assert "depth scan" in md

@@ -11,7 +11,7 @@ import torch
 from tiny import tiny_preset
 
 from functok.chapters.reactivation import analysis as R
-from functok.chapters.reactivation import setup, steering
+from functok.chapters.reactivation import scan, setup, steering
 from functok.chapters.reactivation.config import ReactivationConfig
 from functok.core.config import ParamError, defaults
 
@@ -65,7 +65,7 @@ def synthetic(monkeypatch):
     is_fn = np.zeros(8, dtype=bool)
     is_fn[1:4] = True
     monkeypatch.setattr(
-        R,
+        scan,
         "encode_windows",
         lambda s, bs, progress=True, with_acts=False: (
             (np.arange(i, min(i + bs, 40)), f[i : i + bs], torch.ones(min(bs, 40 - i), 30, 2))
@@ -120,7 +120,7 @@ def test_reactivation_rates_match_brute_force(synthetic, horizon):
 
 def test_select_features_finds_the_planted_feature(synthetic):
     x, f, is_fn = synthetic
-    sel = R.select_features(fake_setup(x, is_fn, {"c": [7], "pair": [3, 7]}), batch_size=9, progress=False)
+    sel = scan.select_features(fake_setup(x, is_fn, {"c": [7], "pair": [3, 7]}), batch_size=9, progress=False)
     assert sel["c"]["selected"] == 4 and sel["pair"]["selected"] == 4
     occ = x == 7
     assert sel["c"]["n_occurrences"] == int(occ.sum())
@@ -162,11 +162,11 @@ def test_episode_precision_on_a_constructed_case():
         enc = lambda s_, bs, progress=True, with_acts=False: iter(  # noqa: E731
             [(np.arange(4), torch.as_tensor(f), torch.ones(4, 30, 2))]
         )
-        R.encode_windows, real = enc, R.encode_windows
+        scan.encode_windows, real = enc, scan.encode_windows
         try:
-            return R.select_features(s, batch_size=4, progress=False, episode_window=window)["c"]
+            return scan.select_features(s, batch_size=4, progress=False, episode_window=window)["c"]
         finally:
-            R.encode_windows = real
+            scan.encode_windows = real
 
     r = measured(8)
     prec = r["on_episode"] / r["fired"]
@@ -269,7 +269,7 @@ def test_single_token_feature_share_recounts_by_sets(env, analysis):
     s = R.setup(tiny_cfg(), progress=False)
     x = s.windows.numpy()
     types: dict[int, set] = {}
-    for idx, f in R.encode_windows(s, 4, progress=False):
+    for idx, f in scan.encode_windows(s, 4, progress=False):
         for w, row in zip(idx, (f > 0).numpy()):
             for pos, feat in zip(*np.nonzero(row)):
                 if s.bos is None or x[w, pos] != s.bos:
@@ -317,8 +317,38 @@ def test_steering_edits_only_the_last_prompt_position(env, analysis):
     assert torch.allclose(first[0], want, atol=1e-5)
 
 
+def test_depth_scan_measures_a_layer_as_the_chapter_does(env, analysis, monkeypatch):
+    """The depth scan at a further layer finds what the chapter itself finds with that layer as its own: the same
+    feature per concept with the same occurrence and episode-precision counts, and the same SAE quality; a card
+    per named feature; scan_layers stays out of the main measurements' key, and a warm re-run reads the scan
+    from the cache."""
+    from functok.chapters.reactivation import depth
+
+    own = analysis.results["layer"]
+    other = 1 - own  # the tiny model has 2 layers
+    a = R.analyze(tiny_cfg(scan_layers=[own, other]), progress=False)
+    assert list(a.results["depth_scan"]) == [str(other)]  # the chapter's own layer is not scanned twice
+    d = a.results["depth_scan"][str(other)]
+    b = R.analyze(tiny_cfg(layer=other), progress=False).results
+    assert d["layer"] == other and d["hook_name"] == b["hook_name"] and d["sae"] == b["sae"]
+    for c, v in b["concepts"].items():
+        got = d["concepts"][c]
+        assert (got["feature"], got["n_occurrences"]) == (v["feature"], v["n_occurrences"])
+        assert got["precision_counts"] == v["precision_counts"]
+        assert got["precision_interval"] == pytest.approx(v["precision_interval"])
+    assert {k: d["sae_quality"][k] for k in ("l0", "alive", "failures")} == {
+        k: b["sae_quality"][k] for k in ("l0", "alive", "failures")
+    }
+    assert set(d["feature_cards"]) == set(d["concepts"])
+    assert all(card["layer"] == other for card in d["feature_cards"].values())
+    assert R.key_fields(tiny_cfg(scan_layers=[other])) == R.key_fields(tiny_cfg())
+    monkeypatch.setattr(scan, "select_features", lambda *a, **k: pytest.fail("a warm re-run scanned the windows"))
+    assert R.analyze(tiny_cfg(scan_layers=[other]), progress=False).results["depth_scan"][str(other)] == d
+    assert depth.DEPTH_VERSION >= 1
+
+
 def test_warm_rerun_reads_the_cache(env, analysis, monkeypatch):
-    monkeypatch.setattr(R, "select_features", lambda *a, **k: pytest.fail("a warm re-run scanned the windows"))
+    monkeypatch.setattr(scan, "select_features", lambda *a, **k: pytest.fail("a warm re-run scanned the windows"))
     again = R.analyze(tiny_cfg(), progress=False)
     assert again.results["timing"].get("cached") is True
     strip = [{k: v for k, v in a.results.items() if k != "timing"} for a in (again, analysis)]
@@ -340,6 +370,7 @@ def test_given_features_are_used(env, analysis):
         ({"concepts": [" xqzvjk"]}, "^concepts: ' xqzvjk' never occurs"),
         ({"layer": 7}, "^layer: got 7; the model has 2 layers"),
         ({"trait_layers": [2]}, "^trait_layers: got 2; the model has 2 layers"),
+        ({"scan_layers": [0, 2]}, "^scan_layers: got 2; the model has 2 layers"),
         ({"chat_template": True}, "^chat_template: the tokenizer of 'embedded' has no chat template"),
     ],
 )
@@ -355,7 +386,7 @@ def test_bad_input_is_refused_with_one_line(env, analysis, kw, fragment):
 
 def test_precision_is_p_concept_given_fires(synthetic):
     x, f, is_fn = synthetic
-    sel = R.select_features(fake_setup(x, is_fn, {"c": [7]}), batch_size=9, progress=False)["c"]
+    sel = scan.select_features(fake_setup(x, is_fn, {"c": [7]}), batch_size=9, progress=False)["c"]
     valid = x != 0
     docs = np.cumsum(x.reshape(-1) == 0).reshape(x.shape) - 1
     second = docs >= (docs.max() + 1) - (docs.max() + 1) // 2  # measured on the second half of the documents
@@ -528,23 +559,24 @@ def test_scans_read_an_activation_store_instead_of_the_model(tmp_path, monkeypat
 
     s = fake_setup(x, np.zeros(5000, dtype=bool), {})
     s.sae, s.hook, s.store = Sae(), "blocks.1.hook_resid_post", store
-    monkeypatch.setattr(R, "activations_at", lambda *a, **k: pytest.fail("ran the model with a store"))
-    got = list(R.encode_windows(s, batch_size=2, progress=False))
+    monkeypatch.setattr(scan, "activations_at", lambda *a, **k: pytest.fail("ran the model with a store"))
+    got = list(scan.encode_windows(s, batch_size=2, progress=False))
     assert [list(i) for i, _ in got] == [[0, 1], [2, 3], [4]]
     ref = A.hf_resid(A.load_hf(ck, "float32"), torch.as_tensor(x), [1])[1]
     torch.testing.assert_close(torch.cat([f for _, f in got]), torch.relu(ref @ Sae.W_enc), atol=1e-4, rtol=1e-4)
 
 
 @pytest.mark.parametrize(
-    "wheel, store_on, layer, reads_store", [(True, True, 9, True), (True, True, 11, False), (True, False, 9, False),
-                                            (False, True, 9, False)],
+    "wheel, store_on, layer, reads_store", [(True, True, 9, True), (True, True, 11, True), (True, True, 12, False),
+                                            (True, False, 9, False), (False, True, 9, False)],
 )  # fmt: skip
 def test_chapter2s_store_is_scanned_only_at_its_layers_on_wheel_models(
     monkeypatch, wheel, store_on, layer, reads_store
 ):
     from types import SimpleNamespace
 
-    fc = SimpleNamespace(activation_store="bfloat16" if store_on else "off", layers=[4, 9, 13])
+    # chapter 2's layers and the further layer its stores keep for chapter 5 (store_layers)
+    fc = SimpleNamespace(activation_store="bfloat16" if store_on else "off", layers=[4, 9, 13], store_layers=[11])
     monkeypatch.setattr(setup, "model_ref", lambda m: SimpleNamespace(wheel=wheel, embedded=not wheel))
     monkeypatch.setattr(setup, "sae_chapter_config", lambda preset, model: fc)
     monkeypatch.setattr(setup, "sae_heldout_windows", lambda *a: ("graph-windows", 32))
@@ -553,7 +585,7 @@ def test_chapter2s_store_is_scanned_only_at_its_layers_on_wheel_models(
     cfg = SimpleNamespace(sae="train", model="m", preset="p", context_size=256)
     got = setup._scanned(cfg, "ck", layer)
     if reads_store:
-        assert got == ("graph-windows", ("store", "graph-windows", (4, 9, 13), "bfloat16"))
+        assert got == ("graph-windows", ("store", "graph-windows", (4, 9, 11, 13), "bfloat16"))
     else:
         assert got == ("training-windows", None)
 

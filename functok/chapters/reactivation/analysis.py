@@ -6,7 +6,7 @@ layer 26: each fires first on its content token and is re-activated by later fun
 a feature's decoder direction to the activation of the prompt's last function token alone makes the
 model answer with that concept. This module measures both on any model with an SAE:
 
-- `select_features`: per concept (a content word, one or more tokens), the SAE feature that stands for
+- `scan.select_features`: per concept (a content word, one or more tokens), the SAE feature that stands for
   it: P(fires | concept) x episode precision (the share of its firings within 64 positions after the concept
   in the same document: `episodes`), selected on the first half of the scanned documents and measured on
   the second; or the feature ids the user gives (the paper's);
@@ -24,170 +24,32 @@ Run:  functok run reactivation [-p concepts '[" Russia", " Japan"]' -p alphas '[
 from __future__ import annotations
 
 import json
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-from functok.chapters.common import sae_heldout_windows
+from functok.chapters.reactivation import scan
 from functok.chapters.reactivation.appendix_a import appendix_a
 from functok.chapters.reactivation.cards import card_data
 from functok.chapters.reactivation.claims import make_claims, make_preconditions
+from functok.chapters.reactivation.depth import depth_scan
 from functok.chapters.reactivation.episodes import (
     by_distance,
     distance_bins,
-    document_halves,
-    episode_positions,
     occurrences,
-    wilson,
 )
 from functok.chapters.reactivation.setup import Setup, setup
 from functok.chapters.reactivation.steering import steer, steering_counts, trace, unsteered_production
 from functok.core.cache import cached_dir, relpath, write_json_atomic
 from functok.core.config import ParamError, as_dict, cheap_fields
 from functok.core.results import ChapterResult, seed_everything
-from functok.sae.activation_store import read_activations, store_info
-from functok.sae.activations import activations_at
-from functok.sae.quality import evaluate_sae_cached, quality_failures
+from functok.sae.activation_store import store_info
 from functok.world.models import model_ref
 from functok.world.wheel_models import provenance
-from functok.world.windows import position_documents, token_windows, windows_bos_start
 
 # ---------------------------------------------------------------------------------------------
 # Measurements
-
-
-def encode_windows(s: Setup, batch_size: int, progress: bool = True, with_acts: bool = False):
-    """Yield (window indices, feature activations [b, ctx, d_sae][, activations [b, ctx, d_model]])."""
-    import torch
-    from tqdm import tqdm
-
-    x = s.windows
-    for i in tqdm(
-        range(0, len(x), batch_size), desc="windows", unit="batch", disable=not progress, file=sys.stderr, mininterval=5
-    ):
-        if s.store is None:
-            acts = activations_at(s.model, s.hook, x[i : i + batch_size], batch_size=batch_size)
-        else:  # chapter 2's store over these windows: no model runs
-            acts = read_activations(s.store, s.hook, np.arange(i, min(i + batch_size, len(x))))
-        with torch.no_grad():
-            f = s.sae.encode(acts.to(s.sae.W_enc.device, s.sae.W_enc.dtype)).float().cpu()
-        idx = np.arange(i, min(i + batch_size, len(x)))
-        yield (idx, f, acts) if with_acts else (idx, f)
-
-
-def select_features(s: Setup, batch_size: int, progress: bool = True, episode_window: int = 64) -> dict[str, dict]:
-    """Per concept: every feature's firing on the concept's occurrences and within its episodes
-    (functok.chapters.reactivation.episodes), counted separately on the two halves of the documents; the
-    feature selected on the first half (P(fires | concept) x episode precision) and its numbers on the second.
-    Also the scan's mean activation norm (the steering scale), L0, alive share and single-token share."""
-    x = s.windows.numpy()
-    valid = np.ones_like(x, dtype=bool) if s.bos is None else x != s.bos
-    bos_start = s.windows_path is not None and windows_bos_start(s.windows_path)
-    docs = position_documents(x, s.bos, bos_start) if s.bos is not None else np.zeros_like(x)
-    measure = document_halves(docs)
-    occ = {c: occurrences(x, ids) & valid for c, ids in s.concept_tokens.items()}
-    ep = {c: episode_positions(o, docs, valid, episode_window) for c, o in occ.items()}
-    d_sae = int(s.sae.cfg.d_sae)
-    halves = ("select", "measure")
-    zero = {h: np.zeros(d_sae) for h in halves}
-    on = {c: {h: np.zeros(d_sae) for h in halves} for c in occ}
-    on_ep = {c: {h: np.zeros(d_sae) for h in halves} for c in occ}
-    act_on = {c: np.zeros(d_sae) for c in occ}
-    fired_h = {h: z.copy() for h, z in zero.items()}
-    act_sum = np.zeros(d_sae)  # each feature's activation summed where it fires: its typical activation
-    # the least and greatest token id that fires each feature: equal for a feature one token type alone fires
-    tmin, tmax = np.full(d_sae, np.iinfo(np.int64).max), np.full(d_sae, -1)
-    norms = []
-    for idx, f, acts in encode_windows(s, batch_size, progress, with_acts=True):
-        v = valid[idx]
-        norms.append(acts.norm(dim=-1).numpy()[v])
-        fired = (f > 0).numpy()
-        act_sum += f.numpy()[v].sum(0)
-        pos, feat = np.nonzero(fired[v])
-        np.minimum.at(tmin, feat, x[idx][v][pos])
-        np.maximum.at(tmax, feat, x[idx][v][pos])
-        for h, hm in (("select", v & ~measure[idx]), ("measure", v & measure[idx])):
-            fired_h[h] += fired[hm].sum(0)
-            for c in occ:
-                oc, ec = occ[c][idx] & hm, ep[c][idx] & hm
-                if oc.any():
-                    on[c][h] += fired[oc].sum(0)
-                    if h == "measure":
-                        act_on[c] += f.numpy()[oc].sum(0)
-                if ec.any():
-                    on_ep[c][h] += fired[ec].sum(0)
-    n_pos = int((valid & measure).sum())
-    out = {c: _selection(occ[c], measure, on[c], on_ep[c], fired_h, act_on[c], n_pos) for c in occ}
-    fire_all = fired_h["select"] + fired_h["measure"]
-    n_all = int(valid.sum())
-    out["_resid_norm"] = float(np.concatenate(norms).mean()) if norms else 1.0
-    out["_typical"] = act_sum / np.maximum(fire_all, 1)  # mean activation of each feature where it fires
-    out["_l0"] = float(fire_all.sum() / max(n_all, 1))  # features firing per position, on the scanned windows
-    out["_alive"] = float((fire_all > 0).mean())
-    alive = fire_all > 0
-    out["_single_token"] = float((alive & (tmin == tmax)).sum() / alive.sum()) if alive.any() else float("nan")
-    out["_split"] = {"n_documents": int(docs.max()) + 1 if docs.size else 0, "measure_from_document": int(
-        docs[measure].min()) if measure.any() else None, "episode_window": episode_window}  # fmt: skip
-    return out
-
-
-def _selection(o, measure, on: dict, on_ep: dict, fired: dict, act_on, n_pos: int) -> dict:
-    """One concept's selection (first half) and measurement (second half) from the counts."""
-    n = {"select": int((o & ~measure).sum()), "measure": int((o & measure).sum())}
-    p_on = {h: on[h] / max(n[h], 1) for h in n}
-    ep_prec = {h: on_ep[h] / np.maximum(fired[h], 1) for h in n}
-    # recall x precision over episodes: a feature that fires on every country name has full recall on
-    # ' Russia' but low precision; the concept's own feature, re-firing after it, keeps its precision
-    score = p_on["select"] * ep_prec["select"]
-    best = int(np.argmax(score)) if n["select"] else None
-    return {
-        "n_occurrences": n["select"] + n["measure"],
-        "n_occurrences_select": n["select"],
-        "n_occurrences_measure": n["measure"],
-        "selected": best,
-        "score": score,
-        "p_on": p_on["measure"],
-        "p_off": (fired["measure"] - on["measure"]) / max(n_pos - n["measure"], 1),  # P(fires | not the concept)
-        "mean_act_on": act_on / max(n["measure"], 1),
-        "on": on["measure"],
-        "on_episode": on_ep["measure"],
-        "fired": fired["measure"],
-        "fired_select": fired["select"],
-    }
-
-
-def sae_quality(cfg, s: Setup, scan_l0: float, alive: float, single_token: float) -> dict:
-    """The SAE's L0, explained variance and CE score on held-out windows (the embedded preset's; a model from
-    a wheel with a trained SAE: 32 windows of chapter 2's graph documents, which the SAE never saw; another
-    model: the first 32 scanned windows), the share of its features alive on the scanned windows, and
-    what keeps it below functok.sae.quality.QUALITY_BAR (the features of an SAE below the bar are not
-    interpreted: the chapter's claims become inconclusive), and the share of alive features that a single
-    token type fires on the scanned windows."""
-    if model_ref(cfg.model).embedded:
-        win, n = token_windows(cfg.preset, "heldout"), 32
-    elif model_ref(cfg.model).wheel and cfg.sae == "train":
-        win, n = sae_heldout_windows(cfg.preset, cfg.model, s.checkpoint, int(s.windows.shape[1]))
-    else:
-        win, n = s.windows_path, 32
-    q = evaluate_sae_cached(s.sae_source, s.checkpoint, win, max_windows=n, model=s.model, batch_size=cfg.batch_size)
-    d_sae = int(s.sae.cfg.d_sae)
-    out = {
-        "l0": q["l0"],
-        "d_sae": d_sae,
-        "density": q["l0"] / d_sae,
-        "explained_variance": q["explained_variance"],
-        "ce_reconstruction_score": q["ce_reconstruction_score"],
-        "loss_increase_nats": q["loss_increase_nats"],
-        "mean_ablation_score": q["mean_ablation_score"],
-        "alive": alive,
-        "single_token_feature_share": single_token,
-        "l0_on_scanned_windows": scan_l0,
-        "eval_windows": relpath(win) if Path(win).exists() else str(win),
-    }
-    out["failures"] = quality_failures(q["l0"], d_sae, q["explained_variance"], q["ce_reconstruction_score"], alive)
-    return out
 
 
 def _after(o, valid, horizon: int):
@@ -225,7 +87,7 @@ def reactivation_rates(
         after[c], has[c], dist[c] = _after(o, valid, horizon)
     bins = distance_bins(horizon)
     by_d = {c: [dict.fromkeys(("fn", "fn_fired", "ct", "ct_fired"), 0) for _ in bins] for c in features}
-    for idx, f in encode_windows(s, batch_size, progress):
+    for idx, f in scan.encode_windows(s, batch_size, progress):
         for c, feat in features.items():
             fired = (f[:, :, feat] > 0).numpy()
             a, h = after[c][idx], has[c][idx]
@@ -280,14 +142,11 @@ def analyze(cfg, progress: bool = True) -> ChapterResult:
 
     # the measurements are cached under every parameter, the checkpoint and the SAE: a warm re-run of
     # the book reads them instead of scanning the windows and generating again
-    def ident(x) -> str:  # local folders relative to the repo; hub names as they are
-        return relpath(x) if Path(str(x)).exists() else str(x)
-
     key = {
         "version": ANALYSIS_VERSION,
-        "checkpoint": ident(s.checkpoint),
-        "sae": ident(s.sae_source),
-        "windows": ident(s.windows_path),
+        "checkpoint": scan.ident(s.checkpoint),
+        "sae": scan.ident(s.sae_source),
+        "windows": scan.ident(s.windows_path),
         **key_fields(cfg),
         **({"activations": f"store:{store_info(s.store)['dtype']}"} if s.store is not None else {}),
     }
@@ -304,6 +163,8 @@ def analyze(cfg, progress: bool = True) -> ChapterResult:
     if model_ref(cfg.model).wheel:  # the GGUF file, its sha256 and its package (as chapters 2 and 3 record)
         artifacts["gguf"] = provenance(cfg.model)
     r = out["results"]
+    if cfg.scan_layers:  # the further layers' scans, cached per layer (functok.chapters.reactivation.depth)
+        r["depth_scan"] = depth_scan(cfg, s, progress)
     return ChapterResult(r, make_claims(r, cfg), out["data"], artifacts, preconditions=make_preconditions(r, cfg))
 
 
@@ -315,7 +176,7 @@ def key_fields(cfg) -> dict:
     """The parameters that shape the measurements, for the cache key: not the claims' thresholds (cheap
     fields: the claims are judged again on every load), not Appendix A's inputs without the chat template,
     and a field added later only when set (so caches made before it stay valid)."""
-    skip = {"out_dir", *cheap_fields(type(cfg)), *(() if cfg.chat_template else CHAT_ONLY)}
+    skip = {"out_dir", "scan_layers", *cheap_fields(type(cfg)), *(() if cfg.chat_template else CHAT_ONLY)}
     return {k: v for k, v in as_dict(cfg).items() if k not in skip and not (k in ADDED_LATER and not v)}
 
 
@@ -324,11 +185,11 @@ ANALYSIS_VERSION = 6  # bump when a change to the measurements changes their res
 
 def _measure(cfg, s: Setup, t0: float, t_setup: float, progress: bool) -> dict:
     """Every measurement of the chapter (the cached part of `analyze`): {"results", "data", "artifacts"}."""
-    sel = select_features(s, cfg.batch_size, progress, cfg.episode_window)
+    sel = scan.select_features(s, cfg.batch_size, progress, cfg.episode_window)
     split, typical = sel.pop("_split"), sel.pop("_typical")
     resid_norm = sel.pop("_resid_norm")
     scan_l0, alive, single = sel.pop("_l0"), sel.pop("_alive"), sel.pop("_single_token")
-    quality = sae_quality(cfg, s, scan_l0, alive, single)
+    quality = scan.sae_quality(cfg, s, scan_l0, alive, single)
     features = _features(cfg, s, sel)
     scales = {c: _typical_activation(sel.get(c), f, typical) for c, f in features.items()}
     rates = reactivation_rates(s, features, cfg.horizon, cfg.batch_size, progress)
@@ -346,7 +207,7 @@ def _measure(cfg, s: Setup, t0: float, t_setup: float, progress: bool) -> dict:
     for c in concepts:
         concepts[c]["steering_counts"] = counts[c]
         concepts[c]["steering_scale"] = scales[c]
-    cards = card_data(s, features, concepts, lambda: encode_windows(s, cfg.batch_size, progress=False))
+    cards = card_data(s, features, concepts, lambda: scan.encode_windows(s, cfg.batch_size, progress=False))
     results = {
         "model": relpath(s.checkpoint) if model_ref(cfg.model).embedded else s.checkpoint,
         "n_layers": int(s.model.cfg.n_layers),
@@ -415,25 +276,12 @@ def _mean_by_alpha(rows: list[dict], features: dict[str, int], alphas, key: str)
 
 
 def _concept_entry(cfg, s: Setup, c: str, f: int, r: dict, produced, rates, success, logprob) -> dict:
-    """One concept's results: its feature's selectivity and precision, re-activation rates and steering."""
+    """One concept's results: its feature's selectivity and precision (scan.feature_entry), re-activation rates
+    and steering."""
     return {
-        "tokens": s.concept_tokens[c],
-        "feature": f,
-        "n_occurrences": r["n_occurrences"],
-        "p_fire_on_concept": float(r["p_on"][f]),
-        "p_fire_elsewhere": float(r["p_off"][f]),
-        "selectivity": float(r["score"][f]),
-        # measured on the second half of the documents (the feature was selected on the first): episode
-        # precision P(the concept at this position or within episode_window before | the feature fires)
-        "n_occurrences_select": r["n_occurrences_select"],
-        "n_occurrences_measure": r["n_occurrences_measure"],
-        "precision": float(r["on_episode"][f] / r["fired"][f]) if r["fired"][f] else float("nan"),
-        "precision_counts": [int(r["on_episode"][f]), int(r["fired"][f])],
-        "precision_interval": list(wilson(int(r["on_episode"][f]), int(r["fired"][f]))),
-        "precision_at_token": float(r["on"][f] / r["fired"][f]) if r["fired"][f] else float("nan"),
+        **scan.feature_entry(s, c, f, r),
         "unsteered": produced[c],
         "chosen_by": "user" if cfg.features else "selectivity",
-        "mean_activation_on_concept": float(r["mean_act_on"][f]),
         "reactivation": rates[c],
         "steering_success": {str(a): v for a, v in success[c].items()},
         "steering_logprob": {str(a): v for a, v in logprob[c].items()},

@@ -92,9 +92,16 @@ def logit_lens(s: Setup, feats: list[int], k: int = 10) -> dict[int, list[dict]]
     return out
 
 
-def card_href(out_dir: str, feature: int) -> str:
-    """The link from chapter 5's page in `out_dir` (book/chapters or book/chapters/<run>) to a feature's card."""
+def card_anchor(feature: int, layer: int | None = None) -> str:
+    """A card's anchor on its model's page: `feature-<id>` for the chapter's layer, `layer-<L>-feature-<id>` for
+    a depth-scan layer."""
+    return f"feature-{feature}" if layer is None else f"layer-{layer}-feature-{feature}"
+
+
+def card_href(out_dir: str, feature: int, layer: int | None = None) -> str:
+    """The link from chapter 5's page in `out_dir` (book/chapters or book/chapters/<run>) to a feature's card
+    (`layer`: a depth-scan layer's, see card_anchor)."""
     d = Path(out_dir)
     label = "embedded" if d.name == "chapters" else d.name
     up = "../" if label == "embedded" else "../../"
-    return f"{up}{CARDS}/{label}.html#feature-{feature}"
+    return f"{up}{CARDS}/{label}.html#{card_anchor(feature, layer)}"

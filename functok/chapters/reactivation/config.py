@@ -51,6 +51,12 @@ class ReactivationConfig(ChapterConfig):
         lo=-1,
         hi=1000,
     )
+    scan_layers: list = param(
+        [],
+        "further layers whose concept features are found and measured like `layer`'s (the depth scan; chapter 2's "
+        "SAE there, read from its store when it holds the layer); claims and steering stay at `layer`",
+        kind="ints",
+    )
     sae: str = param(
         "train",
         "'train' (an SAE trained with SAELens like chapter 2's, cached), a local SAE folder, or 'release/sae_id'",

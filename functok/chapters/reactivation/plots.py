@@ -98,16 +98,57 @@ def reactivation_figure(analysis: dict):
 
 
 def card_links(analysis, out_dir: str):
-    """Links to the feature cards of the features the claims below use (the site's cards pages)."""
+    """Links to the feature cards of the features the claims below use, and of the depth scan's (the site's cards
+    pages)."""
     from IPython.display import HTML
 
+    def link(name: str, c: dict, layer=None) -> str:
+        where = "" if layer is None else f"layer {layer}, "
+        return (
+            f'<a class="functok-card-link" href="{card_href(out_dir, c["feature"], layer)}">{name.strip()}: {where}'
+            f"feature {c['feature']}</a>"
+        )
+
     cards = analysis.results.get("feature_cards") or {}
-    links = ", ".join(
-        f'<a class="functok-card-link" href="{card_href(out_dir, c["feature"])}">{c_name.strip()}: feature '
-        f"{c['feature']}</a>"
-        for c_name, c in cards.items()
+    links = ", ".join(link(n, c) for n, c in cards.items())
+    scan = analysis.results.get("depth_scan") or {}
+    more = ", ".join(link(n, c, int(L)) for L, d in scan.items() for n, c in d["feature_cards"].items())
+    return HTML(
+        f"<p>Feature cards of the features these claims use: {links or 'none'}."
+        + (f" Of the depth scan: {more}." if more else "")
+        + "</p>"
     )
-    return HTML(f"<p>Feature cards of the features these claims use: {links or 'none'}.</p>")
+
+
+def depth_table(analysis, cfg) -> pd.DataFrame:
+    """Per layer scanned (the chapter's own and the depth scan's) and concept: the feature selected on the first
+    half of the documents, its occurrences and episode precision on the second with the Wilson 95% interval,
+    whether the layer's SAE meets the quality bar, and whether the feature passes the chapter's precondition
+    (at least min_occurrences, the interval's lower bound at least min_precision)."""
+    r = analysis.results
+    layers = {int(r["layer"]): {"concepts": r["concepts"], "sae_quality": r.get("sae_quality") or {}}}
+    layers.update({int(L): d for L, d in (r.get("depth_scan") or {}).items()})
+    rows = []
+    for L in sorted(layers):
+        d = layers[L]
+        bar = not (d["sae_quality"] or {}).get("failures")
+        for c, v in d["concepts"].items():
+            on, fired, lb = precision_bound(v)
+            lo, hi = v.get("precision_interval") or (float("nan"), float("nan"))
+            rows.append(
+                {
+                    "layer": f"{L} (depth {L / r['n_layers']:.2f})" + (" *" if L == int(r["layer"]) else ""),
+                    "concept": c.strip(),
+                    "feature": v["feature"],
+                    "occurrences": v["n_occurrences"],
+                    "episode precision [95%]": f"{on}/{fired} [{lo:.3f}, {hi:.3f}]" if fired else "never fires",
+                    "SAE meets the bar": "yes" if bar else "no",
+                    "passes": "yes"
+                    if bar and v["n_occurrences"] >= cfg.min_occurrences and lb == lb and lb >= cfg.min_precision
+                    else "no",
+                }
+            )
+    return pd.DataFrame(rows).set_index(["layer", "concept"]) if rows else pd.DataFrame()
 
 
 def distance_table(analysis: dict) -> pd.DataFrame:

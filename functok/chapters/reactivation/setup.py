@@ -4,6 +4,7 @@ windows (`setup(cfg) -> Setup`)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from dataclasses import dataclass
@@ -12,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from functok.chapters.common import chapter2_saes, sae_chapter_config, sae_heldout_windows
+from functok.chapters.common import chapter2_saes, sae_chapter_config, sae_heldout_windows, stored_layers
 from functok.chapters.reactivation.config import CONDITIONS
 from functok.core.config import ParamError
 from functok.sae.activation_store import activation_store
@@ -118,10 +119,11 @@ def _scanned(cfg, checkpoint: str, layer: int) -> tuple[Path, Any]:
     first n_windows training windows (`_windows`), encoded through the model."""
     if cfg.sae == "train" and model_ref(cfg.model).wheel:
         fc = sae_chapter_config(cfg.preset, cfg.model)
-        if fc.activation_store != "off" and layer in fc.layers:
+        stored = stored_layers(fc, fc.layers)
+        if fc.activation_store != "off" and layer in stored:
             ctx = cfg.context_size or pretrain_config(cfg.preset).context_size
             win, _ = sae_heldout_windows(cfg.preset, cfg.model, checkpoint, ctx)
-            return win, activation_store(checkpoint, win, list(fc.layers), fc.activation_store)
+            return win, activation_store(checkpoint, win, stored, fc.activation_store)
     return _windows(cfg, checkpoint), None
 
 
@@ -137,6 +139,18 @@ def _sae_source(cfg, checkpoint: str, layer: int, d_model: int, progress: bool) 
     fc = sae_chapter_config(cfg.preset, cfg.model)
     ctx = cfg.context_size or pretrain_config(cfg.preset).context_size
     return chapter2_saes(fc, checkpoint, model_ref(cfg.model).embedded, ctx, [layer], progress=progress)[0]
+
+
+def layer_setup(cfg, s: Setup, layer: int, progress: bool = True) -> Setup:
+    """The chapter's setup at a further layer (the depth scan): the same model, windows and concepts; the SAE
+    at that layer (trained like chapter 2's, or cfg.sae's), read from chapter 2's store when it holds the layer
+    over these windows (else the scan runs the model)."""
+    src = _sae_source(cfg, s.checkpoint, layer, int(s.model.cfg.d_model), progress)
+    win, store = _scanned(cfg, s.checkpoint, layer)
+    same = Path(win).resolve() == Path(s.windows_path).resolve()
+    sae = load_sae(src, device=cfg.device)
+    store = store if same else None
+    return dataclasses.replace(s, layer=layer, hook=hook_name(layer), sae=sae, sae_source=str(src), store=store)
 
 
 def setup(cfg, progress: bool = True) -> Setup:
@@ -172,6 +186,9 @@ def setup(cfg, progress: bool = True) -> Setup:
     bad = [L for L in cfg.trait_layers if not 0 <= L < n_layers]
     if bad:
         raise ParamError(f"trait_layers: got {bad[0]}; the model has {n_layers} layers (0..{n_layers - 1})")
+    bad = [L for L in cfg.scan_layers if not 0 <= L < n_layers]
+    if bad:
+        raise ParamError(f"scan_layers: got {bad[0]}; the model has {n_layers} layers (0..{n_layers - 1})")
     if fn_ids is None:
         path = function_token_file(checkpoint, "embedded", cfg.preset, 0.40)
         fn_ids, ft_file = load_function_token_ids(path), str(path)
