@@ -104,15 +104,22 @@ def sae_training_windows(preset: str, checkpoint: str, embedded: bool, context_s
     return token_windows(preset, "train_a", checkpoint, context_size=context_size, max_windows=need)
 
 
+def stored_layers(fc, layers: list[int]) -> list[int]:
+    """The layers chapter 2's activation stores hold (config `fc`, its `layers` resolved): its own and
+    `store_layers`, which other chapters read (chapter 5's depth)."""
+    return sorted(set(int(L) for L in layers) | set(int(L) for L in fc.store_layers))
+
+
 def chapter2_saes(fc, checkpoint: str, embedded: bool, ctx: int, layers: list[int], seed=None, progress=True):
     """Chapter 2's trained SAEs (config `fc`) at `layers` for one seed: folders, trained on first use. With
-    fc.activation_store on, one forward over the training windows stores every layer of fc.layers (or of
+    fc.activation_store on, one forward over the training windows stores every layer of `stored_layers` (or
     `layers` when they are not all among them) and every SAE reads it; chapter 5 asking for one of chapter 2's
     layers thus finds chapter 2's SAE and store."""
     windows = sae_training_windows(fc.preset, checkpoint, embedded, ctx, fc.training_tokens)
     store = None
     if fc.activation_store != "off":
-        stored = list(fc.layers) if set(layers) <= set(fc.layers) else list(layers)
+        stored = stored_layers(fc, fc.layers or layers)
+        stored = stored if set(layers) <= set(stored) else list(layers)
         store = activation_store(checkpoint, windows, stored, fc.activation_store, progress=progress)
     spec = sae_training_spec(fc, seed)
     return [str(train_sae(checkpoint, hook_name(L), spec, windows, progress=progress, store=store)) for L in layers]

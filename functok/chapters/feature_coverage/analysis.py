@@ -44,7 +44,7 @@ from typing import Any
 
 import numpy as np
 
-from functok.chapters.common import chapter2_saes
+from functok.chapters.common import chapter2_saes, stored_layers
 from functok.chapters.feature_coverage.claims import _paper, make_claims, make_preconditions, paper_firings_per_feature
 from functok.chapters.feature_coverage.closed_class import closed_class_control, token_labels
 from functok.chapters.feature_coverage.frequency import ControlParams, correct_layers
@@ -108,6 +108,9 @@ def plan(cfg) -> Plan:
     bad = [L for L in layers if L >= m.n_layers]
     if bad:
         raise ParamError(f"layers: layer {bad[0]} requested; the model has {m.n_layers} layers (0..{m.n_layers - 1})")
+    bad = [L for L in cfg.store_layers if not 0 <= L < m.n_layers]
+    if bad:
+        raise ParamError(f"store_layers: got {bad[0]}; the model has {m.n_layers} layers (0..{m.n_layers - 1})")
     if "{average_l0}" in cfg.sae and len(cfg.average_l0) != len(layers):
         raise ParamError(
             f"average_l0: got {cfg.average_l0!r}; expected one value per layer ({len(layers)}: {layers}) for sae "
@@ -368,7 +371,7 @@ def _graph_pass(cfg, p: Plan, model, specs: dict, keys: dict, win_path: Path, ex
         null = CoverageNull(n_positions(x, excluded), d_sae, cfg.null_draws, cfg.seed, cfg.device)
         store = None
         if cfg.activation_store != "off":  # one forward stores every layer (chapter 5 reads the same windows)
-            store = activation_store(checkpoint, win_path, p.layers, cfg.activation_store)
+            store = activation_store(checkpoint, win_path, stored_layers(cfg, p.layers), cfg.activation_store)
         ps = stream(model, encoders, x, excluded, cfg.batch_size, cfg.device, progress=progress, null=null, store=store)
         del null, encoders
     return ps

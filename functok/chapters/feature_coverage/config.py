@@ -130,6 +130,12 @@ class FeatureCoverageConfig(SAERecipe, CorpusFields, ChapterConfig):
         "dtype per token set stores every layer, read by every SAE (layers x seeds) and by the graph",
         choices=("off", "bfloat16", "float32"),
     )
+    store_layers: list = param(
+        [],
+        "further layers the activation stores keep for other chapters (chapter 5's depth); no SAE is trained on them "
+        "here",
+        kind="ints",
+    )
     eval_windows: int = param(
         32, "held-out windows for each local SAE's L0, explained variance and CE reconstruction score (0: skip)", lo=0
     )
