@@ -96,3 +96,27 @@ def test_with_a_store_one_forward_per_token_set_serves_every_layer_and_seed(monk
             ev, ev_plain = (r.results["layers"][L]["quality"]["explained_variance"] for r in (res, plain))
             assert abs(ev - ev_plain) < 0.1, (L, ev, ev_plain)  # trained on its layer's activations, rounded
         assert all(set(c["per_seed"]) == {"0", "1"} for c in res.claims)
+
+
+def test_stores_keep_store_layers_for_other_chapters(monkeypatch):
+    """Chapter 2's training store holds its layers and store_layers (chapter 5's), so an SAE at a store layer reads
+    the same store; an SAE at a layer in neither gets a store of its own."""
+    from types import SimpleNamespace
+
+    from functok.chapters import common
+
+    cfg = SimpleNamespace(preset="p", layers=[4, 9, 13], store_layers=[11], activation_store="bfloat16",
+                          training_tokens=100)  # fmt: skip
+    monkeypatch.setattr(common, "sae_training_windows", lambda *a: "windows")
+    monkeypatch.setattr(
+        common, "activation_store", lambda ck, w, layers, dtype, progress=True: ("store", tuple(layers))
+    )
+    monkeypatch.setattr(common, "sae_training_spec", lambda c, seed=None: "spec")
+    monkeypatch.setattr(common, "train_sae", lambda ck, hook, spec, w, progress=True, store=None: f"{hook} {store}")
+    both = ("store", (4, 9, 11, 13))
+    assert common.chapter2_saes(cfg, "ck", False, 256, [4, 9, 13]) == [
+        f"blocks.{L}.hook_resid_post {both}" for L in (4, 9, 13)
+    ]
+    assert common.chapter2_saes(cfg, "ck", False, 256, [11]) == [f"blocks.11.hook_resid_post {both}"]
+    assert common.chapter2_saes(cfg, "ck", False, 256, [12]) == ["blocks.12.hook_resid_post ('store', (12,))"]
+    assert common.stored_layers(cfg, [13, 4, 9]) == [4, 9, 11, 13]
