@@ -361,6 +361,16 @@ def test_given_features_are_used(env, analysis):
     assert all(v["chosen_by"] == "user" for v in a.results["concepts"].values())
 
 
+def test_a_concept_only_in_the_measured_half_is_refused(tmp_path):
+    """Two documents (BOS = 0): token 7 occurs only in the second, where features are measured, not selected."""
+    x = torch.tensor([[0, 5, 6, 5, 0, 7, 5, 7]])
+    setup.check_concepts_occur(x, tmp_path, {"five": [5], "pair": [5, 6]}, 0, 1)  # both in the first document
+    with pytest.raises(ParamError, match="^concepts: 'seven' occurs 2 times in the 1 windows scanned, none in the fi"):
+        setup.check_concepts_occur(x, tmp_path, {"five": [5], "seven": [7]}, 0, 1)
+    with pytest.raises(ParamError, match="^concepts: 'nine' never occurs"):
+        setup.check_concepts_occur(x, tmp_path, {"nine": [9]}, 0, 1)
+
+
 def test_a_concept_the_windows_never_hold_is_refused_before_any_sae_or_scan(env, analysis, monkeypatch):
     monkeypatch.setattr(setup, "_sae_source", lambda *a, **k: pytest.fail("an SAE was made before the check"))
     monkeypatch.setattr(scan, "select_features", lambda *a, **k: pytest.fail("the windows were scanned first"))

@@ -261,8 +261,8 @@ def _features(cfg, s: Setup, sel: dict[str, dict]) -> dict[str, int]:
     missing = [c for c, r in sel.items() if r["selected"] is None]
     if missing:
         raise ParamError(
-            f"concepts: {missing[0]!r} never occurs in the {len(s.windows)} windows scanned; expected "
-            f"a word of the corpus, or more n_windows"
+            f"concepts: {missing[0]!r} does not occur in the first half of the documents of the {len(s.windows)} "
+            "windows scanned, where its feature is selected; expected a word of the corpus, or more n_windows"
         )
     return {c: int(r["selected"]) for c, r in sel.items()}
 

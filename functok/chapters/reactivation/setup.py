@@ -15,7 +15,7 @@ import numpy as np
 
 from functok.chapters.common import chapter2_saes, sae_chapter_config, sae_heldout_windows, stored_layers
 from functok.chapters.reactivation.config import CONDITIONS
-from functok.chapters.reactivation.episodes import occurrences
+from functok.chapters.reactivation.episodes import document_halves, occurrences
 from functok.core.config import ParamError
 from functok.sae.activation_store import activation_store
 from functok.sae.generation import load_generator
@@ -25,7 +25,7 @@ from functok.world.config import pretrain_config
 from functok.world.function_tokens import function_token_file, load_function_token_ids
 from functok.world.models import model_ref
 from functok.world.pretrain import embedded_checkpoint
-from functok.world.windows import load_windows, token_windows
+from functok.world.windows import load_windows, position_documents, token_windows, windows_bos_start
 
 PAPER_LAYER_FRACTION = 26 / 42  # Gemma-2-9B-it, layer 26 of 42
 
@@ -137,16 +137,26 @@ def _scanned(cfg, checkpoint: str, layer: int) -> tuple[Path, Any]:
     return win, activation_store(checkpoint, win, stored, sae_chapter_config(cfg.preset, cfg.model).activation_store)
 
 
-def check_concepts_occur(windows, concepts: dict[str, list[int]], bos: int | None, n_windows: int) -> None:
-    """Every concept occurs in the scanned windows (a cheap token match, before any SAE or scan)."""
+def check_concepts_occur(windows, win_path, concepts: dict[str, list[int]], bos: int | None, n_windows: int) -> None:
+    """Every concept occurs in the scanned windows, and in the first half of their documents, where its feature is
+    selected (a cheap token match, before any SAE or scan; the halves as analysis.select_features cuts them)."""
     x = windows.numpy()
     valid = np.ones_like(x, dtype=bool) if bos is None else x != bos
-    missing = [c for c, ids in concepts.items() if not (occurrences(x, ids) & valid).any()]
-    if missing:
-        raise ParamError(
-            f"concepts: {missing[0]!r} never occurs in the {len(x)} windows scanned; expected a word of the corpus, "
-            f"or more n_windows (got {n_windows})"
-        )
+    docs = position_documents(x, bos, windows_bos_start(win_path)) if bos is not None else np.zeros_like(x)
+    select = valid & ~document_halves(docs)
+    for c, ids in concepts.items():
+        o = occurrences(x, ids) & valid
+        if not o.any():
+            raise ParamError(
+                f"concepts: {c!r} never occurs in the {len(x)} windows scanned; expected a word of the corpus, or "
+                f"more n_windows (got {n_windows})"
+            )
+        if not (o & select).any():
+            raise ParamError(
+                f"concepts: {c!r} occurs {int(o.sum())} times in the {len(x)} windows scanned, none in the first half "
+                f"of the documents, where its feature is selected; expected a more frequent word, or more n_windows "
+                f"(got {n_windows})"
+            )
 
 
 def _sae_source(cfg, checkpoint: str, layer: int, d_model: int, progress: bool) -> str:
@@ -233,7 +243,9 @@ def setup(cfg, progress: bool = True) -> Setup:
         raise ParamError("trace_prompts: got []; expected at least one prompt")
     if not cfg.features:  # a concept the windows never hold has no feature to select: said before any SAE trains
         scan_win, _ = _scan_windows(cfg, checkpoint, layer)
-        check_concepts_occur(load_windows(scan_win)[: cfg.n_windows], concepts, tok.bos_token_id, cfg.n_windows)
+        check_concepts_occur(
+            load_windows(scan_win)[: cfg.n_windows], scan_win, concepts, tok.bos_token_id, cfg.n_windows
+        )
     src = _sae_source(cfg, checkpoint, layer, int(model.cfg.d_model), progress)
 
     sae = load_sae(src, device=cfg.device)
