@@ -238,6 +238,9 @@ def test_chapter_end_to_end(analysis):
         "steering_position_control",
     }
     assert all(c["verdict"] in ("holds", "fails", "inconclusive") for c in analysis.claims)
+    # every claim reads the features of one SAE, chapter 2's first seed, and says so
+    assert res["sae_seed"] == 0 and all(c["per_seed"] == {"0": c["verdict"]} for c in analysis.claims)
+    assert all("scored on one SAE seed (0" in c["note"] for c in analysis.claims)
     for c, v in res["concepts"].items():
         assert v["n_occurrences"] > 0 and 0 <= v["feature"] < res["d_sae"]
         assert (np.isnan(v["precision"]) or 0 <= v["precision"] <= 1) and v["unsteered"]["contexts"] >= 0

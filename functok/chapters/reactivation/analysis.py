@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+from functok.chapters.common import sae_chapter_config
 from functok.chapters.reactivation import scan
 from functok.chapters.reactivation.appendix_a import appendix_a
 from functok.chapters.reactivation.cards import card_data
@@ -163,6 +164,8 @@ def analyze(cfg, progress: bool = True) -> ChapterResult:
     if model_ref(cfg.model).wheel:  # the GGUF file, its sha256 and its package (as chapters 2 and 3 record)
         artifacts["gguf"] = provenance(cfg.model)
     r = out["results"]
+    if cfg.sae == "train":  # the seed of the SAE the claims read: chapter 2's first
+        r["sae_seed"] = sae_chapter_config(cfg.preset, cfg.model).seed
     if cfg.scan_layers:  # the further layers' scans, cached per layer (functok.chapters.reactivation.depth)
         r["depth_scan"] = depth_scan(cfg, s, progress)
     return ChapterResult(r, make_claims(r, cfg), out["data"], artifacts, preconditions=make_preconditions(r, cfg))

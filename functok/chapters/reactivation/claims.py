@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from functok.chapters.common import paper_numbers
-from functok.core.results import claim, precondition
+from functok.core.results import claim, precondition, with_seeds
 
 
 def _paper() -> dict:
@@ -149,7 +149,7 @@ def make_claims(res: dict, cfg) -> list[dict]:
         for p in pre.values():
             p["feature"] = False
             p["why"] = "SAE below the quality bar: " + ", ".join(bar)
-    claims = _reactivation_claims(res, cfg, pre) + _steering_claims(res, cfg, pre)
+    claims = [_one_seed(c, res) for c in _reactivation_claims(res, cfg, pre) + _steering_claims(res, cfg, pre)]
     if "appendix_a" in res:
         app = chat_claims(res["appendix_a"], cfg, bar)
         if not res["appendix_a"].get("final_is_function", True):  # the paper's "last function token" is not one here
@@ -159,6 +159,16 @@ def make_claims(res: dict, cfg) -> list[dict]:
                 c["note"] += f"; inconclusive: the template's final token {final} is not in the model's function tokens"
         claims += app
     return claims
+
+
+def _one_seed(c: dict, res: dict) -> dict:
+    """A claim on the SAE's features, scored on the one SAE seed it reads (`per_seed`) when the chapter trained it;
+    the other seeds of chapter 2 are not scanned and steered again (each would cost the chapter's time again)."""
+    seed = res.get("sae_seed")
+    if seed is None:
+        return c
+    c = {**c, "note": f"{c['note']}; scored on one SAE seed ({seed}: chapter 2's first), not on chapter 2's others"}
+    return with_seeds(c, {seed: (c["verdict"], c["ours"])})
 
 
 def _reactivation_claims(res: dict, cfg, pre: dict) -> list[dict]:
