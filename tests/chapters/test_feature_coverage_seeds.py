@@ -72,7 +72,7 @@ def test_seeds_of_loaded_saes_are_refused_in_one_line(tmp_path):
 def test_with_a_store_one_forward_per_token_set_serves_every_layer_and_seed(monkeypatch):
     """activation_store on: two stores (the SAEs' training windows and the graph's), every layer in each; no SAE
     and no graph pass runs the model; the SAEs and graphs have keys of their own (their activations differ)."""
-    from functok.core.cache import cache_dir
+    from functok.core.cache import cache_dir, cache_path, relpath
     from functok.sae import activation_store, training
 
     with tiny_preset(feature_coverage=SECTION):
@@ -90,6 +90,12 @@ def test_with_a_store_one_forward_per_token_set_serves_every_layer_and_seed(monk
         assert len(built) == 2 and all(p["layers"] == sorted(layers) and p["dtype"] == "bfloat16" for p in built)
         assert len({p["windows"] for p in built}) == 2  # the training windows and the graph's
         assert len(list((cache_dir() / "activation_stores").glob("*/params.json"))) == 2
+        # the results file names both stores with their precision checks
+        rec = res.data["activation_stores"]
+        assert set(rec) == {"sae_training", "graph"} and {r["store"] for r in rec.values()} == {
+            relpath(cache_path("activation_stores", p)) for p in built
+        }
+        assert all(set(r["check"]) == {f"blocks.{L}.hook_resid_post" for L in layers} for r in rec.values())
         for L in layers:
             assert res.results["layers"][L]["sae"] != plain.results["layers"][L]["sae"]
             assert res.results["layers"][L]["graph"] != plain.results["layers"][L]["graph"]

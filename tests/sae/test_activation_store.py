@@ -88,6 +88,10 @@ def test_bfloat16_store_records_the_error_of_what_it_stores(world):
         rec = A.store_info(store)["check"][f"blocks.{L}.hook_resid_post"]
         assert rec["relative_error"] == pytest.approx(err, rel=1e-4)
         assert rec["max_abs"] == pytest.approx(float(r.abs().max()), rel=1e-5)
+        per = (got - r).norm(dim=-1) / r.norm(dim=-1)  # per position, recomputed from the stored values
+        assert rec["position_error_median"] == pytest.approx(float(per.median()), rel=1e-4)
+        assert rec["position_error_max"] == pytest.approx(float(per.max()), rel=1e-4)
+        assert rec["position_error_median"] <= rec["position_error_p99"] <= rec["position_error_max"]
 
 
 def test_store_is_cached_and_refuses_what_it_does_not_hold(world, monkeypatch):

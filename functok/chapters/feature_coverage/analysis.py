@@ -44,7 +44,7 @@ from typing import Any
 
 import numpy as np
 
-from functok.chapters.common import chapter2_saes, stored_layers
+from functok.chapters.common import chapter2_saes, sae_training_windows, stored_layers
 from functok.chapters.feature_coverage.claims import _paper, make_claims, make_preconditions, paper_firings_per_feature
 from functok.chapters.feature_coverage.closed_class import closed_class_control, token_labels
 from functok.chapters.feature_coverage.frequency import ControlParams, correct_layers
@@ -55,7 +55,7 @@ from functok.chapters.feature_coverage.streaming import cached_pass, n_positions
 from functok.core.cache import relpath
 from functok.core.config import ParamError
 from functok.core.results import ChapterResult, over_seeds
-from functok.sae.activation_store import activation_store
+from functok.sae.activation_store import activation_store, store_record
 from functok.sae.activations import excluded_ids
 from functok.sae.encoding import load_encoder
 from functok.sae.loading import validate_sae_spec
@@ -288,14 +288,28 @@ def _analyze(cfg, progress: bool = True) -> ChapterResult:
     if len(seeds) > 1:
         results["layers_by_seed"] = {str(s): by_seed[s]["layers"] for s in seeds[1:]}
     claims = over_seeds({s: make_claims(by_seed[s], cfg) for s in seeds})
+    data = _data(cfg, p, ps, win_path, excluded, results)
+    if cfg.activation_store != "off":
+        data["activation_stores"] = _store_records(cfg, p, checkpoint, win_path)
     return ChapterResult(
         results,
         claims,
-        _data(cfg, p, ps, win_path, excluded, results),
+        data,
         _artifacts(cfg, results, ft_path, by_seed),
         detail={"per_layer": per, "is_function": is_function, "tokenizer": tok, "paper": _paper()},
         preconditions=_seed_preconditions(by_seed, cfg),
     )
+
+
+def _store_records(cfg, p: Plan, checkpoint: str, win_path: Path) -> dict:
+    """The two stores the SAEs and the graph read (path, dtype, layers, precision check), for the results file."""
+    ctx, embedded = p.context_size, p.model.ref.embedded
+    train_win = sae_training_windows(cfg.preset, checkpoint, embedded, ctx, cfg.training_tokens)
+    layers = stored_layers(cfg, p.layers)
+    return {
+        k: store_record(checkpoint, w, layers, cfg.activation_store)
+        for k, w in (("sae_training", train_win), ("graph", win_path))
+    }
 
 
 def _seed_view(ps, graph_files: dict, layers: list[int], seed: int) -> dict:
