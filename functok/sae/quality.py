@@ -33,7 +33,7 @@ from functok.sae.activations import (
     windows_id,
 )
 from functok.sae.loading import load_sae
-from functok.sae.models import logit_rows
+from functok.sae.models import hook_layer, logit_rows
 from functok.world.windows import load_windows
 
 _LOSSES: dict[tuple, tuple] = {}
@@ -280,11 +280,15 @@ def mean_ablation_loss(
             out[mask] = mean.to(act.device, act.dtype)
             return out
 
+        # the mean needs the blocks up to the hook only: stop there (the unembedding is most of a small model's
+        # forward, Gemma-3's 262k words above all); the same arithmetic, so the same mean
+        L = hook_layer(hook_name, strict=False)
+        stop = {"stop_at_layer": L + 1} if L is not None and L + 1 < m.cfg.n_layers else {}
         losses = []
         with torch.no_grad():
             for i in range(0, len(x), batch_size):
                 current["x"] = x[i : i + batch_size].to(model_device(m))
-                m.run_with_hooks(current["x"], return_type=None, fwd_hooks=[(hook_name, add)])
+                m.run_with_hooks(current["x"], return_type=None, fwd_hooks=[(hook_name, add)], **stop)
             mean = acc["sum"] / max(acc["n"], 1)
             batch_size = logit_rows(m, batch_size, x.shape[1])
             for i in range(0, len(x), batch_size):
@@ -296,7 +300,7 @@ def mean_ablation_loss(
                     .double()
                     .reshape(-1)
                 )
-        _PASSES[0] += 2  # the mean, then the loss with it
+        _PASSES[0] += 1 + (not stop)  # the loss with the mean (and the mean, when it ran the whole model)
         if len(_MEAN_LOSSES) >= 4:
             _MEAN_LOSSES.pop(next(iter(_MEAN_LOSSES)))
         _MEAN_LOSSES[key] = {

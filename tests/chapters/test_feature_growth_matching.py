@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from tiny import tiny_neox
+from tiny import tiny_causal_lm
 
 from functok.chapters.feature_growth import analysis as F
 from functok.chapters.feature_growth import claims, measure, search
@@ -149,14 +149,19 @@ def test_mean_ablation_score_known_answers(tmp_path, tmp_cache):
     from functok.world.tokenizers import gpt2_tokenizer
 
     sae_activations.clear_memory()
-    ckpt = tiny_neox(tmp_path / "neox")
+    # three blocks, the hook after the second: the mean pass stops before the third
+    ckpt = tiny_causal_lm(tmp_path / "neox", "gpt_neox", n_layers=3, d_model=16)
     bos = gpt2_tokenizer().bos_token_id
     win = _windows(tmp_path / "win", bos)
     x = torch.as_tensor(np.stack(__import__("datasets").load_from_disk(str(win))["input_ids"]), dtype=torch.long)
 
     h_orig, mean = _hf_losses(ckpt, x, bos)
     h_mean, _ = _hf_losses(ckpt, x, bos, replace=mean)
+    last = []  # calls of the last block: the loss pass with the mean runs it, the mean pass does not
+    m = sae_activations.model_for(ckpt)
+    m.original_model.gpt_neox.layers[2].register_forward_hook(lambda *a: last.append(1))
     ref = quality.mean_ablation_loss(ckpt, HOOK, win)
+    assert len(last) == -(-len(x) // 8)  # one call per batch of 8 windows: the loss pass only
     assert ref["ce_loss_mean_ablation"] == pytest.approx(h_mean, abs=1e-4)
     assert ref["n_positions"] == int((x != bos).sum()) and ref["mean_activation_norm"] == pytest.approx(
         float(mean.norm()), rel=1e-4
