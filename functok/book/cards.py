@@ -30,15 +30,15 @@ def write_cards(results_dir: Path, book_dir: Path) -> list[str]:
     for label, path in card_runs(results_dir):
         doc = json.loads(path.read_text())
         lines = [f"# Feature cards: {label}", "", _intro(doc), ""]
-        for concept, card in doc["results"]["feature_cards"].items():
-            png = f"{label}-{card['feature']}.png"
-            _histogram(card, folder / png)
-            lines += _card(concept, card, png)
+        for named in _by_feature(doc["results"]["feature_cards"]):
+            png = f"{label}-{named[0][1]['feature']}.png"
+            _histogram(named[0][1], folder / png)
+            lines += _card(named, png)
         for L, scan in (doc["results"].get("depth_scan") or {}).items():  # the further layers chapter 5 scanned
-            for concept, card in scan["feature_cards"].items():
-                png = f"{label}-L{L}-{card['feature']}.png"
-                _histogram(card, folder / png)
-                lines += _card(concept, card, png, layer=int(L))
+            for named in _by_feature(scan["feature_cards"]):
+                png = f"{label}-L{L}-{named[0][1]['feature']}.png"
+                _histogram(named[0][1], folder / png)
+                lines += _card(named, png, layer=int(L))
         (folder / f"{label}.md").write_text("\n".join(lines) + "\n")
         entries.append(f"book/{CARDS}/{label}")
     return entries
@@ -61,11 +61,30 @@ def _intro(doc: dict) -> str:
     )
 
 
-def _card(concept: str, card: dict, png: str, layer: int | None = None) -> list[str]:
-    """A card's lines: `layer` set for a depth-scan layer's card (its own anchor and heading)."""
-    f = card["feature"]
+def _by_feature(cards: dict) -> list[list[tuple[str, dict]]]:
+    """The cards {concept: card} grouped by feature, in order: two concepts may select the same feature, which
+    gets one card (one anchor) with each concept's precision."""
+    groups: dict[int, list] = {}
+    for concept, card in cards.items():
+        groups.setdefault(card["feature"], []).append((concept, card))
+    return list(groups.values())
+
+
+def _precision_line(concept: str, card: dict) -> str:
     lo, hi = card.get("precision_interval") or (float("nan"), float("nan"))
     prec = card.get("precision")
+    if prec is None or prec != prec:
+        return f"{concept.strip()!r}: no precision (never on the concept)."
+    n = card.get("n_occurrences")
+    return f"{concept.strip()!r}: episode precision {prec:.3f} [95% {lo:.3f}, {hi:.3f}] over {n} occurrences."
+
+
+def _card(named: list[tuple[str, dict]], png: str, layer: int | None = None) -> list[str]:
+    """A feature's card for the concepts that named it ([(concept, card)], the same feature): `layer` set for a
+    depth-scan layer's card (its own anchor and heading)."""
+    card = named[0][1]
+    f = card["feature"]
+    names = ", ".join(repr(c.strip()) for c, _ in named)
     rows = "".join(
         f"<tr><td>{c['activation']:.3g}</td><td>{html.escape(c['before'])}<mark><b>{html.escape(c['token'])}</b>"
         f"</mark>{html.escape(c['after'])}</td></tr>"
@@ -74,15 +93,11 @@ def _card(concept: str, card: dict, png: str, layer: int | None = None) -> list[
     lens = ", ".join(f"<code>{html.escape(repr(t['token']))}</code> {t['logit']:.2f}" for t in card["logit_lens"])
     return [
         f"({card_anchor(f, layer)})=",
-        f"## {concept.strip()!r}: feature {f}"
-        if layer is None
-        else f"## {concept.strip()!r}: layer {layer}, feature {f}",
+        f"## {names}: feature {f}" if layer is None else f"## {names}: layer {layer}, feature {f}",
         "",
-        f"Episode precision {prec:.3f} [95% {lo:.3f}, {hi:.3f}] over {card.get('n_occurrences')} occurrences; "
-        f"fires at {card['density']:.3%} of {card['n_positions']:,} positions."
-        if prec is not None and prec == prec
-        else f"Fires at {card['density']:.3%} of {card['n_positions']:,} positions; no precision (never on the "
-        "concept).",
+        *(f"- {_precision_line(c, k)}" for c, k in named),
+        "",
+        f"Fires at {card['density']:.3%} of {card['n_positions']:,} positions.",
         "",
         f"![Activation density of feature {f}]({png})",
         "",

@@ -47,7 +47,7 @@ def test_cards_pages_per_run(tmp_path):
     md = (tmp_path / "book" / "cards" / "gemma-3-270m.md").read_text()
     assert "(feature-12)=" in md and "## 'Russia': feature 12" in md
     assert "the &lt;capital&gt; of<mark><b> Russia</b></mark> is" in md  # escaped, the token highlighted
-    assert "Episode precision 0.800 [95% 0.600, 0.900] over 60 occurrences" in md and "Moscow" in md
+    assert "'Russia': episode precision 0.800 [95% 0.600, 0.900] over 60 occurrences" in md and "Moscow" in md
     assert (tmp_path / "book" / "cards" / "gemma-3-270m-12.png").stat().st_size > 1000
 
 
@@ -63,3 +63,18 @@ def test_depth_scan_cards_get_their_own_anchor_and_image(tmp_path):
     assert "(feature-12)=" in md and "(layer-4-feature-12)=" in md and "## 'Russia': layer 4, feature 12" in md
     assert (tmp_path / "book" / "cards" / "embedded-L4-12.png").stat().st_size > 1000
     assert "depth scan" in md
+
+
+def test_concepts_that_select_the_same_feature_share_one_card(tmp_path):
+    """Two concepts may select one feature (Gemma-3's layer 11 did: Russia and China): one card, one anchor (the
+    site build treats a duplicate anchor as an error), with each concept's own precision."""
+    results = tmp_path / "book" / "chapters"
+    _results(results, True)
+    doc = json.loads((results / "reactivation.json").read_text())
+    russia = doc["results"]["feature_cards"][" Russia"]
+    doc["results"]["feature_cards"][" China"] = {**russia, "precision": 0.25, "n_occurrences": 40}
+    (results / "reactivation.json").write_text(json.dumps(doc))
+    cards.write_cards(results, tmp_path / "book")
+    md = (tmp_path / "book" / "cards" / "embedded.md").read_text()
+    assert md.count("(feature-12)=") == 1 and "## 'Russia', 'China': feature 12" in md
+    assert "'Russia': episode precision 0.800" in md and "'China': episode precision 0.250" in md

@@ -137,23 +137,28 @@ def check_feature_cards(page, site: Path, root: Path) -> None:
     """Chapter 5's page links a card for each of its features; the link opens the card, whose histogram loads and
     whose contexts are there, the token highlighted."""
     doc = json.loads((root / "book" / "chapters" / "reactivation.json").read_text())
-    features = {c["feature"] for c in doc["results"]["feature_cards"].values()}
+    scan = doc["results"].get("depth_scan") or {}  # the smoke book scans a further layer: its cards too
+    anchors = {f"feature-{c['feature']}" for c in doc["results"]["feature_cards"].values()} | {
+        f"layer-{L}-feature-{c['feature']}" for L, d in scan.items() for c in d["feature_cards"].values()
+    }
     chapter = site / "book" / "chapters" / "reactivation.html"
     page.goto(chapter.as_uri(), wait_until="load")
     links = page.locator("a.functok-card-link")
-    assert links.count() == len(doc["results"]["feature_cards"]) > 0, "chapter 5 links no feature cards"
+    n_cards = len(doc["results"]["feature_cards"]) + sum(len(d["feature_cards"]) for d in scan.values())
+    assert links.count() == n_cards > 0, "chapter 5 links no feature cards"
+    assert {link.split("#")[1] for link in (x.get_attribute("href") for x in links.all())} == anchors
     path, anchor = links.first.get_attribute("href").split("#")
     page.goto((chapter.parent / path).resolve().as_uri() + "#" + anchor, wait_until="load")
-    for f in features:  # the anchor's section: its histogram has loaded and its contexts highlight a token
+    for f in sorted(anchors):  # the anchor's section: its histogram has loaded and its contexts highlight a token
         got = page.evaluate(
             """id => { const s = document.getElementById(id)?.closest('section'); if (!s) return null;
                 const img = s.querySelector('img');
                 return {img: !!img && img.complete && img.naturalWidth > 0,
                         marks: s.querySelectorAll('table.functok-card-contexts mark').length}; }""",
-            f"feature-{f}",
+            f,
         )
-        assert got is not None, f"no card for feature {f}"
-        assert got["img"] and got["marks"] > 0, f"feature {f}: {got}"
+        assert got is not None, f"no card at #{f}"
+        assert got["img"] and got["marks"] > 0, f"#{f}: {got}"
 
 
 def check_parameters_shown_once(page, name: str, preset: str) -> None:
