@@ -241,6 +241,9 @@ def test_chapter_end_to_end(analysis):
     # every claim reads the features of one SAE, chapter 2's first seed, and says so
     assert res["sae_seed"] == 0 and all(c["per_seed"] == {"0": c["verdict"]} for c in analysis.claims)
     assert all("scored on one SAE seed (0" in c["note"] for c in analysis.claims)
+    parts = res["timing"]["parts_s"]  # where the chapter's time went, part by part
+    assert list(parts) == ["scan", "sae_quality", "reactivation", "unsteered", "steering", "cards"]
+    assert all(v >= 0 for v in parts.values()) and sum(parts.values()) <= res["timing"]["total_s"]
     for c, v in res["concepts"].items():
         assert v["n_occurrences"] > 0 and 0 <= v["feature"] < res["d_sae"]
         assert (np.isnan(v["precision"]) or 0 <= v["precision"] <= 1) and v["unsteered"]["contexts"] >= 0
@@ -344,6 +347,7 @@ def test_depth_scan_measures_a_layer_as_the_chapter_does(env, analysis, monkeypa
     }
     assert set(d["feature_cards"]) == set(d["concepts"])
     assert all(card["layer"] == other for card in d["feature_cards"].values())
+    assert d["seconds"] > 0
     assert R.key_fields(tiny_cfg(scan_layers=[other])) == R.key_fields(tiny_cfg())
     monkeypatch.setattr(scan, "select_features", lambda *a, **k: pytest.fail("a warm re-run scanned the windows"))
     assert R.analyze(tiny_cfg(scan_layers=[other]), progress=False).results["depth_scan"][str(other)] == d

@@ -188,20 +188,30 @@ ANALYSIS_VERSION = 6  # bump when a change to the measurements changes their res
 
 def _measure(cfg, s: Setup, t0: float, t_setup: float, progress: bool) -> dict:
     """Every measurement of the chapter (the cached part of `analyze`): {"results", "data", "artifacts"}."""
+    laps, clock = {}, [time.perf_counter()]
+
+    def lap(name: str) -> None:  # seconds of each part, for the build's account of where chapter 5's time goes
+        laps[name], clock[0] = round(time.perf_counter() - clock[0], 1), time.perf_counter()
+
     sel = scan.select_features(s, cfg.batch_size, progress, cfg.episode_window)
+    lap("scan")
     split, typical = sel.pop("_split"), sel.pop("_typical")
     resid_norm = sel.pop("_resid_norm")
     scan_l0, alive, single = sel.pop("_l0"), sel.pop("_alive"), sel.pop("_single_token")
     quality = scan.sae_quality(cfg, s, scan_l0, alive, single)
+    lap("sae_quality")
     features = _features(cfg, s, sel)
     scales = {c: _typical_activation(sel.get(c), f, typical) for c, f in features.items()}
     rates = reactivation_rates(s, features, cfg.horizon, cfg.batch_size, progress)
+    lap("reactivation")
     produced = unsteered_production(s, cfg.batch_size)
+    lap("unsteered")
     traces = [trace(s, p, features) for p in cfg.trace_prompts]
     rows = steer(
         s, cfg.steer_prompts, features, scales, cfg.alphas, cfg.n_new_tokens, progress, cfg.steer_conditions,
         cfg.control_suffix,
     )  # fmt: skip
+    lap("steering")
     last = [r for r in rows if r["condition"] == "last"]
     success = _mean_by_alpha(last, features, cfg.alphas, "success")
     logprob = _mean_by_alpha(last, features, cfg.alphas, "concept_logprob")
@@ -211,6 +221,7 @@ def _measure(cfg, s: Setup, t0: float, t_setup: float, progress: bool) -> dict:
         concepts[c]["steering_counts"] = counts[c]
         concepts[c]["steering_scale"] = scales[c]
     cards = card_data(s, features, concepts, lambda: scan.encode_windows(s, cfg.batch_size, progress=False))
+    lap("cards")
     results = {
         "model": relpath(s.checkpoint) if model_ref(cfg.model).embedded else s.checkpoint,
         "n_layers": int(s.model.cfg.n_layers),
@@ -234,10 +245,12 @@ def _measure(cfg, s: Setup, t0: float, t_setup: float, progress: bool) -> dict:
         "horizon": cfg.horizon,
         "traces": traces,
         "steering": rows,
-        "timing": {"setup_s": round(t_setup, 1), "total_s": round(time.perf_counter() - t0, 1)},
+        "timing": {"setup_s": round(t_setup, 1), "parts_s": laps},
     }
     if cfg.chat_template:  # Appendix A through the chat template (instruct models)
         results["appendix_a"] = appendix_a(s, cfg, progress)
+        lap("appendix_a")
+    results["timing"]["total_s"] = round(time.perf_counter() - t0, 1)
     data = {"tokens": relpath(s.windows_path), "n_tokens": int(s.windows.numel())}
     if s.store is not None:  # the scans read chapter 2's store: its forward's dtype and its checked error
         info = store_info(s.store)

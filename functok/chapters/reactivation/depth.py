@@ -12,6 +12,7 @@ changing scan_layers leaves the chapter's main cache alone.
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 from functok.chapters.reactivation import scan
@@ -52,6 +53,7 @@ def _cached_layer(cfg, s: Setup, layer: int, progress: bool) -> dict:
 def scan_layer(cfg, s: Setup, progress: bool = True) -> dict:
     """One layer's scan: per concept the feature selected on the first half of the documents and measured on the
     second (scan.feature_entry), the SAE's quality, and the selected features' cards."""
+    t0 = time.perf_counter()
     sel = scan.select_features(s, cfg.batch_size, progress, cfg.episode_window)
     for k in ("_split", "_typical", "_resid_norm"):
         sel.pop(k)
@@ -69,4 +71,5 @@ def scan_layer(cfg, s: Setup, progress: bool = True) -> dict:
         "sae_quality": scan.sae_quality(cfg, s, l0, alive, single),
         "concepts": concepts,
         "feature_cards": cards,
+        "seconds": round(time.perf_counter() - t0, 1),  # the scan, the SAE's quality and the cards
     }
