@@ -58,6 +58,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0, help="the cached SAE's seed (its spec is the base)")
     ap.add_argument("--checkpoint", default="", help="part of the checkpoint's path, where several models have SAEs")
     ap.add_argument("--set", action="append", default=[], help="a changed SAESpec field, e.g. lr=0.003 (repeatable)")
+    ap.add_argument("--ce", action="store_true", help="also the CE score on the held-out store's first 32 windows")
     args = ap.parse_args()
 
     import torch
@@ -98,7 +99,16 @@ def main() -> None:
         keep = ~torch.isin(x, torch.tensor(store_info(held)["excluded_token_ids"]))
         sets["held_out"] = read_activations(held, hook)[keep]
 
+    def ce(folder) -> dict:  # chapter 2's evaluation: the first eval_windows (32) of the graph windows
+        if not (args.ce and held is not None):
+            return {}
+        from functok.sae.quality import evaluate_sae
+
+        q_ = evaluate_sae(folder, entry(q["checkpoint"]), entry(store_info(held)["windows"]), max_windows=32)
+        return {"ce_score": round(q_["ce_reconstruction_score"], 4), "eval_ev": round(q_["explained_variance"], 4)}
+
     rows = [{"sae": "cached", **{n: _stats(load_sae(sae_dir, device="cpu"), a) for n, a in sets.items()}}]
+    rows[0]["ce"] = ce(sae_dir)
     t = time.perf_counter()
     trained = _fit_activations(spec, acts)
     seconds = time.perf_counter() - t
@@ -107,6 +117,7 @@ def main() -> None:
         trained.save_inference_model(out)
         sae = load_sae(out, device="cpu")
         rows.append({"sae": " ".join(args.set) or "retrained", **{n: _stats(sae, a) for n, a in sets.items()}})
+        rows[1]["ce"] = ce(out)
     print(
         f"{hook}, seed {args.seed}, d_sae {sae.cfg.d_sae}, {len(acts):,} training activations, "
         f"retrained in {seconds:.0f} s"
@@ -114,7 +125,7 @@ def main() -> None:
     print(f"{'SAE':<24} " + " ".join(f"{n + ' alive':>16} {n + ' EV':>14}" for n in sets))
     for r in rows:
         cells = [f"{r[n]['alive']:>16.1%} {r[n]['explained_variance']:>14.3f}" for n in sets]
-        print(f"{r['sae']:<24} " + " ".join(cells))
+        print(f"{r['sae']:<24} " + " ".join(cells) + "".join(f" {k} {v:.3f}" for k, v in r["ce"].items()))
 
 
 if __name__ == "__main__":
