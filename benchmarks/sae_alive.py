@@ -62,6 +62,7 @@ def main() -> None:
     args = ap.parse_args()
 
     import torch
+    import yaml
 
     from functok.core.cache import cache_dir
     from functok.sae.activation_store import read_activations, store_info, store_training_activations
@@ -74,14 +75,18 @@ def main() -> None:
     cache = cache_dir()
     hook = f"blocks.{args.layer}.hook_resid_post"
     sae_dir, q = _find(cache, hook, args.seed, args.checkpoint)
-    fields = {f.name: f.type for f in dataclasses.fields(SAESpec)}
+    fields = [f.name for f in dataclasses.fields(SAESpec)]
     base = SAESpec(**{k: v for k, v in q.items() if k in fields})
     changes = {}
     for s in args.set:
         k, _, v = s.partition("=")
         if k not in fields:
             raise SystemExit(f"--set: got {k!r}; expected an SAESpec field ({', '.join(fields)})")
-        changes[k] = type(getattr(base, k))(v)
+        value = yaml.safe_load(v)  # YAML's scalars, as presets write them: 0.003, 4, false, batchtopk
+        want = (int, float) if isinstance(getattr(base, k), float) else type(getattr(base, k))
+        if isinstance(value, bool) != (want is bool) or not isinstance(value, want):
+            raise SystemExit(f"--set: {k}={v!r}; expected a {type(getattr(base, k)).__name__}")
+        changes[k] = type(getattr(base, k))(value)
     spec = dataclasses.replace(base, **changes)
 
     def entry(p: str) -> Path:  # params name cache paths "data/cache/..." whatever FUNCTOK_CACHE is
@@ -89,7 +94,9 @@ def main() -> None:
 
     stores = [d for d in (cache / "activation_stores").iterdir() if (d / "store.json").exists()]
     mine = [d for d in stores if json.loads((d / "params.json").read_text())["checkpoint"] == q["checkpoint"]]
-    train = next(d for d in mine if store_info(d)["windows"] == q["windows"])
+    train = next((d for d in mine if store_info(d)["windows"] == q["windows"]), None)
+    if train is None:
+        raise SystemExit(f"--layer/--seed: the store {sae_dir.name} trained on ({q['windows']}) is not in the cache")
     others = [d for d in mine if store_info(d)["windows"] != q["windows"] and hook in store_info(d)["hook_names"]]
     held = others[0] if others else None
     acts = store_training_activations(train, entry(q["windows"]), hook, base.training_tokens)
