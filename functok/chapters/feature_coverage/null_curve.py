@@ -58,19 +58,22 @@ def token_identity(
     share of d_sae their features cover (mean, lo, hi over `n_draws` seeded orders; nan where the candidates'
     occurrences fall short of N)."""
     tokens, features, _ = edges
-    order_f = np.argsort(features, kind="stable")  # edges grouped by feature, for one reduceat per draw
-    f_sorted = features[order_f]
+    cand = np.zeros(token_counts.shape[0], bool)
+    cand[candidates] = True
+    keep = cand[tokens]  # only candidates' edges can be drawn: the others never cover a feature
+    order_f = np.argsort(features[keep], kind="stable")  # edges grouped by feature, for one reduceat per draw
+    f_sorted = features[keep][order_f]
+    t_sorted = tokens[keep][order_f]  # gathered once: each draw only looks up its order at these tokens
     starts = np.flatnonzero(np.r_[True, f_sorted[1:] != f_sorted[:-1]]) if f_sorted.size else np.zeros(0, int)
     rng = np.random.default_rng(seed)
-    big = np.iinfo(np.int64).max
+    pos = np.zeros(token_counts.shape[0], np.int32)  # a token's place in the draw's order (int32: half the reads)
     out = np.full((n_draws, len(ns)), np.nan)
     for d in range(n_draws):
         perm = rng.permutation(candidates)
-        pos = np.full(token_counts.shape[0], big, np.int64)  # a token's place in the draw's order
-        pos[perm] = np.arange(perm.size)
+        pos[perm] = np.arange(perm.size, dtype=np.int32)
         cum = np.cumsum(token_counts[perm])
-        first = np.minimum.reduceat(pos[tokens[order_f]], starts) if starts.size else np.zeros(0, np.int64)
-        first = np.sort(first[first < big])  # per feature: the first drawn type that fires it
+        first = np.minimum.reduceat(pos[t_sorted], starts) if starts.size else np.zeros(0, np.int32)
+        first = np.sort(first)  # per feature fired by a candidate: the first drawn type that fires it
         for j, n in enumerate(ns):
             i = int(np.searchsorted(cum, n))  # the types 0..i reach n occurrences
             if i < perm.size:
