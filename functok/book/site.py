@@ -309,7 +309,7 @@ def build_book(preset: str = "embedded", run: bool = True, root: Path = ROOT, re
     out = Path(root) / "book" / "chapters"
     cfgs = [resolve(c, preset, {"out_dir": str(out)}) for c in chapters()]
     extra = [(r, resolve_model_run(r, preset, str(out))) for r in model_runs(preset)]
-    sweeps = robustness_plans(preset, Path(root) / ROBUSTNESS)
+    sweeps = robustness_plans(preset, Path(root) / ROBUSTNESS, out)  # a grid point that is a run above reads it
     if run:
         since, timed = time.time(), []
         runs = [(cfg, "") for cfg in cfgs]

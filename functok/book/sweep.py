@@ -19,6 +19,7 @@ import dataclasses
 import hashlib
 import itertools
 import json
+import os
 import re
 import shlex
 from dataclasses import dataclass
@@ -28,7 +29,7 @@ from typing import Any, ClassVar
 
 from functok.book.run import up_to_date
 from functok.chapters.registry import chapter as chapter_entry
-from functok.chapters.registry import model_runs, resolve
+from functok.chapters.registry import model_runs, resolve, resolve_model_run
 from functok.core.cache import relpath, write_json_atomic
 from functok.core.config import ROOT, ChapterConfig, ParamError, load_preset, param, validate
 
@@ -130,9 +131,12 @@ def plan(
     out: str | Path | None = None,
     why: str = "",
     model_run: str = "",
+    main: ChapterConfig | None = None,
 ) -> Plan:
     """Every run of the grid (the product of its values, in grid order), each validated like `functok
-    run` before anything starts. ParamError (one line, naming the parameter) on any bad name or value."""
+    run` before anything starts. ParamError (one line, naming the parameter) on any bad name or value.
+    A grid point whose config is `main`'s in everything but out_dir is that run (its folder, its results):
+    the book's run at the preset's own value is not run a second time for the robustness page."""
     chapter_entry(chapter)  # a chapter of the book ('pretrain' is no chapter to sweep)
     if not grid:
         raise ParamError("grid: nothing to sweep; expected at least one --grid NAME VALUES")
@@ -156,14 +160,24 @@ def plan(
         if key in seen:
             raise ParamError(f"grid: {values} and {seen[key]} are the same parameter set; expected distinct values")
         seen[key] = values
-        runs.append(PlannedRun(key, values, dataclasses.replace(cfg, out_dir=str(out / key))))
+        own = main if main is not None and same_run(cfg, main) else dataclasses.replace(cfg, out_dir=str(out / key))
+        runs.append(PlannedRun(key, values, own))
     return Plan(chapter, preset, dict(fixed), {k: list(v) for k, v in grid.items()}, out, tuple(runs), why, model_run)
+
+
+def same_run(a: ChapterConfig, b: ChapterConfig) -> bool:
+    """The two configs write the same results (every field but out_dir equal; results are seeded)."""
+    return a.chapter == b.chapter and _without_out_dir(a) == _without_out_dir(b)
+
+
+def _without_out_dir(cfg: ChapterConfig) -> dict:
+    return {k: v for k, v in dataclasses.asdict(cfg).items() if k != "out_dir"}
 
 
 def run_key(values: dict, cfg: ChapterConfig) -> str:
     """A folder name: the grid values, readable, then a hash of the whole resolved config (but out_dir),
     so that another preset or fixed parameter never reuses a run folder."""
-    whole = {k: v for k, v in dataclasses.asdict(cfg).items() if k != "out_dir"} | {"chapter": cfg.chapter}
+    whole = _without_out_dir(cfg) | {"chapter": cfg.chapter}
     digest = hashlib.sha1(json.dumps(whole, sort_keys=True, default=str).encode()).hexdigest()[:8]
     readable = "__".join(f"{name}-{_slug(v)}" for name, v in values.items())
     return f"{readable[:80]}-{digest}"
@@ -189,9 +203,9 @@ def write_index(p: Plan, outcomes: dict[str, dict] | None = None) -> Path:
             "key": r.key,
             "values": r.values,
             "status": "finished" if done else ("failed" if r.key in outcomes else "pending"),
-            "results": f"{r.key}/{r.results.name}",
-            "notebook": f"{r.key}/{r.notebook.name}",
-            "log": f"{r.key}/{LOG}",
+            "results": _rel(r.results, p.out),
+            "notebook": _rel(r.notebook, p.out),
+            "log": _rel(r.log, p.out),
         }
         row.update({k: v for k, v in outcomes.get(r.key, {}).items() if k in ("returncode", "seconds", "node")})
         rows.append(row)
@@ -208,6 +222,11 @@ def write_index(p: Plan, outcomes: dict[str, dict] | None = None) -> Path:
     }
     write_json_atomic(p.index, doc)
     return p.index
+
+
+def _rel(path: Path, out: Path) -> str:
+    """A run's file relative to the sweep folder (a main run's folder lies outside it: '../../chapters/...')."""
+    return Path(os.path.relpath(Path(path).resolve(), Path(out).resolve())).as_posix()
 
 
 def read_index(out: str | Path) -> dict:
@@ -276,9 +295,20 @@ def robustness_sweeps(preset: str) -> list[RobustnessSweep]:
     return out
 
 
-def robustness_plans(preset: str, folder: Path) -> list[Plan]:
-    """The preset's robustness sweeps, planned (validated) into folder/<chapter>[.<model run>]/."""
+def robustness_plans(preset: str, folder: Path, book_dir: Path | None = None) -> list[Plan]:
+    """The preset's robustness sweeps, planned (validated) into folder/<chapter>[.<model run>]/. With `book_dir`
+    (the folder `functok book` runs the chapters into) a grid point that is the book's own run of the chapter
+    (or of the model run) reads that run's results instead of running it again."""
+    runs = {(r.label, r.chapter): r for r in model_runs(preset)}
+
+    def main(s: RobustnessSweep) -> ChapterConfig | None:
+        if book_dir is None:
+            return None
+        if s.model_run:
+            return resolve_model_run(runs[(s.model_run, s.chapter)], preset, str(book_dir))
+        return resolve(s.chapter, preset, {"out_dir": str(book_dir)})
+
     return [
-        plan(s.chapter, preset, s.params, s.grid, Path(folder) / s.folder_name, why=s.why, model_run=s.model_run)
+        plan(s.chapter, preset, s.params, s.grid, Path(folder) / s.folder_name, s.why, s.model_run, main(s))
         for s in robustness_sweeps(preset)
     ]

@@ -8,6 +8,7 @@ import shlex
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 from fresh import write_fresh_results
@@ -214,6 +215,35 @@ def test_a_robustness_sweep_of_a_model_run_starts_from_its_overrides(presets, tm
     )
     with pytest.raises(ParamError, match=r"^robustness\[0\]: model_run 'nope' has no function_tokens run"):
         sweep.robustness_plans("q", tmp_path)
+
+
+def test_a_grid_point_that_is_the_books_own_run_reads_it_and_runs_nothing(presets, tmp_path, monkeypatch):
+    """The book's run at the preset's threshold is not run again for the robustness page: that grid point's
+    folder is the book's (the main run or the model run), its index row points there, and once the book's
+    run is written the sweep counts it finished; the other points and a different fixed parameter do not."""
+    (presets / "p.yaml").write_text(
+        "function_tokens: {coverage_threshold: 0.4, n_bins: 5}\n"
+        "model_runs:\n  big: {function_tokens: {n_bins: 7}}\nrobustness:\n"
+        "  - {chapter: function_tokens, grid: {coverage_threshold: [0.3, 0.4]}}\n"
+        "  - {chapter: function_tokens, model_run: big, grid: {coverage_threshold: [0.4, 0.5]}}\n"
+    )
+    book = tmp_path / "book" / "chapters"
+    main, big = sweep.robustness_plans("p", tmp_path / "r", book)
+    assert [r.cfg.out_dir for r in main.runs] == [str(main.out / main.runs[0].key), str(book)]
+    assert [r.cfg.out_dir for r in big.runs] == [str(book / "big"), str(big.out / big.runs[1].key)]
+    assert [r.finished() for r in main.runs + big.runs] == [False] * 4
+    write_fresh_results(main.runs[1].cfg, monkeypatch)  # the book's main run, as `functok book` writes it
+    assert [r.finished() for r in main.runs + big.runs] == [False, True, False, False]
+    sweep.write_index(main)
+    row = json.loads(main.index.read_text())["runs"][1]
+    assert row["status"] == "finished" and (main.out / row["results"]).resolve() == book / "function_tokens.json"
+    alone = sweep.robustness_plans("p", tmp_path / "r")  # `functok sweep`-like: no book folder, every point its own
+    assert all(Path(r.cfg.out_dir).parent == p.out for p in alone for r in p.runs)
+    (presets / "q.yaml").write_text(
+        "robustness:\n  - {chapter: function_tokens, grid: {coverage_threshold: [0.4]}, params: {seed: 9}}\n"
+    )
+    [other] = sweep.robustness_plans("q", tmp_path / "r", book)  # seed 9 is not the book's run
+    assert Path(other.runs[0].cfg.out_dir).parent == other.out
 
 
 def test_index_is_json_with_relative_paths(tmp_path):
