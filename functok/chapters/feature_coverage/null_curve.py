@@ -61,8 +61,9 @@ def token_identity(
     cand = np.zeros(token_counts.shape[0], bool)
     cand[candidates] = True
     keep = cand[tokens]  # only candidates' edges can be drawn: the others never cover a feature
-    order_f = np.argsort(features[keep], kind="stable")  # edges grouped by feature, for one reduceat per draw
-    f_sorted = features[keep][order_f]
+    f_kept = features[keep]
+    order_f = np.argsort(f_kept, kind="stable")  # edges grouped by feature, for one reduceat per draw
+    f_sorted = f_kept[order_f]
     t_sorted = tokens[keep][order_f]  # gathered once: each draw only looks up its order at these tokens
     starts = np.flatnonzero(np.r_[True, f_sorted[1:] != f_sorted[:-1]]) if f_sorted.size else np.zeros(0, int)
     rng = np.random.default_rng(seed)
